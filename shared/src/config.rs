@@ -1,0 +1,254 @@
+//! Configuration, read once from the environment into types. A missing or malformed variable is
+//! named in the error, so a bad deployment fails at start-up with a sentence, not at first use.
+
+use crate::identity::{SubjectKeySecret, WeakSecret};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+/// The data classes of the design, one table each. The one place that ties a table to its
+/// template resource and its environment variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    Conversations,
+    OptOuts,
+    PrivacyRequests,
+    Audit,
+    Tenants,
+    Quarantine,
+}
+
+impl TableKind {
+    pub const ALL: [TableKind; 6] = [
+        Self::Conversations,
+        Self::OptOuts,
+        Self::PrivacyRequests,
+        Self::Audit,
+        Self::Tenants,
+        Self::Quarantine,
+    ];
+
+    /// Logical id of the table in template.yaml.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Self::Conversations => "ConversationsTable",
+            Self::OptOuts => "OptOutsTable",
+            Self::PrivacyRequests => "PrivacyRequestsTable",
+            Self::Audit => "AuditTable",
+            Self::Tenants => "TenantsTable",
+            Self::Quarantine => "QuarantineTable",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Conversations => "CONVERSATIONS_TABLE",
+            Self::OptOuts => "OPTOUTS_TABLE",
+            Self::PrivacyRequests => "PRIVACY_REQUESTS_TABLE",
+            Self::Audit => "AUDIT_TABLE",
+            Self::Tenants => "TENANTS_TABLE",
+            Self::Quarantine => "QUARANTINE_TABLE",
+        }
+    }
+
+    /// Suffix of the table name, after the stack or test prefix.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Conversations => "conversations",
+            Self::OptOuts => "optouts",
+            Self::PrivacyRequests => "privacy-requests",
+            Self::Audit => "audit",
+            Self::Tenants => "tenants",
+            Self::Quarantine => "quarantine",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub conversations: String,
+    pub opt_outs: String,
+    pub privacy_requests: String,
+    pub audit: String,
+    pub tenants: String,
+    pub quarantine: String,
+}
+
+impl TableNames {
+    /// `<prefix><short name>` for every table: how the local stack and tests name theirs.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let named = Self::from_fn(|k| Ok::<_, std::convert::Infallible>(format!("{prefix}{}", k.short_name())));
+        match named {
+            Ok(n) => n,
+            Err(never) => match never {},
+        }
+    }
+
+    pub fn get(&self, kind: TableKind) -> &str {
+        match kind {
+            TableKind::Conversations => &self.conversations,
+            TableKind::OptOuts => &self.opt_outs,
+            TableKind::PrivacyRequests => &self.privacy_requests,
+            TableKind::Audit => &self.audit,
+            TableKind::Tenants => &self.tenants,
+            TableKind::Quarantine => &self.quarantine,
+        }
+    }
+
+    fn from_fn<E>(mut f: impl FnMut(TableKind) -> Result<String, E>) -> Result<Self, E> {
+        Ok(Self {
+            conversations: f(TableKind::Conversations)?,
+            opt_outs: f(TableKind::OptOuts)?,
+            privacy_requests: f(TableKind::PrivacyRequests)?,
+            audit: f(TableKind::Audit)?,
+            tenants: f(TableKind::Tenants)?,
+            quarantine: f(TableKind::Quarantine)?,
+        })
+    }
+}
+
+/// Endpoint overrides for emulators; unset in AWS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub dynamodb: Option<String>,
+    pub sqs: Option<String>,
+}
+
+pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
+pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
+pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
+
+/// What every function needs: where the data lives and the secret that finds people in it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub tables: TableNames,
+    pub subject_key_secret: SubjectKeySecret,
+    pub endpoints: Endpoints,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| -> Result<String, ConfigError> {
+            match lookup(name) {
+                Some(v) if !v.trim().is_empty() => Ok(v),
+                _ => Err(ConfigError::Missing(name)),
+            }
+        };
+        let tables = TableNames::from_fn(|k| {
+            let name = required(k.env_var())?;
+            table_name(&name).map_err(|reason| ConfigError::Malformed {
+                name: k.env_var(),
+                reason,
+            })?;
+            Ok(name)
+        })?;
+        let subject_key_secret =
+            SubjectKeySecret::new(required(SUBJECT_KEY_SECRET)?.into_bytes()).map_err(|WeakSecret| {
+                ConfigError::Malformed {
+                    name: SUBJECT_KEY_SECRET,
+                    reason: WeakSecret.to_string(),
+                }
+            })?;
+        let endpoint = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match lookup(name).filter(|v| !v.is_empty()) {
+                Some(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(Some(v)),
+                Some(_) => Err(ConfigError::Malformed {
+                    name,
+                    reason: "must start with http:// or https://".to_owned(),
+                }),
+                None => Ok(None),
+            }
+        };
+        Ok(Self {
+            tables,
+            subject_key_secret,
+            endpoints: Endpoints {
+                dynamodb: endpoint(DYNAMODB_ENDPOINT)?,
+                sqs: endpoint(SQS_ENDPOINT)?,
+            },
+        })
+    }
+}
+
+/// DynamoDB's rule: 3-255 characters of letters, digits, `_`, `-`, `.`.
+fn table_name(name: &str) -> Result<(), String> {
+    let ok = (3..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("a table name is 3-255 characters of letters, digits, '_', '-' and '.'".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn full_env() -> HashMap<&'static str, String> {
+        let mut env: HashMap<&'static str, String> = TableKind::ALL
+            .iter()
+            .map(|k| (k.env_var(), format!("sv-{}", k.short_name())))
+            .collect();
+        env.insert(SUBJECT_KEY_SECRET, "x".repeat(40));
+        env
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|n| env.get(n).cloned())
+    }
+
+    #[test]
+    fn a_complete_environment_loads() {
+        let c = load(&full_env()).expect("complete");
+        assert_eq!(c.tables, TableNames::with_prefix("sv-"));
+        assert_eq!(c.endpoints, Endpoints::default());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let mut env = full_env();
+        env.remove("AUDIT_TABLE");
+        assert_eq!(load(&env).err(), Some(ConfigError::Missing("AUDIT_TABLE")));
+
+        let mut env = full_env();
+        env.insert(SUBJECT_KEY_SECRET, "short".into());
+        let err = load(&env).expect_err("weak secret refused");
+        assert!(err.to_string().contains("SUBJECT_KEY_SECRET"), "{err}");
+
+        let mut env = full_env();
+        env.insert("TENANTS_TABLE", "a b".into());
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Malformed {
+                name: "TENANTS_TABLE",
+                ..
+            })
+        ));
+
+        let mut env = full_env();
+        env.insert(DYNAMODB_ENDPOINT, "localhost:8000".into());
+        assert!(matches!(
+            load(&env),
+            Err(ConfigError::Malformed {
+                name: DYNAMODB_ENDPOINT,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let c = load(&full_env()).expect("complete");
+        assert!(!format!("{c:?}").contains(&"x".repeat(40)));
+    }
+}

@@ -1,0 +1,30 @@
+use super::contact::ContactId;
+use super::tenant::TenantId;
+use crate::identity::SubjectKey;
+use crate::timestamp::{Expiry, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Read,
+    Export,
+    Lookup,
+    Change,
+    Erase,
+}
+
+/// Who touched whose data, when and why. Names the data by contact id or subject key only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: uuid::Uuid,
+    pub tenant: TenantId,
+    pub at: Timestamp,
+    /// The operator, service or API principal that acted.
+    pub actor: String,
+    pub action: AuditAction,
+    pub contact: Option<ContactId>,
+    pub subject_key: Option<SubjectKey>,
+    pub reason: String,
+    pub expires_at: Expiry,
+}

@@ -1,0 +1,84 @@
+use super::tenant::{Channel, TenantId};
+use crate::identity::{Identifier, SubjectKey, SubjectKeySecret};
+use crate::timestamp::{Expiry, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A contact is keyed by its channel's stable id: the WhatsApp business-scoped user id (or the
+/// wa_id for payloads that predate it), the Instagram-scoped id. Personal data: never logged.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContactId {
+    pub channel: Channel,
+    pub stable_id: String,
+}
+
+impl fmt::Debug for ContactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContactId({}, <redacted>)", self.channel)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("contact id must be 1-160 characters without '#' or whitespace")]
+pub struct BadContactId;
+
+impl ContactId {
+    pub fn new(channel: Channel, stable_id: impl Into<String>) -> Result<Self, BadContactId> {
+        let stable_id = stable_id.into();
+        let ok = (1..=160).contains(&stable_id.len())
+            && !stable_id.contains('#')
+            && !stable_id.chars().any(char::is_whitespace);
+        if ok {
+            Ok(Self { channel, stable_id })
+        } else {
+            Err(BadContactId)
+        }
+    }
+}
+
+/// A contact in a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContactRef {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+}
+
+/// An identifier seen for a contact, with the subject key that finds it across tenants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentifier {
+    pub identifier: Identifier,
+    pub subject_key: SubjectKey,
+}
+
+impl LinkedIdentifier {
+    pub fn new(secret: &SubjectKeySecret, identifier: Identifier) -> Self {
+        let subject_key = secret.subject_key(&identifier);
+        Self {
+            identifier,
+            subject_key,
+        }
+    }
+}
+
+/// What one event tells us about a contact. Applied only if `seen_at` is not older than what is
+/// stored, so a redelivered old event cannot roll a profile back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactUpsert {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub profile_name: Option<String>,
+    pub identifiers: Vec<LinkedIdentifier>,
+    pub seen_at: Timestamp,
+    pub expires_at: Expiry,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub profile_name: Option<String>,
+    pub identifiers: Vec<LinkedIdentifier>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub expires_at: Expiry,
+}

@@ -1,0 +1,17 @@
+//! The nouns of the data plane. Plain data: storage and transport live in `store` and `queue`.
+
+pub mod audit;
+pub mod contact;
+pub mod message;
+pub mod optout;
+pub mod privacy;
+pub mod quarantine;
+pub mod tenant;
+
+pub use audit::{AuditAction, AuditEvent};
+pub use contact::{BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier};
+pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
+pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState};
+pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};
+pub use quarantine::{QuarantineBucket, QuarantineEntry};
+pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantId};

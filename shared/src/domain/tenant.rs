@@ -1,0 +1,140 @@
+use crate::deadline::Jurisdiction;
+use crate::retention::RetentionMonths;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A tenant id: 3-64 lowercase letters, digits and hyphens. It starts every key that holds the
+/// tenant's data, so it may not contain the key separator `#`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("tenant id must be 3-64 characters of a-z, 0-9 and '-'")]
+pub struct BadTenantId;
+
+impl TenantId {
+    pub fn new(s: impl Into<String>) -> Result<Self, BadTenantId> {
+        let s = s.into();
+        let ok = (3..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(Self(s)) } else { Err(BadTenantId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = BadTenantId;
+    fn try_from(s: String) -> Result<Self, BadTenantId> {
+        Self::new(s)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(t: TenantId) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    #[serde(rename = "whatsapp")]
+    WhatsApp,
+    Instagram,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WhatsApp => "whatsapp",
+            Self::Instagram => "instagram",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A business account that receives webhooks: a WhatsApp `phone_number_id` or an Instagram
+/// account id. Numeric ids assigned by Meta; not personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChannelAccount {
+    pub channel: Channel,
+    pub account_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{channel} account id must be 1-32 digits")]
+pub struct BadAccountId {
+    pub channel: Channel,
+}
+
+impl ChannelAccount {
+    pub fn new(channel: Channel, account_id: impl Into<String>) -> Result<Self, BadAccountId> {
+        let account_id = account_id.into();
+        if (1..=32).contains(&account_id.len()) && account_id.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self { channel, account_id })
+        } else {
+            Err(BadAccountId { channel })
+        }
+    }
+}
+
+/// The language the tenant's replies (opt-out confirmations, status pages) are written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Locale {
+    #[default]
+    #[serde(rename = "es")]
+    Spanish,
+    #[serde(rename = "en")]
+    English,
+    #[serde(rename = "pt")]
+    Portuguese,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub accounts: Vec<ChannelAccount>,
+    pub retention_months: RetentionMonths,
+    pub locale: Locale,
+    pub jurisdiction: Jurisdiction,
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_cannot_break_key_formats() {
+        assert!(TenantId::new("acme-01").is_ok());
+        for bad in ["ab", "Acme", "acme#1", "a b c", ""] {
+            assert_eq!(TenantId::new(bad), Err(BadTenantId), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<TenantId>("\"x#y-z\"").is_err());
+    }
+
+    #[test]
+    fn account_ids_are_meta_numeric_ids() {
+        assert!(ChannelAccount::new(Channel::WhatsApp, "106540352242922").is_ok());
+        assert!(ChannelAccount::new(Channel::Instagram, "17841400000000x").is_err());
+        assert!(ChannelAccount::new(Channel::Instagram, "").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Socio Virtual's common crate: the domain of the data plane (tenants, contacts, messages,
+//! opt-outs, privacy requests, audit), the rules the privacy policy promises (retention,
+//! deadlines, identifier normalization, subject keys), and the storage and queue ports with their
+//! DynamoDB/SQS and embedded adapters.
+
+pub mod clock;
+pub mod config;
+pub mod deadline;
+pub mod domain;
+pub mod identity;
+pub mod phone;
+pub mod retention;
+pub mod timestamp;

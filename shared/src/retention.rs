@@ -1,0 +1,97 @@
+//! Every retention period the privacy policy promises, in one place (policy §6). Changing a period
+//! means changing it here; template.yaml's TTL attributes only say *which* attribute expires.
+
+use crate::timestamp::{Expiry, Timestamp};
+use time::Duration;
+
+/// Messages, statuses and contact profiles: at most 24 months from the event; a tenant may choose less.
+pub const MAX_MESSAGE_RETENTION_MONTHS: u8 = 24;
+/// Technical logs (CloudWatch log groups in template.yaml carry the same number).
+pub const LOG_RETENTION_DAYS: u16 = 90;
+/// Raw envelopes that could not be processed hold personal data: keep them briefly.
+pub const QUARANTINE_RETENTION_DAYS: i64 = 30;
+/// Audit events, unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION_MONTHS: u32 = 24;
+/// Closed privacy requests and their receipts: the limitation period, unless configured otherwise.
+pub const DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS: u32 = 60;
+
+/// A tenant's chosen message retention, bounded by the policy's maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct RetentionMonths(u8);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("retention_months must be between 1 and {MAX_MESSAGE_RETENTION_MONTHS}, got {0}")]
+pub struct RetentionError(pub u8);
+
+impl RetentionMonths {
+    pub const MAX: Self = Self(MAX_MESSAGE_RETENTION_MONTHS);
+
+    pub fn new(months: u8) -> Result<Self, RetentionError> {
+        if (1..=MAX_MESSAGE_RETENTION_MONTHS).contains(&months) {
+            Ok(Self(months))
+        } else {
+            Err(RetentionError(months))
+        }
+    }
+
+    pub fn months(self) -> u8 {
+        self.0
+    }
+
+    /// Expiry of anything derived from an event at `event_time`.
+    pub fn expiry_for(self, event_time: Timestamp) -> Expiry {
+        Expiry::at(event_time.plus_months(u32::from(self.0)))
+    }
+}
+
+impl Default for RetentionMonths {
+    fn default() -> Self {
+        Self::MAX
+    }
+}
+
+impl TryFrom<u8> for RetentionMonths {
+    type Error = RetentionError;
+    fn try_from(v: u8) -> Result<Self, Self::Error> {
+        Self::new(v)
+    }
+}
+
+impl From<RetentionMonths> for u8 {
+    fn from(r: RetentionMonths) -> u8 {
+        r.0
+    }
+}
+
+pub fn quarantine_expiry(received_at: Timestamp) -> Expiry {
+    Expiry::at(received_at.plus(Duration::days(QUARANTINE_RETENTION_DAYS)))
+}
+
+pub fn audit_expiry(at: Timestamp, months: u32) -> Expiry {
+    Expiry::at(at.plus_months(months))
+}
+
+pub fn closed_request_expiry(closed_at: Timestamp, months: u32) -> Expiry {
+    Expiry::at(closed_at.plus_months(months))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_bounded_by_the_policy() {
+        assert_eq!(RetentionMonths::new(0), Err(RetentionError(0)));
+        assert_eq!(RetentionMonths::new(25), Err(RetentionError(25)));
+        assert_eq!(RetentionMonths::new(24).map(|r| r.months()), Ok(24));
+        assert!(serde_json::from_str::<RetentionMonths>("36").is_err());
+    }
+
+    #[test]
+    fn message_expiry_is_calendar_months_after_the_event() {
+        let event = Timestamp::parse_rfc3339("2026-03-15T12:00:00Z").expect("valid");
+        let exp = RetentionMonths::MAX.expiry_for(event);
+        assert_eq!(exp.as_timestamp().to_string(), "2028-03-15T12:00:00Z");
+    }
+}
