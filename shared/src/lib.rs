@@ -3,11 +3,16 @@
 //! deadlines, identifier normalization, subject keys), and the storage and queue ports with their
 //! DynamoDB/SQS and embedded adapters.
 
+pub mod aws;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod identity;
 pub mod phone;
+pub mod provision;
+pub mod queue;
 pub mod retention;
+pub mod store;
 pub mod timestamp;

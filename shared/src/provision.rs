@@ -1,0 +1,266 @@
+//! Creates emulator tables from template.yaml, the only definition of the tables: the local stack
+//! and the test harness read it, so local and AWS cannot drift.
+
+use crate::config::{TableKind, TableNames};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The SAM template, compiled in so a binary can provision without the source tree.
+pub const TEMPLATE: &str = include_str!("../../template.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("template.yaml is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("template.yaml has no AWS::DynamoDB::Table named {0}")]
+    MissingTable(&'static str),
+    #[error("template.yaml table {table}: {reason}")]
+    BadTable { table: String, reason: String },
+    #[error("creating table {table}: {reason}")]
+    Backend { table: String, reason: String },
+}
+
+#[derive(Deserialize)]
+struct Template {
+    #[serde(rename = "Resources")]
+    resources: BTreeMap<String, Resource>,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Properties", default)]
+    properties: serde_yaml::Value,
+}
+
+/// The parts of an `AWS::DynamoDB::Table` an emulator needs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TableSpec {
+    pub attribute_definitions: Vec<AttributeSpec>,
+    pub key_schema: Vec<KeySpec>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<IndexSpec>,
+    #[serde(default)]
+    pub local_secondary_indexes: Vec<IndexSpec>,
+    pub time_to_live_specification: Option<TtlSpec>,
+    pub billing_mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeSpec {
+    pub attribute_name: String,
+    pub attribute_type: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeySpec {
+    pub attribute_name: String,
+    pub key_type: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexSpec {
+    pub index_name: String,
+    pub key_schema: Vec<KeySpec>,
+    pub projection: ProjectionSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProjectionSpec {
+    pub projection_type: String,
+    #[serde(default)]
+    pub non_key_attributes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TtlSpec {
+    pub attribute_name: String,
+    pub enabled: bool,
+}
+
+/// Every table of the template, by logical id.
+pub fn table_specs(template: &str) -> Result<BTreeMap<String, TableSpec>, ProvisionError> {
+    let t: Template = serde_yaml::from_str(template).map_err(|e| ProvisionError::Yaml(e.to_string()))?;
+    t.resources
+        .into_iter()
+        .filter(|(_, r)| r.kind == "AWS::DynamoDB::Table")
+        .map(|(id, r)| {
+            let spec = serde_yaml::from_value(r.properties).map_err(|e| ProvisionError::BadTable {
+                table: id.clone(),
+                reason: e.to_string(),
+            })?;
+            Ok((id, spec))
+        })
+        .collect()
+}
+
+pub fn spec_for(specs: &BTreeMap<String, TableSpec>, kind: TableKind) -> Result<&TableSpec, ProvisionError> {
+    specs
+        .get(kind.logical_id())
+        .ok_or(ProvisionError::MissingTable(kind.logical_id()))
+}
+
+fn keys(schema: &[KeySpec]) -> Vec<KeySchemaElement> {
+    schema
+        .iter()
+        .filter_map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute_name)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+fn projection(p: &ProjectionSpec) -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::from(p.projection_type.as_str()))
+        .set_non_key_attributes((!p.non_key_attributes.is_empty()).then(|| p.non_key_attributes.clone()))
+        .build()
+}
+
+/// Creates every table of the design under `names`, with its indexes and TTL, as the template
+/// declares them.
+pub async fn create_tables(client: &Client, template: &str, names: &TableNames) -> Result<(), ProvisionError> {
+    let specs = table_specs(template)?;
+    for kind in TableKind::ALL {
+        create_table(client, names.get(kind), spec_for(&specs, kind)?).await?;
+    }
+    Ok(())
+}
+
+pub async fn create_table(client: &Client, name: &str, spec: &TableSpec) -> Result<(), ProvisionError> {
+    let fail = |reason: String| ProvisionError::Backend {
+        table: name.to_owned(),
+        reason,
+    };
+    let attrs = spec
+        .attribute_definitions
+        .iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(&a.attribute_name)
+                .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                .build()
+                .map_err(|e| fail(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let gsis = spec
+        .global_secondary_indexes
+        .iter()
+        .map(|i| {
+            GlobalSecondaryIndex::builder()
+                .index_name(&i.index_name)
+                .set_key_schema(Some(keys(&i.key_schema)))
+                .projection(projection(&i.projection))
+                .build()
+                .map_err(|e| fail(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let lsis = spec
+        .local_secondary_indexes
+        .iter()
+        .map(|i| {
+            LocalSecondaryIndex::builder()
+                .index_name(&i.index_name)
+                .set_key_schema(Some(keys(&i.key_schema)))
+                .projection(projection(&i.projection))
+                .build()
+                .map_err(|e| fail(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    client
+        .create_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(attrs))
+        .set_key_schema(Some(keys(&spec.key_schema)))
+        .set_global_secondary_indexes((!gsis.is_empty()).then_some(gsis))
+        .set_local_secondary_indexes((!lsis.is_empty()).then_some(lsis))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| fail(DisplayErrorContext(e).to_string()))?;
+    if let Some(ttl) = spec.time_to_live_specification.as_ref().filter(|t| t.enabled) {
+        let ttl_spec = TimeToLiveSpecification::builder()
+            .attribute_name(&ttl.attribute_name)
+            .enabled(true)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(ttl_spec)
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e).to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys;
+
+    fn specs() -> BTreeMap<String, TableSpec> {
+        table_specs(TEMPLATE).expect("template parses")
+    }
+
+    #[test]
+    fn every_table_of_the_design_is_in_the_template_with_ttl() {
+        let specs = specs();
+        for kind in TableKind::ALL {
+            let spec = spec_for(&specs, kind).expect("declared");
+            let key_names: Vec<_> = spec.key_schema.iter().map(|k| k.attribute_name.as_str()).collect();
+            assert_eq!(key_names, ["pk", "sk"], "{kind:?}");
+            if kind != TableKind::OptOuts && kind != TableKind::Tenants {
+                let ttl = spec.time_to_live_specification.as_ref().expect("TTL declared");
+                assert_eq!(
+                    (ttl.attribute_name.as_str(), ttl.enabled),
+                    (keys::EXPIRES_AT, true),
+                    "{kind:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_indexes_the_adapters_query_are_declared() {
+        let specs = specs();
+        let index_names = |kind| {
+            let s = spec_for(&specs, kind).expect("declared");
+            s.global_secondary_indexes
+                .iter()
+                .chain(&s.local_secondary_indexes)
+                .map(|i| i.index_name.clone())
+                .collect::<Vec<_>>()
+        };
+        let conv = index_names(TableKind::Conversations);
+        for idx in [
+            keys::CONTACTS_BY_TENANT_INDEX,
+            keys::BY_SUBJECT_INDEX,
+            keys::MESSAGES_BY_TIME_INDEX,
+        ] {
+            assert!(conv.iter().any(|i| i == idx), "{idx} missing");
+        }
+        assert!(
+            index_names(TableKind::PrivacyRequests)
+                .iter()
+                .any(|i| i == keys::OPEN_BY_DUE_INDEX)
+        );
+    }
+}

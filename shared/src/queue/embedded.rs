@@ -1,0 +1,122 @@
+//! An in-process queue with SQS's visibility semantics, timed by the clock port so tests can move
+//! time past a visibility timeout instead of sleeping through it.
+
+use super::{Queue, QueueError, ReceivedMessage, check_sizes};
+use crate::clock::SharedClock;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    body: String,
+    receive_count: u32,
+    visible_at: Timestamp,
+    receipt: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct EmbeddedQueue {
+    clock: SharedClock,
+    visibility: time::Duration,
+    entries: Mutex<VecDeque<Entry>>,
+    arrived: Notify,
+}
+
+impl EmbeddedQueue {
+    pub fn new(clock: SharedClock, visibility: Duration) -> Self {
+        Self {
+            clock,
+            visibility: time::Duration::try_from(visibility).unwrap_or(time::Duration::SECOND * 30),
+            entries: Mutex::default(),
+            arrived: Notify::new(),
+        }
+    }
+
+    /// Messages stored, visible or in flight.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take_visible(&self, max: usize) -> Vec<ReceivedMessage> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter_mut()
+            .filter(|e| e.visible_at <= now)
+            .take(max)
+            .map(|e| {
+                let receipt = uuid::Uuid::new_v4().to_string();
+                e.receive_count += 1;
+                e.visible_at = now.plus(self.visibility);
+                e.receipt = Some(receipt.clone());
+                ReceivedMessage {
+                    message_id: e.id.clone(),
+                    receipt,
+                    body: e.body.clone(),
+                    receive_count: e.receive_count,
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+        check_sizes(bodies)?;
+        let now = self.clock.now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for body in bodies {
+            entries.push_back(Entry {
+                id: uuid::Uuid::new_v4().to_string(),
+                body: body.clone(),
+                receive_count: 0,
+                visible_at: now,
+                receipt: None,
+            });
+        }
+        drop(entries);
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if !(1..=10).contains(&max) {
+            return Err(QueueError::BadBatchSize);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            let got = self.take_visible(max);
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got);
+            }
+            // Also wake periodically: in-flight messages become visible by the clock, not by a send.
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                arrived,
+            )
+            .await;
+        }
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.iter().position(|e| e.receipt.as_deref() == Some(receipt)) {
+            Some(i) => {
+                entries.remove(i);
+                Ok(())
+            }
+            None => Err(QueueError::StaleReceipt),
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The one place that talks to the DynamoDB SDK: conditional writes, paged queries with the expiry
+//! filter, batch deletes with retry of unprocessed items, and capacity accounting.
+
+use crate::backoff::Backoff;
+use crate::store::keys::EXPIRES_AT;
+use crate::store::{Cursor, Page, PageRequest, StoreError};
+use crate::timestamp::Timestamp;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, DeleteRequest, ReturnConsumedCapacity, ReturnValue, TransactWriteItem,
+    WriteRequest,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+type Names = HashMap<String, String>;
+type Values = HashMap<String, AttributeValue>;
+
+/// Capacity units consumed per table since the meter was made.
+#[derive(Clone, Debug, Default)]
+pub struct CapacityMeter(Arc<Mutex<BTreeMap<String, f64>>>);
+
+impl CapacityMeter {
+    fn record<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for c in consumed {
+            if let (Some(table), Some(units)) = (c.table_name(), c.capacity_units()) {
+                *m.entry(table.to_owned()).or_default() += units;
+            }
+        }
+    }
+
+    pub fn units(&self, table: &str) -> f64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    pub fn total(&self) -> f64 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+}
+
+pub(crate) fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Backend(DisplayErrorContext(e).to_string())
+}
+
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// A condition or update expression with its placeholders.
+#[derive(Debug, Default)]
+pub(crate) struct Expr {
+    pub text: String,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn name(mut self, placeholder: &str, name: &str) -> Self {
+        self.names.insert(placeholder.to_owned(), name.to_owned());
+        self
+    }
+
+    pub fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+}
+
+fn merge(a: Option<&Expr>, b: Option<&Expr>) -> (Option<Names>, Option<Values>) {
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    for e in [a, b].into_iter().flatten() {
+        names.extend(e.names.clone());
+        values.extend(e.values.clone());
+    }
+    (
+        (!names.is_empty()).then_some(names),
+        (!values.is_empty()).then_some(values),
+    )
+}
+
+/// A query over one partition (of the table or an index).
+#[derive(Debug)]
+pub(crate) struct QuerySpec {
+    pub index: Option<&'static str>,
+    pub pk_attr: &'static str,
+    pub pk: AttributeValue,
+    /// Sort-key condition: `begins_with(sk, prefix)` on the table's `sk`.
+    pub sk_prefix: Option<String>,
+    /// Upper bound on a numeric index sort key (inclusive).
+    pub sort_at_most: Option<(&'static str, i64)>,
+    pub hide_expired_at: Option<Timestamp>,
+    /// Scope a cursor is bound to.
+    pub scope: String,
+    /// Strongly consistent read; global secondary indexes do not offer it.
+    pub consistent: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Table {
+    client: Client,
+    pub name: String,
+    meter: CapacityMeter,
+}
+
+pub(crate) enum Written {
+    Yes(Option<Item>),
+    ConditionFailed,
+}
+
+impl Table {
+    pub fn new(client: Client, name: &str, meter: CapacityMeter) -> Self {
+        Self {
+            client,
+            name: name.to_owned(),
+            meter,
+        }
+    }
+
+    /// Puts `item` if `condition` holds; returns the replaced item when asked.
+    pub async fn put(&self, item: Item, condition: Option<Expr>, return_old: bool) -> Result<Written, StoreError> {
+        let (names, values) = merge(condition.as_ref(), None);
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(|c| c.text))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values(if return_old {
+                ReturnValue::AllOld
+            } else {
+                ReturnValue::None
+            })
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.meter.record(out.consumed_capacity());
+                Ok(Written::Yes(out.attributes))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    pub async fn update(&self, key: Item, update: Expr, condition: Option<Expr>) -> Result<Written, StoreError> {
+        let (names, values) = merge(Some(&update), condition.as_ref());
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .update_expression(update.text)
+            .set_condition_expression(condition.map(|c| c.text))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.meter.record(out.consumed_capacity());
+                Ok(Written::Yes(None))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    pub async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(backend)?;
+        self.meter.record(out.consumed_capacity());
+        Ok(out.item)
+    }
+
+    /// One page of a query, skipping expired items, following DynamoDB pages until the page is full
+    /// or the partition is exhausted.
+    pub async fn query_page(&self, spec: &QuerySpec, page: &PageRequest) -> Result<Page<Item>, StoreError> {
+        let limit = page.checked_limit()?;
+        let mut start: Option<Item> = match &page.cursor {
+            Some(c) => Some(decode_key(c, &spec.scope)?),
+            None => None,
+        };
+        let mut items = Vec::with_capacity(limit);
+        loop {
+            let remaining = limit - items.len();
+            let (batch, last) = self.query_once(spec, start.take(), Some(remaining)).await?;
+            items.extend(batch);
+            match last {
+                Some(k) if items.len() >= limit => {
+                    return Ok(Page {
+                        items,
+                        next: Some(encode_key(&k, &spec.scope)?),
+                    });
+                }
+                Some(k) => start = Some(k),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    /// Every live item of a query (bounded partitions only: index lookups, not listings).
+    pub async fn query_all(&self, spec: &QuerySpec) -> Result<Vec<Item>, StoreError> {
+        let mut start = None;
+        let mut items = Vec::new();
+        loop {
+            let (batch, last) = self.query_once(spec, start.take(), None).await?;
+            items.extend(batch);
+            match last {
+                Some(k) => start = Some(k),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    pub async fn query_once(
+        &self,
+        spec: &QuerySpec,
+        start: Option<Item>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let mut key_cond = "#pk = :pk".to_owned();
+        let mut names = HashMap::from([("#pk".to_owned(), spec.pk_attr.to_owned())]);
+        let mut values = HashMap::from([(":pk".to_owned(), spec.pk.clone())]);
+        if let Some(prefix) = &spec.sk_prefix {
+            key_cond.push_str(" AND begins_with(#sk, :prefix)");
+            names.insert("#sk".to_owned(), "sk".to_owned());
+            values.insert(":prefix".to_owned(), s(prefix.clone()));
+        }
+        if let Some((attr, max)) = spec.sort_at_most {
+            key_cond.push_str(" AND #sort <= :max");
+            names.insert("#sort".to_owned(), attr.to_owned());
+            values.insert(":max".to_owned(), n(max));
+        }
+        let filter = spec.hide_expired_at.map(|now| {
+            names.insert("#exp".to_owned(), EXPIRES_AT.to_owned());
+            values.insert(":now".to_owned(), n(now.unix_seconds()));
+            "attribute_not_exists(#exp) OR #exp > :now".to_owned()
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .set_index_name(spec.index.map(str::to_owned))
+            .key_condition_expression(key_cond)
+            .set_filter_expression(filter)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .set_exclusive_start_key(start)
+            .set_limit(limit.map(|l| l as i32))
+            .consistent_read(spec.consistent)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(backend)?;
+        self.meter.record(out.consumed_capacity());
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    /// Deletes keys in batches of 25, retrying unprocessed items with backoff.
+    pub async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut backoff = Backoff::default();
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, std::mem::take(&mut pending))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                self.meter.record(out.consumed_capacity());
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.name))
+                    .unwrap_or_default();
+                if !pending.is_empty() && !backoff.wait().await {
+                    return Err(StoreError::Backend(format!(
+                        "{} items still unprocessed after {} attempts",
+                        pending.len(),
+                        backoff.attempts()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All-or-nothing write. On a failed condition, returns the index of the failing action.
+    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), usize>, StoreError> {
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.meter.record(out.consumed_capacity());
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                let failed = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => None,
+                });
+                match failed {
+                    Some(i) => Ok(Err(i)),
+                    None => Err(backend(e)),
+                }
+            }
+        }
+    }
+}
+
+fn encode_key(key: &Item, scope: &str) -> Result<Cursor, StoreError> {
+    let json: serde_json::Value = from_item(key.clone())?;
+    Cursor::encode(scope, &json)
+}
+
+fn decode_key(cursor: &Cursor, scope: &str) -> Result<Item, StoreError> {
+    let json: serde_json::Value = cursor.decode(scope)?;
+    if !json.is_object() {
+        return Err(StoreError::BadCursor);
+    }
+    serde_dynamo::to_item(json).map_err(|_| StoreError::BadCursor)
+}

@@ -1,0 +1,109 @@
+use super::table::{Table, from_item, key, s, to_item};
+use crate::domain::{ChannelAccount, Tenant, TenantId};
+use crate::store::keys::{self, ACCOUNT_SK, TENANT_SK};
+use crate::store::{StoreError, TenantStore};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug)]
+pub struct DynamoTenantStore {
+    table: Table,
+}
+
+impl DynamoTenantStore {
+    pub(crate) fn new(table: Table) -> Self {
+        Self { table }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TenantItem {
+    pk: String,
+    sk: String,
+    tenant: Tenant,
+}
+
+/// An account belongs to at most one tenant: the claim item is the uniqueness constraint.
+#[derive(Serialize, Deserialize)]
+struct ClaimItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+}
+
+fn build_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl TenantStore for DynamoTenantStore {
+    async fn register(&self, t: &Tenant) -> Result<(), StoreError> {
+        let previous = self.get(&t.id).await?.map(|p| p.accounts).unwrap_or_default();
+        let own = HashMap::from([(":t".to_owned(), s(t.id.as_str()))]);
+        let tenant_item = TenantItem {
+            pk: keys::tenant_pk(&t.id),
+            sk: TENANT_SK.to_owned(),
+            tenant: t.clone(),
+        };
+        let mut actions = vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table.name)
+                        .set_item(Some(to_item(&tenant_item)?))
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+        ];
+        let mut claimed = Vec::new();
+        for account in &t.accounts {
+            let claim = ClaimItem {
+                pk: keys::account_pk(account),
+                sk: ACCOUNT_SK.to_owned(),
+                tenant: t.id.clone(),
+            };
+            let put = Put::builder()
+                .table_name(&self.table.name)
+                .set_item(Some(to_item(&claim)?))
+                .condition_expression("attribute_not_exists(pk) OR tenant = :t")
+                .set_expression_attribute_values(Some(own.clone()))
+                .build()
+                .map_err(build_err)?;
+            claimed.push(account.clone());
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        for released in previous.iter().filter(|a| !t.accounts.contains(a)) {
+            let delete = Delete::builder()
+                .table_name(&self.table.name)
+                .set_key(Some(key(keys::account_pk(released), ACCOUNT_SK)))
+                .condition_expression("tenant = :t")
+                .set_expression_attribute_values(Some(own.clone()))
+                .build()
+                .map_err(build_err)?;
+            actions.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.table.transact(actions).await? {
+            Ok(()) => Ok(()),
+            Err(i) => match claimed.get(i.wrapping_sub(1)) {
+                Some(a) => Err(StoreError::AccountTaken {
+                    channel: a.channel,
+                    account_id: a.account_id.clone(),
+                }),
+                None => Err(StoreError::Conflict),
+            },
+        }
+    }
+
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let item = self.table.get(key(keys::tenant_pk(id), TENANT_SK)).await?;
+        Ok(item.map(from_item::<TenantItem>).transpose()?.map(|i| i.tenant))
+    }
+
+    async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError> {
+        let item = self.table.get(key(keys::account_pk(account), ACCOUNT_SK)).await?;
+        Ok(item.map(from_item::<ClaimItem>).transpose()?.map(|c| c.tenant))
+    }
+}

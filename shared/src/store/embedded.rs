@@ -1,0 +1,505 @@
+//! In-process adapters with the semantics of the DynamoDB ones (conditions, expiry filtering,
+//! ordering, cursor scoping). They serve the local stack and fast unit tests; the conformance suite
+//! runs the same cases against both.
+
+use super::keys;
+use super::{
+    AuditStore, ConversationStore, Cursor, EraseCursor, OptOutStore, Page, PageRequest, PrivacyRequestStore,
+    QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome,
+};
+use crate::clock::SharedClock;
+use crate::domain::{
+    ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
+    OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
+    TenantId,
+};
+use crate::identity::SubjectKey;
+use crate::timestamp::{Expiry, Timestamp};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Every store, in memory, sharing one clock.
+pub fn stores(clock: SharedClock) -> Stores {
+    Stores {
+        conversations: Arc::new(EmbeddedConversationStore::new(clock.clone())),
+        opt_outs: Arc::new(EmbeddedOptOutStore::default()),
+        privacy_requests: Arc::new(EmbeddedPrivacyRequestStore::new(clock.clone())),
+        audit: Arc::new(EmbeddedAuditStore::new(clock.clone())),
+        tenants: Arc::new(EmbeddedTenantStore::default()),
+        quarantine: Arc::new(EmbeddedQuarantineStore::new(clock)),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated: every update is a
+    // single insert or remove.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pages over items already sorted by their sort key, as a DynamoDB query would.
+fn page_of<T>(sorted: Vec<(String, T)>, page: &PageRequest, scope: &str) -> Result<Page<T>, StoreError> {
+    let limit = page.checked_limit()?;
+    let after: Option<String> = page.cursor.as_ref().map(|c| c.decode(scope)).transpose()?;
+    let mut rest = sorted
+        .into_iter()
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+        .peekable();
+    let mut items = Vec::new();
+    let mut last = None;
+    while items.len() < limit {
+        match rest.next() {
+            Some((k, v)) => {
+                last = Some(k);
+                items.push(v);
+            }
+            None => break,
+        }
+    }
+    let next = match (rest.peek(), last) {
+        (Some(_), Some(k)) => Some(Cursor::encode(scope, &k)?),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+#[derive(Debug, Default)]
+struct ContactState {
+    profile: Option<Contact>,
+    links: BTreeMap<SubjectKey, Expiry>,
+    messages: BTreeMap<MetaMessageId, Message>,
+    statuses: BTreeMap<MetaMessageId, StatusUpdate>,
+}
+
+impl ContactState {
+    fn len(&self) -> usize {
+        usize::from(self.profile.is_some()) + self.links.len() + self.messages.len() + self.statuses.len()
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddedConversationStore {
+    clock: SharedClock,
+    /// Keyed by the same partition key the DynamoDB adapter uses, so listings sort alike.
+    contacts: Mutex<BTreeMap<String, ContactState>>,
+}
+
+impl EmbeddedConversationStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            contacts: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationStore for EmbeddedConversationStore {
+    async fn upsert_contact(&self, u: &ContactUpsert) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut contacts = lock(&self.contacts);
+        let state = contacts.entry(keys::contact_pk(&u.tenant, &u.contact)).or_default();
+        if state.profile.as_ref().is_some_and(|p| p.expires_at.is_expired(now)) {
+            state.profile = None;
+        }
+        let profile = state.profile.get_or_insert_with(|| Contact {
+            tenant: u.tenant.clone(),
+            contact: u.contact.clone(),
+            profile_name: None,
+            identifiers: Vec::new(),
+            first_seen: u.seen_at,
+            last_seen: u.seen_at,
+            expires_at: u.expires_at,
+        });
+        for link in &u.identifiers {
+            if !profile.identifiers.contains(link) {
+                profile.identifiers.push(link.clone());
+            }
+        }
+        profile.identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        let outcome = if profile.last_seen <= u.seen_at {
+            profile.last_seen = u.seen_at;
+            profile.expires_at = u.expires_at;
+            if u.profile_name.is_some() {
+                profile.profile_name.clone_from(&u.profile_name);
+            }
+            WriteOutcome::Written
+        } else {
+            WriteOutcome::Unchanged
+        };
+        for link in &u.identifiers {
+            let e = state.links.entry(link.subject_key.clone()).or_insert(u.expires_at);
+            *e = (*e).max(u.expires_at);
+        }
+        Ok(outcome)
+    }
+
+    async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError> {
+        let now = self.clock.now();
+        let contacts = lock(&self.contacts);
+        Ok(contacts
+            .get(&keys::contact_pk(tenant, contact))
+            .and_then(|s| s.profile.clone())
+            .filter(|p| !p.expires_at.is_expired(now)))
+    }
+
+    async fn list_contacts(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Contact>, StoreError> {
+        let now = self.clock.now();
+        let sorted = lock(&self.contacts)
+            .iter()
+            .filter_map(|(pk, s)| s.profile.as_ref().map(|p| (pk, p)))
+            .filter(|(_, p)| &p.tenant == tenant && !p.expires_at.is_expired(now))
+            .map(|(pk, p)| (pk.clone(), p.clone()))
+            .collect();
+        page_of(sorted, page, &format!("contacts:{tenant}"))
+    }
+
+    async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut contacts = lock(&self.contacts);
+        let state = contacts.entry(keys::contact_pk(&m.tenant, &m.contact)).or_default();
+        match state.messages.get(&m.id) {
+            Some(stored) if !stored.expires_at.is_expired(now) => Ok(WriteOutcome::Unchanged),
+            _ => {
+                state.messages.insert(m.id.clone(), m.clone());
+                Ok(WriteOutcome::Written)
+            }
+        }
+    }
+
+    async fn list_messages(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let now = self.clock.now();
+        let pk = keys::contact_pk(tenant, contact);
+        let mut sorted: Vec<(String, Message)> = lock(&self.contacts)
+            .get(&pk)
+            .map(|s| {
+                s.messages
+                    .values()
+                    .filter(|m| !m.expires_at.is_expired(now))
+                    .map(|m| (keys::message_order(m.sent_at, &m.id), m.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        page_of(sorted, page, &format!("messages:{pk}"))
+    }
+
+    async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut contacts = lock(&self.contacts);
+        let state = contacts.entry(keys::contact_pk(&st.tenant, &st.contact)).or_default();
+        match state.statuses.get(&st.message_id) {
+            Some(stored) if stored.state >= st.state && !stored.expires_at.is_expired(now) => {
+                Ok(WriteOutcome::Unchanged)
+            }
+            _ => {
+                state.statuses.insert(st.message_id.clone(), st.clone());
+                Ok(WriteOutcome::Written)
+            }
+        }
+    }
+
+    async fn get_status(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        message: &MetaMessageId,
+    ) -> Result<Option<StatusUpdate>, StoreError> {
+        let now = self.clock.now();
+        Ok(lock(&self.contacts)
+            .get(&keys::contact_pk(tenant, contact))
+            .and_then(|s| s.statuses.get(message).cloned())
+            .filter(|s| !s.expires_at.is_expired(now)))
+    }
+
+    async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError> {
+        let now = self.clock.now();
+        let mut found: Vec<ContactRef> = lock(&self.contacts)
+            .iter()
+            .filter(|(_, s)| s.links.get(key).is_some_and(|e| !e.is_expired(now)))
+            .filter_map(|(pk, _)| keys::parse_contact_pk(pk))
+            .map(|(tenant, contact)| ContactRef { tenant, contact })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    async fn erase_contact_batch(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cursor: EraseCursor,
+        max_items: usize,
+    ) -> Result<EraseCursor, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::contact_pk(tenant, contact);
+        let mut contacts = lock(&self.contacts);
+        let Some(state) = contacts.get_mut(&pk) else {
+            return Ok(EraseCursor {
+                deleted: cursor.deleted,
+                done: true,
+            });
+        };
+        let mut deleted = 0;
+        while deleted < max_items {
+            let removed = if let Some(k) = state.links.keys().next().cloned() {
+                state.links.remove(&k).is_some()
+            } else if let Some(k) = state.messages.keys().next().cloned() {
+                state.messages.remove(&k).is_some()
+            } else if state.profile.take().is_some() {
+                true
+            } else if let Some(k) = state.statuses.keys().next().cloned() {
+                state.statuses.remove(&k).is_some()
+            } else {
+                false
+            };
+            if !removed {
+                break;
+            }
+            deleted += 1;
+        }
+        let done = state.len() == 0;
+        if done {
+            contacts.remove(&pk);
+        }
+        Ok(EraseCursor {
+            deleted: cursor.deleted + deleted as u64,
+            done,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct EmbeddedOptOutStore {
+    /// (partition, sort key) as in DynamoDB: current states and history entries.
+    items: Mutex<BTreeMap<(String, String), OptOutRecord>>,
+}
+
+#[async_trait]
+impl OptOutStore for EmbeddedOptOutStore {
+    async fn apply(&self, r: &OptOutRecord) -> Result<ApplyOutcome, StoreError> {
+        let pk = keys::optout_pk(&r.tenant, &r.subject_key);
+        let mut items = lock(&self.items);
+        let state_key = (pk.clone(), keys::optout_state_sk(r.scope));
+        let previous = match items.get(&state_key) {
+            Some(stored) if stored.event_at >= r.event_at => return Ok(ApplyOutcome::Stale),
+            Some(stored) => Some(stored.state),
+            None => None,
+        };
+        items.insert(state_key, r.clone());
+        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope)), r.clone());
+        Ok(ApplyOutcome::Applied { previous })
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        scope: OptOutScope,
+    ) -> Result<Option<OptOutRecord>, StoreError> {
+        Ok(lock(&self.items)
+            .get(&(keys::optout_pk(tenant, key), keys::optout_state_sk(scope)))
+            .cloned())
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        page: &PageRequest,
+    ) -> Result<Page<OptOutRecord>, StoreError> {
+        let pk = keys::optout_pk(tenant, key);
+        let sorted = lock(&self.items)
+            .iter()
+            .filter(|((p, sk), _)| p == &pk && sk.starts_with(keys::OPTOUT_HISTORY_PREFIX))
+            .map(|((_, sk), r)| (sk.clone(), r.clone()))
+            .collect();
+        page_of(sorted, page, &format!("optout:{pk}"))
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddedPrivacyRequestStore {
+    clock: SharedClock,
+    requests: Mutex<BTreeMap<RequestId, PrivacyRequest>>,
+}
+
+impl EmbeddedPrivacyRequestStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            requests: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
+    async fn create(&self, r: &PrivacyRequest) -> Result<(), StoreError> {
+        let mut requests = lock(&self.requests);
+        if requests.contains_key(&r.id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        requests.insert(r.id, r.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: RequestId) -> Result<Option<PrivacyRequest>, StoreError> {
+        let now = self.clock.now();
+        Ok(lock(&self.requests)
+            .get(&id)
+            .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
+            .cloned())
+    }
+
+    async fn update(&self, r: &PrivacyRequest) -> Result<PrivacyRequest, StoreError> {
+        let mut requests = lock(&self.requests);
+        match requests.get(&r.id) {
+            Some(stored) if stored.version == r.version => {
+                let mut next = r.clone();
+                next.version += 1;
+                requests.insert(r.id, next.clone());
+                Ok(next)
+            }
+            _ => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError> {
+        let sorted = lock(&self.requests)
+            .values()
+            .filter(|r| r.status.is_open() && r.due_at <= until)
+            .map(|r| (format!("{}#{}", r.due_at.sort_key(), r.id), r.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        page_of(sorted, page, &format!("open-due:{}", until.unix_millis()))
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddedAuditStore {
+    clock: SharedClock,
+    events: Mutex<BTreeMap<(TenantId, String), AuditEvent>>,
+}
+
+impl EmbeddedAuditStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            events: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedAuditStore {
+    async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        let mut events = lock(&self.events);
+        let k = (e.tenant.clone(), keys::audit_sk(e.at, e.id));
+        if events.contains_key(&k) {
+            return Err(StoreError::AlreadyExists);
+        }
+        events.insert(k, e.clone());
+        Ok(())
+    }
+
+    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        let now = self.clock.now();
+        let sorted = lock(&self.events)
+            .iter()
+            .filter(|((t, _), e)| t == tenant && !e.expires_at.is_expired(now))
+            .map(|((_, sk), e)| (sk.clone(), e.clone()))
+            .collect();
+        page_of(sorted, page, &format!("audit:{tenant}"))
+    }
+}
+
+#[derive(Debug, Default)]
+struct TenantState {
+    tenants: BTreeMap<TenantId, Tenant>,
+    claims: BTreeMap<ChannelAccount, TenantId>,
+}
+
+#[derive(Debug, Default)]
+pub struct EmbeddedTenantStore {
+    state: Mutex<TenantState>,
+}
+
+#[async_trait]
+impl TenantStore for EmbeddedTenantStore {
+    async fn register(&self, t: &Tenant) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if let Some(a) = t
+            .accounts
+            .iter()
+            .find(|a| st.claims.get(*a).is_some_and(|owner| owner != &t.id))
+        {
+            return Err(StoreError::AccountTaken {
+                channel: a.channel,
+                account_id: a.account_id.clone(),
+            });
+        }
+        st.claims.retain(|a, owner| owner != &t.id || t.accounts.contains(a));
+        for a in &t.accounts {
+            st.claims.insert(a.clone(), t.id.clone());
+        }
+        st.tenants.insert(t.id.clone(), t.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        Ok(lock(&self.state).tenants.get(id).cloned())
+    }
+
+    async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError> {
+        Ok(lock(&self.state).claims.get(account).cloned())
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddedQuarantineStore {
+    clock: SharedClock,
+    entries: Mutex<BTreeMap<(String, String), QuarantineEntry>>,
+}
+
+impl EmbeddedQuarantineStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            entries: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl QuarantineStore for EmbeddedQuarantineStore {
+    async fn put(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
+        let k = (keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id));
+        lock(&self.entries).insert(k, e.clone());
+        Ok(())
+    }
+
+    async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError> {
+        let now = self.clock.now();
+        let pk = keys::quarantine_pk(bucket);
+        let sorted = lock(&self.entries)
+            .iter()
+            .filter(|((p, _), e)| p == &pk && !e.expires_at.is_expired(now))
+            .map(|((_, sk), e)| (sk.clone(), e.clone()))
+            .collect();
+        page_of(sorted, page, &format!("quarantine:{pk}"))
+    }
+
+    async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
+        lock(&self.entries).remove(&(keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id)));
+        Ok(())
+    }
+}

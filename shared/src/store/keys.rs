@@ -1,0 +1,134 @@
+//! Key formats of every table, in one place. Every key that holds tenant data starts with the
+//! tenant id, so IAM's `dynamodb:LeadingKeys` can fence a tenant; `#` separates parts, which is why
+//! tenant ids, channels and contact ids may not contain it.
+
+use crate::domain::{
+    Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, QuarantineBucket, RequestId, TenantId,
+};
+use crate::identity::SubjectKey;
+use crate::timestamp::Timestamp;
+
+/// Attribute DynamoDB TTL acts on, in every table (epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+
+// Index names, as declared in template.yaml.
+pub const CONTACTS_BY_TENANT_INDEX: &str = "contacts-by-tenant";
+pub const BY_SUBJECT_INDEX: &str = "by-subject";
+pub const MESSAGES_BY_TIME_INDEX: &str = "messages-by-time";
+pub const OPEN_BY_DUE_INDEX: &str = "open-by-due";
+
+// Conversations: one partition per contact.
+pub const PROFILE_SK: &str = "PROFILE";
+pub const LINK_PREFIX: &str = "LINK#";
+pub const MESSAGE_PREFIX: &str = "MSG#";
+pub const STATUS_PREFIX: &str = "STATUS#";
+
+pub fn contact_pk(tenant: &TenantId, contact: &ContactId) -> String {
+    format!("{tenant}#{}#{}", contact.channel, contact.stable_id)
+}
+
+/// Inverse of `contact_pk`, for index entries that carry only keys.
+pub fn parse_contact_pk(pk: &str) -> Option<(TenantId, ContactId)> {
+    let mut parts = pk.splitn(3, '#');
+    let tenant = TenantId::new(parts.next()?).ok()?;
+    let channel = match parts.next()? {
+        "whatsapp" => Channel::WhatsApp,
+        "instagram" => Channel::Instagram,
+        _ => return None,
+    };
+    let contact = ContactId::new(channel, parts.next()?).ok()?;
+    Some((tenant, contact))
+}
+
+pub fn link_sk(key: &SubjectKey) -> String {
+    format!("{LINK_PREFIX}{key}")
+}
+
+pub fn message_sk(id: &MetaMessageId) -> String {
+    format!("{MESSAGE_PREFIX}{}", id.as_str())
+}
+
+/// Sort key of the messages-by-time index: event time, then id for ties.
+pub fn message_order(sent_at: Timestamp, id: &MetaMessageId) -> String {
+    format!("{}#{}", sent_at.sort_key(), id.as_str())
+}
+
+pub fn status_sk(id: &MetaMessageId) -> String {
+    format!("{STATUS_PREFIX}{}", id.as_str())
+}
+
+// OptOuts: one partition per person and tenant, named by subject key only.
+pub const OPTOUT_STATE_PREFIX: &str = "STATE#";
+pub const OPTOUT_HISTORY_PREFIX: &str = "HIST#";
+
+pub fn optout_pk(tenant: &TenantId, key: &SubjectKey) -> String {
+    format!("{tenant}#{key}")
+}
+
+pub fn scope_tag(scope: OptOutScope) -> &'static str {
+    match scope {
+        OptOutScope::All => "all",
+        OptOutScope::Marketing => "marketing",
+    }
+}
+
+pub fn optout_state_sk(scope: OptOutScope) -> String {
+    format!("{OPTOUT_STATE_PREFIX}{}", scope_tag(scope))
+}
+
+pub fn optout_history_sk(event_at: Timestamp, scope: OptOutScope) -> String {
+    format!("{OPTOUT_HISTORY_PREFIX}{}#{}", event_at.sort_key(), scope_tag(scope))
+}
+
+// PrivacyRequests: not tenant data (a request may span tenants); open ones are indexed by due time.
+pub const REQUEST_SK: &str = "REQUEST";
+/// Value of the sparse open-requests index key while a request is open.
+pub const OPEN_MARKER: &str = "OPEN";
+
+pub fn request_pk(id: RequestId) -> String {
+    format!("REQ#{id}")
+}
+
+// Audit: a partition per tenant, sorted by time.
+pub fn audit_sk(at: Timestamp, id: uuid::Uuid) -> String {
+    format!("{}#{id}", at.sort_key())
+}
+
+// Tenants and the accounts they claim.
+pub const TENANT_SK: &str = "TENANT";
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+
+pub fn tenant_pk(id: &TenantId) -> String {
+    format!("TENANT#{id}")
+}
+
+pub fn account_pk(account: &ChannelAccount) -> String {
+    format!("ACCOUNT#{}#{}", account.channel, account.account_id)
+}
+
+// Quarantine: a partition per bucket, sorted by arrival.
+pub fn quarantine_pk(bucket: &QuarantineBucket) -> String {
+    match bucket {
+        QuarantineBucket::Unrouted { account } => format!("UNROUTED#{}#{}", account.channel, account.account_id),
+        QuarantineBucket::Rejected => "REJECTED".to_owned(),
+    }
+}
+
+pub fn quarantine_sk(received_at: Timestamp, id: uuid::Uuid) -> String {
+    format!("{}#{id}", received_at.sort_key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_keys_round_trip() {
+        let tenant = TenantId::new("acme").expect("valid");
+        let contact = ContactId::new(Channel::WhatsApp, "AR.123abc").expect("valid");
+        let pk = contact_pk(&tenant, &contact);
+        assert_eq!(pk, "acme#whatsapp#AR.123abc");
+        assert_eq!(parse_contact_pk(&pk), Some((tenant, contact)));
+        assert_eq!(parse_contact_pk("acme#sms#1"), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! Storage ports, one per data class (and so per table and retention rule), each with a DynamoDB
+//! adapter and an embedded one that behave the same; `tests/conformance` holds them to it.
+//!
+//! Every read hides items whose expiry has passed by the store's clock, because DynamoDB TTL
+//! deletes lazily (typically within two days) and an expired message must not be served meanwhile.
+
+pub mod cursor;
+pub mod dynamodb;
+pub mod embedded;
+pub mod keys;
+
+use crate::domain::{
+    ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
+    OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
+    TenantId,
+};
+use crate::identity::SubjectKey;
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+pub use cursor::Cursor;
+use std::fmt::Debug;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the page cursor does not belong to this query")]
+    BadCursor,
+    #[error("page size must be between 1 and {MAX_PAGE_SIZE}")]
+    BadPageSize,
+    #[error("{channel} account {account_id} already belongs to another tenant")]
+    AccountTaken {
+        channel: crate::domain::Channel,
+        account_id: String,
+    },
+    #[error("the record already exists")]
+    AlreadyExists,
+    #[error("the record changed since it was read")]
+    Conflict,
+    #[error("a stored item could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl PageRequest {
+    pub fn first(limit: usize) -> Self {
+        Self { limit, cursor: None }
+    }
+
+    pub fn after(limit: usize, cursor: Cursor) -> Self {
+        Self {
+            limit,
+            cursor: Some(cursor),
+        }
+    }
+
+    pub(crate) fn checked_limit(&self) -> Result<usize, StoreError> {
+        if (1..=MAX_PAGE_SIZE).contains(&self.limit) {
+            Ok(self.limit)
+        } else {
+            Err(StoreError::BadPageSize)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next: Option<Cursor>,
+}
+
+/// Result of an idempotent write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// The same or a newer version is already stored: nothing changed.
+    Unchanged,
+}
+
+/// Progress of erasing one contact, safe to persist in a privacy request: it holds counts, no key
+/// material (contact keys contain personal identifiers). The partition shrinks as it is erased, so
+/// the resume point is always its first remaining item and a restarted worker loses nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EraseCursor {
+    /// Items deleted so far, across every batch.
+    pub deleted: u64,
+    /// True once the partition, index links included, is empty.
+    pub done: bool,
+}
+
+#[async_trait]
+pub trait ConversationStore: Send + Sync + Debug {
+    async fn upsert_contact(&self, upsert: &ContactUpsert) -> Result<WriteOutcome, StoreError>;
+    async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError>;
+    async fn list_contacts(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Contact>, StoreError>;
+    /// Conditional on the Meta message id: a redelivery returns `Unchanged`.
+    async fn put_message(&self, message: &Message) -> Result<WriteOutcome, StoreError>;
+    /// Messages of one contact, oldest first.
+    async fn list_messages(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError>;
+    /// Applies only if the state moves forward (sent < delivered < read < played < failed).
+    async fn put_status(&self, status: &StatusUpdate) -> Result<WriteOutcome, StoreError>;
+    async fn get_status(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        message: &MetaMessageId,
+    ) -> Result<Option<StatusUpdate>, StoreError>;
+    /// Every contact, in any tenant, linked to this subject key: one query on a sparse index.
+    async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError>;
+    /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
+    /// index links, expired or not) and returns the cursor advanced by what it deleted.
+    async fn erase_contact_batch(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cursor: EraseCursor,
+        max_items: usize,
+    ) -> Result<EraseCursor, StoreError>;
+}
+
+#[async_trait]
+pub trait OptOutStore: Send + Sync + Debug {
+    /// Applies the change only if its event is newer than the stored one, and keeps it in history.
+    async fn apply(&self, record: &OptOutRecord) -> Result<ApplyOutcome, StoreError>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        scope: OptOutScope,
+    ) -> Result<Option<OptOutRecord>, StoreError>;
+    /// Every applied change, oldest first.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        page: &PageRequest,
+    ) -> Result<Page<OptOutRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait PrivacyRequestStore: Send + Sync + Debug {
+    async fn create(&self, request: &PrivacyRequest) -> Result<(), StoreError>;
+    async fn get(&self, id: RequestId) -> Result<Option<PrivacyRequest>, StoreError>;
+    /// Stores `request` with its version bumped, if the stored version is still `request.version`.
+    async fn update(&self, request: &PrivacyRequest) -> Result<PrivacyRequest, StoreError>;
+    /// Open requests due at or before `until`, soonest first.
+    async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync + Debug {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// A tenant's events, oldest first.
+    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError>;
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync + Debug {
+    /// Creates or updates a tenant and claims its channel accounts; fails without writing anything
+    /// if an account belongs to another tenant.
+    async fn register(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// The tenant that owns a receiving account.
+    async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError>;
+}
+
+#[async_trait]
+pub trait QuarantineStore: Send + Sync + Debug {
+    async fn put(&self, entry: &QuarantineEntry) -> Result<(), StoreError>;
+    /// A bucket's entries, oldest first.
+    async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError>;
+    async fn delete(&self, entry: &QuarantineEntry) -> Result<(), StoreError>;
+}
+
+/// One adapter of every store, as a function gets them.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub conversations: std::sync::Arc<dyn ConversationStore>,
+    pub opt_outs: std::sync::Arc<dyn OptOutStore>,
+    pub privacy_requests: std::sync::Arc<dyn PrivacyRequestStore>,
+    pub audit: std::sync::Arc<dyn AuditStore>,
+    pub tenants: std::sync::Arc<dyn TenantStore>,
+    pub quarantine: std::sync::Arc<dyn QuarantineStore>,
+}
