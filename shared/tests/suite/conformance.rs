@@ -1,0 +1,884 @@
+//! The same cases against every adapter family. Each case names the behaviour a caller relies on.
+
+use crate::support::Harness;
+use serde_json::json;
+use shared::clock::Clock;
+use shared::deadline::{self, Jurisdiction, RequestKind};
+use shared::domain::*;
+use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
+use shared::queue::Queue;
+use shared::retention::RetentionMonths;
+use shared::store::{EraseCursor, Page, PageRequest, StoreError, WriteOutcome};
+use shared::timestamp::{Expiry, Timestamp};
+use std::sync::Arc;
+use time::Duration;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $case() { super::$case(crate::support::Harness::embedded().await).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test] async fn $case() { super::$case(crate::support::Harness::dynamodb().await).await })*
+        }
+    };
+}
+
+conformance!(
+    message_write_is_idempotent,
+    status_never_moves_backwards,
+    expired_items_are_invisible_while_still_stored,
+    pagination_goes_past_one_page,
+    tenant_scoped_queries_never_return_another_tenant,
+    subject_is_found_across_tenants_through_the_blind_index,
+    erasure_resumes_from_a_persisted_cursor_after_a_restart,
+    contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
+    opt_out_keeps_the_newest_event_whatever_the_arrival_order,
+    privacy_requests_lock_optimistically_and_index_open_deadlines,
+    an_account_belongs_to_one_tenant,
+    audit_is_append_only_and_ordered,
+    quarantine_lists_by_bucket_and_expires,
+);
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::new(id).expect("valid tenant id")
+}
+
+fn wa_contact(id: &str) -> ContactId {
+    ContactId::new(Channel::WhatsApp, id).expect("valid contact id")
+}
+
+fn secret() -> SubjectKeySecret {
+    SubjectKeySecret::new(b"conformance-secret-conformance-secret".to_vec()).expect("long enough")
+}
+
+fn link(kind: IdentifierKind, raw: &str) -> LinkedIdentifier {
+    LinkedIdentifier::new(&secret(), Identifier::parse(kind, raw).expect("valid identifier"))
+}
+
+fn months24(t: Timestamp) -> Expiry {
+    RetentionMonths::MAX.expiry_for(t)
+}
+
+fn message(t: &TenantId, c: &ContactId, id: &str, at: Timestamp, body: &str) -> Message {
+    Message {
+        tenant: t.clone(),
+        contact: c.clone(),
+        id: MetaMessageId::new(id).expect("valid id"),
+        direction: Direction::Inbound,
+        sent_at: at,
+        kind: "text".to_owned(),
+        content: json!({"type": "text", "text": {"body": body}}),
+        expires_at: months24(at),
+    }
+}
+
+fn upsert(t: &TenantId, c: &ContactId, name: Option<&str>, ids: Vec<LinkedIdentifier>, at: Timestamp) -> ContactUpsert {
+    ContactUpsert {
+        tenant: t.clone(),
+        contact: c.clone(),
+        profile_name: name.map(str::to_owned),
+        identifiers: ids,
+        seen_at: at,
+        expires_at: months24(at),
+    }
+}
+
+fn status(t: &TenantId, c: &ContactId, id: &str, state: DeliveryState, at: Timestamp) -> StatusUpdate {
+    StatusUpdate {
+        tenant: t.clone(),
+        contact: c.clone(),
+        message_id: MetaMessageId::new(id).expect("valid id"),
+        state,
+        at,
+        detail: json!({"status": format!("{state:?}").to_lowercase()}),
+        expires_at: months24(at),
+    }
+}
+
+/// Follows cursors to the end, as a caller would, and returns everything in order.
+async fn collect_all<T, F, Fut>(page_size: usize, mut fetch: F) -> (Vec<T>, usize)
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut req = PageRequest::first(page_size);
+    let mut pages = 0;
+    loop {
+        let page = fetch(req.clone()).await.expect("page");
+        pages += 1;
+        assert!(page.items.len() <= page_size, "a page holds at most its size");
+        out.extend(page.items);
+        match page.next {
+            Some(c) => req = PageRequest::after(page_size, c),
+            None => return (out, pages),
+        }
+        assert!(pages < 1000, "pagination does not terminate");
+    }
+}
+
+async fn message_write_is_idempotent(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1001"), h.clock.now());
+    let first = message(&t, &c, "wamid.HBgLNTQ5MTE=", now, "hola");
+    assert_eq!(conv.put_message(&first).await.expect("write"), WriteOutcome::Written);
+    // A redelivery (same Meta id) with different content must not replace what was stored.
+    let replay = message(&t, &c, "wamid.HBgLNTQ5MTE=", now, "tampered replay");
+    assert_eq!(conv.put_message(&replay).await.expect("write"), WriteOutcome::Unchanged);
+    let page = conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(page.items, vec![first]);
+}
+
+async fn status_never_moves_backwards(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1002"), h.clock.now());
+    let id = "wamid.out1";
+    use DeliveryState::*;
+    assert_eq!(
+        conv.put_status(&status(&t, &c, id, Read, now)).await.expect("w"),
+        WriteOutcome::Written
+    );
+    for late in [Delivered, Sent, Read] {
+        assert_eq!(
+            conv.put_status(&status(&t, &c, id, late, now)).await.expect("w"),
+            WriteOutcome::Unchanged,
+            "{late:?}"
+        );
+    }
+    let mid = MetaMessageId::new(id).expect("valid");
+    assert_eq!(
+        conv.get_status(&t, &c, &mid).await.expect("get").map(|s| s.state),
+        Some(Read)
+    );
+    assert_eq!(
+        conv.put_status(&status(&t, &c, id, Failed, now)).await.expect("w"),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        conv.put_status(&status(&t, &c, id, Played, now)).await.expect("w"),
+        WriteOutcome::Unchanged
+    );
+    assert_eq!(
+        conv.get_status(&t, &c, &mid).await.expect("get").map(|s| s.state),
+        Some(Failed)
+    );
+}
+
+async fn expired_items_are_invisible_while_still_stored(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1003"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0003");
+    let hour = Expiry::at(now.plus(Duration::hours(1)));
+    let mut m = message(&t, &c, "wamid.exp1", now, "short-lived");
+    m.expires_at = hour;
+    let mut u = upsert(&t, &c, Some("Ana"), vec![phone.clone()], now);
+    u.expires_at = hour;
+    let mut st = status(&t, &c, "wamid.exp1", DeliveryState::Sent, now);
+    st.expires_at = hour;
+    conv.upsert_contact(&u).await.expect("upsert");
+    conv.put_message(&m).await.expect("message");
+    conv.put_status(&st).await.expect("status");
+    assert_eq!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+
+    h.clock.advance(Duration::minutes(59));
+    assert!(
+        conv.get_contact(&t, &c).await.expect("get").is_some(),
+        "not yet expired"
+    );
+
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(conv.get_contact(&t, &c).await.expect("get"), None);
+    assert!(
+        conv.list_contacts(&t, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
+    assert_eq!(conv.get_status(&t, &c, &m.id).await.expect("get"), None);
+
+    if let crate::support::Backend::Dynamo { client, tables, .. } = &h.backend {
+        let raw = client
+            .get_item()
+            .table_name(&tables.conversations)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::contact_pk(&t, &c)),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::message_sk(&m.id)),
+            )
+            .send()
+            .await
+            .expect("raw get");
+        assert!(
+            raw.item.is_some(),
+            "the expired message is still in the table, only hidden"
+        );
+    }
+    // Still stored: the erasure sweep finds and deletes all four (profile, link, message, status).
+    let done = conv
+        .erase_contact_batch(&t, &c, EraseCursor::default(), 100)
+        .await
+        .expect("erase");
+    assert_eq!(done, EraseCursor { deleted: 4, done: true });
+
+    // An expired leftover does not block a new write under the same Meta id.
+    let mut again = message(&t, &c, "wamid.exp1", h.clock.now(), "new");
+    again.expires_at = months24(h.clock.now());
+    assert_eq!(conv.put_message(&again).await.expect("write"), WriteOutcome::Written);
+}
+
+async fn pagination_goes_past_one_page(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, start) = (tenant("acme"), wa_contact("AR.1004"), h.clock.now());
+    // Written out of order; read back in event order.
+    for i in (0..25i64).rev() {
+        let m = message(&t, &c, &format!("wamid.p{i:02}"), start.plus(Duration::seconds(i)), "x");
+        conv.put_message(&m).await.expect("write");
+    }
+    let (all, pages) = collect_all(7, |req| {
+        let (conv, t, c) = (conv.clone(), t.clone(), c.clone());
+        async move { conv.list_messages(&t, &c, &req).await }
+    })
+    .await;
+    let ids: Vec<String> = all.iter().map(|m| m.id.as_str().to_owned()).collect();
+    let expected: Vec<String> = (0..25).map(|i| format!("wamid.p{i:02}")).collect();
+    assert_eq!(ids, expected);
+    assert!(pages >= 4, "25 items at 7 a page take at least 4 pages, took {pages}");
+
+    for i in 0..12 {
+        conv.upsert_contact(&upsert(&t, &wa_contact(&format!("AR.20{i:02}")), None, vec![], start))
+            .await
+            .expect("upsert");
+    }
+    let (contacts, _) = collect_all(5, |req| {
+        let (conv, t) = (conv.clone(), t.clone());
+        async move { conv.list_contacts(&t, &req).await }
+    })
+    .await;
+    assert_eq!(contacts.len(), 12);
+    assert!(matches!(
+        conv.list_contacts(&t, &PageRequest::first(0)).await,
+        Err(StoreError::BadPageSize)
+    ));
+}
+
+async fn tenant_scoped_queries_never_return_another_tenant(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (a, b, now) = (tenant("tenant-a"), tenant("tenant-b"), h.clock.now());
+    // The same person writes to both businesses: same stable id, different tenants.
+    let c = wa_contact("AR.777");
+    for i in 0..6 {
+        conv.put_message(&message(
+            &a,
+            &c,
+            &format!("wamid.a{i}"),
+            now.plus(Duration::seconds(i)),
+            "to A",
+        ))
+        .await
+        .expect("w");
+        conv.put_message(&message(
+            &b,
+            &c,
+            &format!("wamid.b{i}"),
+            now.plus(Duration::seconds(i)),
+            "to B",
+        ))
+        .await
+        .expect("w");
+    }
+    conv.upsert_contact(&upsert(&a, &c, Some("Ana"), vec![], now))
+        .await
+        .expect("upsert");
+    conv.upsert_contact(&upsert(&b, &wa_contact("AR.888"), Some("Beto"), vec![], now))
+        .await
+        .expect("upsert");
+
+    let page = conv.list_messages(&a, &c, &PageRequest::first(4)).await.expect("list");
+    assert!(
+        page.items
+            .iter()
+            .all(|m| m.tenant == a && m.id.as_str().starts_with("wamid.a"))
+    );
+    // A cursor issued for tenant A's listing is refused on tenant B's.
+    let cursor = page.next.expect("more pages");
+    let cross = conv.list_messages(&b, &c, &PageRequest::after(4, cursor)).await;
+    assert!(matches!(cross, Err(StoreError::BadCursor)), "{cross:?}");
+
+    let contacts_a = conv.list_contacts(&a, &PageRequest::first(100)).await.expect("list");
+    assert_eq!(
+        contacts_a.items.iter().map(|c| c.tenant.clone()).collect::<Vec<_>>(),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        conv.get_contact(&b, &c).await.expect("get"),
+        None,
+        "B never saw a profile for this contact"
+    );
+}
+
+async fn subject_is_found_across_tenants_through_the_blind_index(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (a, b, now) = (tenant("shop-a"), tenant("shop-b"), h.clock.now());
+    // One person: WhatsApp to A (wa_id form), Instagram to B with the phone typed another way.
+    let wa = wa_contact("AR.42");
+    let ig = ContactId::new(Channel::Instagram, "17841400000042").expect("valid");
+    let by_wa_id = link(IdentifierKind::Phone, "5491123456789");
+    let typed = link(IdentifierKind::Phone, "011 15 2345-6789");
+    assert_eq!(
+        by_wa_id.subject_key, typed.subject_key,
+        "normalization makes the forms meet"
+    );
+    conv.upsert_contact(&upsert(
+        &a,
+        &wa,
+        None,
+        vec![by_wa_id.clone(), link(IdentifierKind::WhatsAppUserId, "AR.42")],
+        now,
+    ))
+    .await
+    .expect("upsert");
+    conv.upsert_contact(&upsert(
+        &b,
+        &ig,
+        None,
+        vec![typed.clone(), link(IdentifierKind::InstagramId, "17841400000042")],
+        now,
+    ))
+    .await
+    .expect("upsert");
+    let other = wa_contact("AR.43");
+    conv.upsert_contact(&upsert(
+        &a,
+        &other,
+        None,
+        vec![link(IdentifierKind::Phone, "+54 9 11 2345-6780")],
+        now,
+    ))
+    .await
+    .expect("upsert");
+
+    let found = conv.find_subject(&typed.subject_key).await.expect("find");
+    assert_eq!(
+        found,
+        vec![
+            ContactRef {
+                tenant: a.clone(),
+                contact: wa.clone()
+            },
+            ContactRef {
+                tenant: b.clone(),
+                contact: ig.clone()
+            }
+        ]
+    );
+    let by_email = link(IdentifierKind::Email, "nobody@example.com");
+    assert!(conv.find_subject(&by_email.subject_key).await.expect("find").is_empty());
+}
+
+async fn erasure_resumes_from_a_persisted_cursor_after_a_restart(h: Harness) {
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1005"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0005");
+    let conv = &h.stores.conversations;
+    conv.upsert_contact(&upsert(
+        &t,
+        &c,
+        Some("Ana"),
+        vec![phone.clone(), link(IdentifierKind::WhatsAppUserId, "AR.1005")],
+        now,
+    ))
+    .await
+    .expect("upsert");
+    for i in 0..9 {
+        conv.put_message(&message(
+            &t,
+            &c,
+            &format!("wamid.e{i}"),
+            now.plus(Duration::seconds(i)),
+            "x",
+        ))
+        .await
+        .expect("w");
+    }
+    for i in 0..2 {
+        conv.put_status(&status(&t, &c, &format!("wamid.o{i}"), DeliveryState::Delivered, now))
+            .await
+            .expect("w");
+    }
+    // A neighbour in the same tenant must survive.
+    let neighbour = wa_contact("AR.1006");
+    conv.put_message(&message(&t, &neighbour, "wamid.n0", now, "keep me"))
+        .await
+        .expect("w");
+    let total = 1 + 2 + 9 + 2;
+
+    let first = conv
+        .erase_contact_batch(&t, &c, EraseCursor::default(), 4)
+        .await
+        .expect("batch");
+    assert_eq!(
+        first,
+        EraseCursor {
+            deleted: 4,
+            done: false
+        }
+    );
+    let persisted = serde_json::to_string(&first).expect("cursor serializes");
+
+    // The worker dies here; a new process picks the cursor up from the request record.
+    let restarted = h.restarted().await;
+    let mut cursor: EraseCursor = serde_json::from_str(&persisted).expect("cursor parses");
+    let mut batches = 1;
+    while !cursor.done {
+        cursor = restarted
+            .conversations
+            .erase_contact_batch(&t, &c, cursor, 4)
+            .await
+            .expect("batch");
+        batches += 1;
+        assert!(batches <= total, "erasure does not progress");
+    }
+    assert_eq!(cursor.deleted, total as u64);
+    assert_eq!(restarted.conversations.get_contact(&t, &c).await.expect("get"), None);
+    assert!(
+        restarted
+            .conversations
+            .list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        restarted
+            .conversations
+            .find_subject(&phone.subject_key)
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    let kept = restarted
+        .conversations
+        .list_messages(&t, &neighbour, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(kept.items.len(), 1);
+    // Erasing what is already gone is a no-op that reports done.
+    let again = restarted
+        .conversations
+        .erase_contact_batch(&t, &c, EraseCursor::default(), 4)
+        .await
+        .expect("batch");
+    assert_eq!(again, EraseCursor { deleted: 0, done: true });
+}
+
+async fn contact_upsert_merges_identifiers_and_keeps_the_newest_profile(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1007"), h.clock.now());
+    let bsuid = link(IdentifierKind::WhatsAppUserId, "AR.1007");
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0007");
+    let later = now.plus(Duration::minutes(5));
+    assert_eq!(
+        conv.upsert_contact(&upsert(&t, &c, Some("Ana"), vec![bsuid.clone()], later))
+            .await
+            .expect("u"),
+        WriteOutcome::Written
+    );
+    // An older event arrives late: its identifier is linked, its profile name is not applied.
+    let stale = upsert(&t, &c, Some("Old name"), vec![phone.clone()], now);
+    assert_eq!(conv.upsert_contact(&stale).await.expect("u"), WriteOutcome::Unchanged);
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!(got.profile_name.as_deref(), Some("Ana"));
+    assert_eq!(got.last_seen, later);
+    assert_eq!(got.identifiers.len(), 2);
+    assert!(got.identifiers.contains(&bsuid) && got.identifiers.contains(&phone));
+    assert_eq!(conv.find_subject(&phone.subject_key).await.expect("find").len(), 1);
+    // Replaying the same identifiers adds nothing.
+    conv.upsert_contact(&upsert(&t, &c, None, vec![bsuid.clone(), phone.clone()], later))
+        .await
+        .expect("u");
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!(got.identifiers.len(), 2);
+    assert_eq!(
+        got.profile_name.as_deref(),
+        Some("Ana"),
+        "an event without a name keeps the name"
+    );
+}
+
+async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
+    let store = &h.stores.opt_outs;
+    let (t, now) = (tenant("acme"), h.clock.now());
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-0008").subject_key;
+    let record = |state, secs: i64| OptOutRecord {
+        tenant: t.clone(),
+        subject_key: key.clone(),
+        scope: OptOutScope::All,
+        state,
+        source: OptOutSource::Keyword,
+        event_at: now.plus(Duration::seconds(secs)),
+    };
+    assert_eq!(
+        store.apply(&record(OptState::OptedOut, 20)).await.expect("apply"),
+        ApplyOutcome::Applied { previous: None }
+    );
+    // START sent before the STOP but delivered after it: stale.
+    assert_eq!(
+        store.apply(&record(OptState::OptedIn, 10)).await.expect("apply"),
+        ApplyOutcome::Stale
+    );
+    // Redelivery of the same STOP: stale, nothing added to history.
+    assert_eq!(
+        store.apply(&record(OptState::OptedOut, 20)).await.expect("apply"),
+        ApplyOutcome::Stale
+    );
+    let current = store
+        .get(&t, &key, OptOutScope::All)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(current.state, OptState::OptedOut);
+    assert_eq!(
+        store.get(&t, &key, OptOutScope::Marketing).await.expect("get"),
+        None,
+        "scopes are separate"
+    );
+    assert_eq!(
+        store.apply(&record(OptState::OptedIn, 30)).await.expect("apply"),
+        ApplyOutcome::Applied {
+            previous: Some(OptState::OptedOut)
+        }
+    );
+    let history = store.history(&t, &key, &PageRequest::first(10)).await.expect("history");
+    assert_eq!(
+        history.items.iter().map(|r| r.state).collect::<Vec<_>>(),
+        vec![OptState::OptedOut, OptState::OptedIn]
+    );
+    assert!(
+        store
+            .get(&tenant("other"), &key, OptOutScope::All)
+            .await
+            .expect("get")
+            .is_none(),
+        "per tenant"
+    );
+}
+
+async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harness) {
+    let store = &h.stores.privacy_requests;
+    let now = h.clock.now();
+    let request = |kind, j| {
+        let received_at = now;
+        PrivacyRequest {
+            id: RequestId::random(),
+            kind,
+            status: RequestStatus::Received,
+            source: RequestSource::Mailbox,
+            jurisdiction: j,
+            tenant: None,
+            subject_keys: vec![link(IdentifierKind::Email, "ana@example.com").subject_key],
+            received_at,
+            due_at: deadline::due_at(j, kind, received_at),
+            closed_at: None,
+            expires_at: None,
+            version: 0,
+        }
+    };
+    let erase_ar = request(RequestKind::Erasure, Jurisdiction::Ar);
+    let access_eu = request(RequestKind::Access, Jurisdiction::Eu);
+    store.create(&erase_ar).await.expect("create");
+    store.create(&access_eu).await.expect("create");
+    assert!(matches!(store.create(&erase_ar).await, Err(StoreError::AlreadyExists)));
+
+    let mut working = erase_ar.clone();
+    working.status = RequestStatus::InProgress;
+    let working = store.update(&working).await.expect("update");
+    assert_eq!(working.version, 1);
+    // A second worker still holding version 0 loses.
+    let mut rival = erase_ar.clone();
+    rival.status = RequestStatus::Rejected;
+    assert!(matches!(store.update(&rival).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get(erase_ar.id).await.expect("get"), Some(working.clone()));
+
+    // Due within 10 days: the Argentine erasure (5 business days), not the GDPR access (1 month).
+    let soon = store
+        .open_due_before(now.plus(Duration::days(10)), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(soon.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![erase_ar.id]);
+    let all_open = store
+        .open_due_before(now.plus(Duration::days(60)), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(
+        all_open.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![erase_ar.id, access_eu.id],
+        "soonest first"
+    );
+
+    let mut closed = working;
+    closed.status = RequestStatus::Completed;
+    closed.closed_at = Some(now);
+    closed.expires_at = Some(shared::retention::closed_request_expiry(now, 60));
+    store.update(&closed).await.expect("close");
+    let open = store
+        .open_due_before(now.plus(Duration::days(60)), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(
+        open.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![access_eu.id],
+        "closed requests leave the index"
+    );
+    h.clock.advance(Duration::days(366 * 5 + 2));
+    assert_eq!(
+        store.get(erase_ar.id).await.expect("get"),
+        None,
+        "closed requests expire after the limitation period"
+    );
+}
+
+async fn an_account_belongs_to_one_tenant(h: Harness) {
+    let store = &h.stores.tenants;
+    let wa = |id: &str| ChannelAccount::new(Channel::WhatsApp, id).expect("valid");
+    let make = |id: &str, accounts: Vec<ChannelAccount>| Tenant {
+        id: tenant(id),
+        name: format!("Tenant {id}"),
+        accounts,
+        retention_months: RetentionMonths::new(12).expect("valid"),
+        locale: Locale::Spanish,
+        jurisdiction: Jurisdiction::Ar,
+        created_at: h.clock.now(),
+    };
+    let a = make(
+        "acme",
+        vec![
+            wa("1001"),
+            ChannelAccount::new(Channel::Instagram, "1784").expect("valid"),
+        ],
+    );
+    store.register(&a).await.expect("register");
+    assert_eq!(store.get(&a.id).await.expect("get"), Some(a.clone()));
+    assert_eq!(store.resolve(&wa("1001")).await.expect("resolve"), Some(a.id.clone()));
+
+    let b = make("beta", vec![wa("2002"), wa("1001")]);
+    match store.register(&b).await {
+        Err(StoreError::AccountTaken {
+            channel: Channel::WhatsApp,
+            account_id,
+        }) => assert_eq!(account_id, "1001"),
+        other => panic!("expected AccountTaken, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&b.id).await.expect("get"),
+        None,
+        "a refused registration writes nothing"
+    );
+    assert_eq!(store.resolve(&wa("2002")).await.expect("resolve"), None);
+
+    // Re-registering is idempotent, and an account dropped by its tenant becomes free.
+    store.register(&a).await.expect("idempotent");
+    store.register(&make("acme", vec![wa("1001")])).await.expect("update");
+    assert_eq!(
+        store
+            .resolve(&ChannelAccount::new(Channel::Instagram, "1784").expect("valid"))
+            .await
+            .expect("r"),
+        None
+    );
+    assert_eq!(store.resolve(&wa("1001")).await.expect("resolve"), Some(a.id.clone()));
+}
+
+async fn audit_is_append_only_and_ordered(h: Harness) {
+    let store = &h.stores.audit;
+    let (t, now) = (tenant("acme"), h.clock.now());
+    let event = |secs: i64, action| AuditEvent {
+        id: uuid::Uuid::new_v4(),
+        tenant: t.clone(),
+        at: now.plus(Duration::seconds(secs)),
+        actor: "operator:privacy-desk".to_owned(),
+        action,
+        contact: Some(wa_contact("AR.1009")),
+        subject_key: None,
+        reason: "privacy request".to_owned(),
+        expires_at: shared::retention::audit_expiry(now, 24),
+    };
+    let (read, export) = (event(2, AuditAction::Read), event(1, AuditAction::Export));
+    store.append(&read).await.expect("append");
+    store.append(&export).await.expect("append");
+    assert!(matches!(store.append(&read).await, Err(StoreError::AlreadyExists)));
+    let listed = store.list(&t, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items, vec![export, read]);
+    assert!(
+        store
+            .list(&tenant("other"), &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
+    let store = &h.stores.quarantine;
+    let now = h.clock.now();
+    let unrouted = QuarantineBucket::Unrouted {
+        account: ChannelAccount::new(Channel::WhatsApp, "555").expect("valid"),
+    };
+    let entry = |bucket: &QuarantineBucket, secs: i64| QuarantineEntry {
+        id: uuid::Uuid::new_v4(),
+        bucket: bucket.clone(),
+        reason: "no tenant owns this account".to_owned(),
+        envelope: r#"{"object":"whatsapp_business_account"}"#.to_owned(),
+        received_at: now.plus(Duration::seconds(secs)),
+        expires_at: shared::retention::quarantine_expiry(now),
+    };
+    let (e1, e2, rejected) = (
+        entry(&unrouted, 1),
+        entry(&unrouted, 2),
+        entry(&QuarantineBucket::Rejected, 0),
+    );
+    for e in [&e2, &e1, &rejected] {
+        store.put(e).await.expect("put");
+    }
+    let listed = store.list(&unrouted, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items, vec![e1.clone(), e2.clone()]);
+    store.delete(&e1).await.expect("delete");
+    assert_eq!(
+        store
+            .list(&unrouted, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items,
+        vec![e2]
+    );
+    h.clock
+        .advance(Duration::days(shared::retention::QUARANTINE_RETENTION_DAYS));
+    assert!(
+        store
+            .list(&unrouted, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .list(&QuarantineBucket::Rejected, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+/// Queue conformance: the embedded queue moves time with the clock, SQS with the wall clock.
+mod queue {
+    use super::*;
+    use crate::support;
+    use shared::queue::embedded::EmbeddedQueue;
+    use shared::queue::sqs::SqsQueue;
+    use std::time::Duration as StdDuration;
+
+    const VISIBILITY: StdDuration = StdDuration::from_secs(1);
+
+    #[tokio::test]
+    async fn embedded_redelivers_after_visibility_timeout() {
+        let clock = support::test_clock();
+        let q = EmbeddedQueue::new(Arc::new(clock.clone()), VISIBILITY);
+        redelivers_after_visibility_timeout(&q, || {
+            clock.advance(Duration::milliseconds(1100));
+            async {}
+        })
+        .await;
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sqs_redelivers_after_visibility_timeout() {
+        let client = support::sqs_client().await;
+        let out = client
+            .create_queue()
+            .queue_name(support::unique("q"))
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                VISIBILITY.as_secs().to_string(),
+            )
+            .send()
+            .await
+            .expect("queue created");
+        let q = SqsQueue::new(client, out.queue_url().expect("queue url"));
+        redelivers_after_visibility_timeout(&q, || tokio::time::sleep(VISIBILITY + StdDuration::from_millis(600)))
+            .await;
+    }
+
+    async fn redelivers_after_visibility_timeout<F, Fut>(q: &dyn Queue, mut let_visibility_lapse: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let bodies: Vec<String> = (0..12).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+        q.send_batch(&bodies).await.expect("send 12 (two SQS batches)");
+        let mut received = Vec::new();
+        while received.len() < 12 {
+            let got = q.receive(10, StdDuration::from_secs(1)).await.expect("receive");
+            assert!(!got.is_empty(), "all 12 messages arrive, got {}", received.len());
+            received.extend(got);
+        }
+        assert!(received.iter().all(|m| m.receive_count == 1));
+        let mut sent = bodies.clone();
+        sent.sort();
+        let mut got: Vec<String> = received.iter().map(|m| m.body.clone()).collect();
+        got.sort();
+        assert_eq!(got, sent);
+        // Acknowledge all but one; the unacknowledged one comes back once its visibility lapses.
+        let (kept, acked) = received.split_first().expect("non-empty");
+        for m in acked {
+            q.delete(&m.receipt).await.expect("delete");
+        }
+        assert!(
+            q.receive(10, StdDuration::ZERO).await.expect("receive").is_empty(),
+            "in flight, invisible"
+        );
+        let_visibility_lapse().await;
+        let again = q.receive(10, StdDuration::from_secs(2)).await.expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].body.as_str(), again[0].receive_count),
+            (kept.body.as_str(), 2)
+        );
+        q.delete(&again[0].receipt).await.expect("delete");
+        let_visibility_lapse().await;
+        assert!(
+            q.receive(10, StdDuration::ZERO).await.expect("receive").is_empty(),
+            "deleted for good"
+        );
+        assert!(matches!(
+            q.send_batch(&["x".repeat(shared::queue::MAX_BODY_BYTES + 1)]).await,
+            Err(shared::queue::QueueError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            q.receive(0, StdDuration::ZERO).await,
+            Err(shared::queue::QueueError::BadBatchSize)
+        ));
+    }
+}
