@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs DynamoDB Local and an SQS server into .cache/, starts both on
 # free loopback ports, runs the whole workspace test suite against them, and stops them on any exit.
-# Usage: infra/test.sh [extra cargo test arguments, e.g. -p shared conformance::dynamodb]
+# Usage: infra/test.sh                      the whole workspace
+#        infra/test.sh -p shared <filter>   any cargo test arguments instead
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,4 +96,8 @@ export SQS_ENDPOINT="http://127.0.0.1:$SQS_PORT"
 export AWS_ACCESS_KEY_ID="local" AWS_SECRET_ACCESS_KEY="local" AWS_REGION="us-east-1"
 
 cd "$ROOT"
-cargo test --workspace "$@"
+if [[ $# -gt 0 ]]; then
+  cargo test "$@"
+else
+  cargo test --workspace
+fi

@@ -123,12 +123,22 @@ pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
 pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
 pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
 
-/// What every function needs: where the data lives and the secret that finds people in it.
+/// What every function needs: where the data lives.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub tables: TableNames,
-    pub subject_key_secret: SubjectKeySecret,
     pub endpoints: Endpoints,
+}
+
+/// The subject-key secret, read only by the functions that compute subject keys.
+pub fn subject_key_secret(lookup: impl Fn(&str) -> Option<String>) -> Result<SubjectKeySecret, ConfigError> {
+    let value = lookup(SUBJECT_KEY_SECRET)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(SUBJECT_KEY_SECRET))?;
+    SubjectKeySecret::new(value.into_bytes()).map_err(|WeakSecret| ConfigError::Malformed {
+        name: SUBJECT_KEY_SECRET,
+        reason: WeakSecret.to_string(),
+    })
 }
 
 impl Config {
@@ -151,13 +161,6 @@ impl Config {
             })?;
             Ok(name)
         })?;
-        let subject_key_secret =
-            SubjectKeySecret::new(required(SUBJECT_KEY_SECRET)?.into_bytes()).map_err(|WeakSecret| {
-                ConfigError::Malformed {
-                    name: SUBJECT_KEY_SECRET,
-                    reason: WeakSecret.to_string(),
-                }
-            })?;
         let endpoint = |name: &'static str| -> Result<Option<String>, ConfigError> {
             match lookup(name).filter(|v| !v.is_empty()) {
                 Some(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(Some(v)),
@@ -170,7 +173,6 @@ impl Config {
         };
         Ok(Self {
             tables,
-            subject_key_secret,
             endpoints: Endpoints {
                 dynamodb: endpoint(DYNAMODB_ENDPOINT)?,
                 sqs: endpoint(SQS_ENDPOINT)?,
@@ -222,8 +224,13 @@ mod tests {
 
         let mut env = full_env();
         env.insert(SUBJECT_KEY_SECRET, "short".into());
-        let err = load(&env).expect_err("weak secret refused");
+        let err = subject_key_secret(|n| env.get(n).cloned()).expect_err("weak secret refused");
         assert!(err.to_string().contains("SUBJECT_KEY_SECRET"), "{err}");
+        env.remove(SUBJECT_KEY_SECRET);
+        assert_eq!(
+            subject_key_secret(|n| env.get(n).cloned()).err(),
+            Some(ConfigError::Missing(SUBJECT_KEY_SECRET))
+        );
 
         let mut env = full_env();
         env.insert("TENANTS_TABLE", "a b".into());
@@ -248,7 +255,8 @@ mod tests {
 
     #[test]
     fn the_secret_never_prints() {
-        let c = load(&full_env()).expect("complete");
-        assert!(!format!("{c:?}").contains(&"x".repeat(40)));
+        let env = full_env();
+        let secret = subject_key_secret(|n| env.get(n).cloned()).expect("valid");
+        assert!(!format!("{secret:?}").contains(&"x".repeat(40)));
     }
 }

@@ -14,6 +14,7 @@ pub enum IdentifierKind {
     /// E.164 phone number (WhatsApp `wa_id`, typed numbers).
     Phone,
     /// WhatsApp business-scoped user id (`user_id`, `from_user_id`), e.g. `AR.1234...`.
+    #[serde(rename = "whatsapp_user_id")]
     WhatsAppUserId,
     /// Instagram-scoped id of a sender (IGSID).
     InstagramId,

@@ -3,6 +3,7 @@
 //! deadlines, identifier normalization, subject keys), and the storage and queue ports with their
 //! DynamoDB/SQS and embedded adapters.
 
+pub mod apigw;
 pub mod aws;
 pub mod backoff;
 pub mod clock;
@@ -10,6 +11,8 @@ pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod identity;
+pub mod meta;
+pub mod metrics;
 pub mod phone;
 pub mod provision;
 pub mod queue;

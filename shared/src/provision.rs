@@ -14,15 +14,19 @@ use std::collections::BTreeMap;
 /// The SAM template, compiled in so a binary can provision without the source tree.
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
 
+/// Logical ids of the queues in template.yaml.
+pub const INGEST_QUEUE: &str = "IngestQueue";
+pub const INGEST_DEAD_LETTER_QUEUE: &str = "IngestDeadLetterQueue";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("template.yaml is not valid YAML: {0}")]
     Yaml(String),
     #[error("template.yaml has no AWS::DynamoDB::Table named {0}")]
     MissingTable(&'static str),
-    #[error("template.yaml table {table}: {reason}")]
+    #[error("template.yaml resource {table}: {reason}")]
     BadTable { table: String, reason: String },
-    #[error("creating table {table}: {reason}")]
+    #[error("creating {table}: {reason}")]
     Backend { table: String, reason: String },
 }
 
@@ -89,6 +93,132 @@ pub struct ProjectionSpec {
 pub struct TtlSpec {
     pub attribute_name: String,
     pub enabled: bool,
+}
+
+/// The parts of an `AWS::SQS::Queue` the local stack and emulators need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub visibility_timeout_secs: u32,
+    pub retention_secs: Option<u32>,
+    /// Logical id of the dead-letter queue and the receive count that moves a message there.
+    pub redrive: Option<(String, u32)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueueProps {
+    visibility_timeout: Option<u32>,
+    message_retention_period: Option<u32>,
+    redrive_policy: Option<RedriveProps>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RedriveProps {
+    dead_letter_target_arn: serde_yaml::Value,
+    max_receive_count: u32,
+}
+
+/// Every queue of the template, by logical id.
+pub fn queue_specs(template: &str) -> Result<BTreeMap<String, QueueSpec>, ProvisionError> {
+    let t: Template = serde_yaml::from_str(template).map_err(|e| ProvisionError::Yaml(e.to_string()))?;
+    t.resources
+        .into_iter()
+        .filter(|(_, r)| r.kind == "AWS::SQS::Queue")
+        .map(|(id, r)| {
+            let bad = |reason: String| ProvisionError::BadTable {
+                table: id.clone(),
+                reason,
+            };
+            let props: QueueProps = serde_yaml::from_value(r.properties).map_err(|e| bad(e.to_string()))?;
+            let redrive = match props.redrive_policy {
+                None => None,
+                Some(p) => Some((
+                    get_att_target(&p.dead_letter_target_arn)
+                        .ok_or_else(|| bad("deadLetterTargetArn must be !GetAtt <Queue>.Arn".to_owned()))?,
+                    p.max_receive_count,
+                )),
+            };
+            Ok((
+                id.clone(),
+                QueueSpec {
+                    visibility_timeout_secs: props.visibility_timeout.unwrap_or(30),
+                    retention_secs: props.message_retention_period,
+                    redrive,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `!GetAtt Name.Arn` (short form) or `{"Fn::GetAtt": [Name, Arn]}` (long form) -> `Name`.
+fn get_att_target(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Tagged(t) if t.tag == "GetAtt" || t.tag == "!GetAtt" => {
+            t.value.as_str().and_then(|s| s.strip_suffix(".Arn")).map(str::to_owned)
+        }
+        serde_yaml::Value::Mapping(m) => m
+            .get("Fn::GetAtt")
+            .and_then(|l| l.as_sequence())
+            .and_then(|l| l.first())
+            .and_then(|n| n.as_str())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Creates the template's queues on an SQS endpoint, named `<prefix><LogicalId>`, dead-letter
+/// queues first so redrive policies can point at them. Returns the URL of each, by logical id.
+pub async fn create_queues(
+    client: &aws_sdk_sqs::Client,
+    template: &str,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>, ProvisionError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let specs = queue_specs(template)?;
+    let mut order: Vec<&String> = specs.keys().collect();
+    order.sort_by_key(|id| specs[*id].redrive.is_some());
+    let mut urls = BTreeMap::new();
+    let mut arns = BTreeMap::new();
+    for id in order {
+        let spec = &specs[id];
+        let fail = |reason: String| ProvisionError::Backend {
+            table: id.clone(),
+            reason,
+        };
+        let mut req = client
+            .create_queue()
+            .queue_name(format!("{prefix}{id}"))
+            .attributes(A::VisibilityTimeout, spec.visibility_timeout_secs.to_string());
+        if let Some(r) = spec.retention_secs {
+            req = req.attributes(A::MessageRetentionPeriod, r.to_string());
+        }
+        if let Some((dlq, max)) = &spec.redrive {
+            let arn: &String = arns
+                .get(dlq)
+                .ok_or_else(|| fail(format!("dead-letter queue {dlq} is not a queue")))?;
+            let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max }).to_string();
+            req = req.attributes(A::RedrivePolicy, policy);
+        }
+        let url = req
+            .send()
+            .await
+            .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .queue_url
+            .ok_or_else(|| fail("no queue URL returned".to_owned()))?;
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(A::QueueArn)
+            .send()
+            .await
+            .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        if let Some(arn) = attrs.attributes.and_then(|mut a| a.remove(&A::QueueArn)) {
+            arns.insert(id.clone(), arn);
+        }
+        urls.insert(id.clone(), url);
+    }
+    Ok(urls)
 }
 
 /// Every table of the template, by logical id.
@@ -236,6 +366,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_ingest_queue_redrives_to_its_dead_letter_queue() {
+        let queues = queue_specs(TEMPLATE).expect("template parses");
+        let ingest = &queues[INGEST_QUEUE];
+        let (dlq, max) = ingest.redrive.clone().expect("redrive policy");
+        assert_eq!((dlq.as_str(), max), (INGEST_DEAD_LETTER_QUEUE, 5));
+        assert!(queues.contains_key(INGEST_DEAD_LETTER_QUEUE));
     }
 
     #[test]

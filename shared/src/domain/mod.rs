@@ -14,4 +14,4 @@ pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState};
 pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};
 pub use quarantine::{QuarantineBucket, QuarantineEntry};
-pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantId};
+pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};

@@ -118,6 +118,17 @@ pub struct Tenant {
     pub created_at: Timestamp,
 }
 
+/// A notification about a tenant's account (template reviews, quality ratings), kept for the
+/// tenant. Holds no personal data. `id` is a digest of the notification, so replays are no-ops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantEvent {
+    pub tenant: TenantId,
+    pub id: String,
+    pub field: String,
+    pub received_at: Timestamp,
+    pub payload: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

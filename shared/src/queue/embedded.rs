@@ -6,7 +6,7 @@ use crate::clock::SharedClock;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -25,6 +25,15 @@ pub struct EmbeddedQueue {
     visibility: time::Duration,
     entries: Mutex<VecDeque<Entry>>,
     arrived: Notify,
+    redrive: Option<Redrive>,
+}
+
+/// SQS's redrive policy: a message received `max_receives` times without being deleted moves to
+/// the dead-letter queue instead of being delivered again.
+#[derive(Debug)]
+struct Redrive {
+    dead_letter: Arc<EmbeddedQueue>,
+    max_receives: u32,
 }
 
 impl EmbeddedQueue {
@@ -34,7 +43,16 @@ impl EmbeddedQueue {
             visibility: time::Duration::try_from(visibility).unwrap_or(time::Duration::SECOND * 30),
             entries: Mutex::default(),
             arrived: Notify::new(),
+            redrive: None,
         }
+    }
+
+    pub fn with_dead_letter(mut self, dead_letter: Arc<EmbeddedQueue>, max_receives: u32) -> Self {
+        self.redrive = Some(Redrive {
+            dead_letter,
+            max_receives: max_receives.max(1),
+        });
+        self
     }
 
     /// Messages stored, visible or in flight.
@@ -49,6 +67,15 @@ impl EmbeddedQueue {
     fn take_visible(&self, max: usize) -> Vec<ReceivedMessage> {
         let now = self.clock.now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = &self.redrive {
+            let (dead, live): (VecDeque<Entry>, VecDeque<Entry>) = entries
+                .drain(..)
+                .partition(|e| e.visible_at <= now && e.receive_count >= r.max_receives);
+            *entries = live;
+            if !dead.is_empty() {
+                r.dead_letter.push(dead.into_iter().map(|e| e.body), now);
+            }
+        }
         entries
             .iter_mut()
             .filter(|e| e.visible_at <= now)
@@ -69,16 +96,13 @@ impl EmbeddedQueue {
     }
 }
 
-#[async_trait]
-impl Queue for EmbeddedQueue {
-    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
-        check_sizes(bodies)?;
-        let now = self.clock.now();
+impl EmbeddedQueue {
+    fn push(&self, bodies: impl IntoIterator<Item = String>, now: Timestamp) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for body in bodies {
             entries.push_back(Entry {
                 id: uuid::Uuid::new_v4().to_string(),
-                body: body.clone(),
+                body,
                 receive_count: 0,
                 visible_at: now,
                 receipt: None,
@@ -86,7 +110,19 @@ impl Queue for EmbeddedQueue {
         }
         drop(entries);
         self.arrived.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+        check_sizes(bodies)?;
+        self.push(bodies.iter().cloned(), self.clock.now());
         Ok(())
+    }
+
+    async fn pending(&self) -> Result<usize, QueueError> {
+        Ok(self.len())
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {

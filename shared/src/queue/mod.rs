@@ -40,6 +40,8 @@ pub trait Queue: Send + Sync + Debug {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError>;
     /// Acknowledges a message; unacknowledged ones come back after the visibility timeout.
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Messages not yet deleted, visible or in flight (approximate on SQS).
+    async fn pending(&self) -> Result<usize, QueueError>;
 }
 
 pub(crate) fn check_sizes(bodies: &[String]) -> Result<(), QueueError> {

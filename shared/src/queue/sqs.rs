@@ -111,6 +111,22 @@ impl Queue for SqsQueue {
             .collect())
     }
 
+    async fn pending(&self) -> Result<usize, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(backend)?;
+        let attrs = out.attributes.unwrap_or_default();
+        let count = |a: A| attrs.get(&a).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        Ok(count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible))
+    }
+
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
         self.client
             .delete_message()

@@ -11,7 +11,7 @@ use crate::clock::SharedClock;
 use crate::domain::{
     ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
     OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
-    TenantId,
+    TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -187,6 +187,20 @@ impl ConversationStore for EmbeddedConversationStore {
             .unwrap_or_default();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         page_of(sorted, page, &format!("messages:{pk}"))
+    }
+
+    async fn delete_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        message: &MetaMessageId,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut contacts = lock(&self.contacts);
+        let removed = contacts
+            .get_mut(&keys::contact_pk(tenant, contact))
+            .and_then(|s| s.messages.remove(message));
+        Ok(removed.is_some_and(|m| !m.expires_at.is_expired(now)))
     }
 
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
@@ -426,6 +440,7 @@ impl AuditStore for EmbeddedAuditStore {
 struct TenantState {
     tenants: BTreeMap<TenantId, Tenant>,
     claims: BTreeMap<ChannelAccount, TenantId>,
+    events: BTreeMap<(TenantId, String), TenantEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -461,6 +476,26 @@ impl TenantStore for EmbeddedTenantStore {
 
     async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError> {
         Ok(lock(&self.state).claims.get(account).cloned())
+    }
+
+    async fn record_event(&self, e: &TenantEvent) -> Result<WriteOutcome, StoreError> {
+        let mut st = lock(&self.state);
+        let k = (e.tenant.clone(), keys::tenant_event_sk(&e.id));
+        if st.events.contains_key(&k) {
+            return Ok(WriteOutcome::Unchanged);
+        }
+        st.events.insert(k, e.clone());
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
+        let sorted = lock(&self.state)
+            .events
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|((_, sk), e)| (sk.clone(), e.clone()))
+            .collect();
+        page_of(sorted, page, &format!("events:{tenant}"))
     }
 }
 

@@ -102,6 +102,12 @@ pub fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
 }
 
+pub const TENANT_EVENT_PREFIX: &str = "EVENT#";
+
+pub fn tenant_event_sk(id: &str) -> String {
+    format!("{TENANT_EVENT_PREFIX}{id}")
+}
+
 pub fn account_pk(account: &ChannelAccount) -> String {
     format!("ACCOUNT#{}#{}", account.channel, account.account_id)
 }

@@ -12,7 +12,7 @@ pub mod keys;
 use crate::domain::{
     ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
     OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
-    TenantId,
+    TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::Timestamp;
@@ -110,6 +110,13 @@ pub trait ConversationStore: Send + Sync + Debug {
         contact: &ContactId,
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError>;
+    /// Deletes one stored message (the person unsent or revoked it). False if it was not stored.
+    async fn delete_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        message: &MetaMessageId,
+    ) -> Result<bool, StoreError>;
     /// Applies only if the state moves forward (sent < delivered < read < played < failed).
     async fn put_status(&self, status: &StatusUpdate) -> Result<WriteOutcome, StoreError>;
     async fn get_status(
@@ -175,6 +182,9 @@ pub trait TenantStore: Send + Sync + Debug {
     async fn get(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
     /// The tenant that owns a receiving account.
     async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError>;
+    /// Idempotent on the event id.
+    async fn record_event(&self, event: &TenantEvent) -> Result<WriteOutcome, StoreError>;
+    async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError>;
 }
 
 #[async_trait]

@@ -38,6 +38,8 @@ conformance!(
     an_account_belongs_to_one_tenant,
     audit_is_append_only_and_ordered,
     quarantine_lists_by_bucket_and_expires,
+    an_unsent_message_is_deleted,
+    tenant_events_are_idempotent,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -791,6 +793,67 @@ async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
     );
 }
 
+async fn an_unsent_message_is_deleted(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1010"), h.clock.now());
+    let (keep, gone) = (
+        message(&t, &c, "mid.keep", now, "a"),
+        message(&t, &c, "mid.gone", now, "b"),
+    );
+    conv.put_message(&keep).await.expect("w");
+    conv.put_message(&gone).await.expect("w");
+    assert!(conv.delete_message(&t, &c, &gone.id).await.expect("delete"));
+    assert!(
+        !conv.delete_message(&t, &c, &gone.id).await.expect("delete"),
+        "already gone"
+    );
+    assert!(
+        !conv
+            .delete_message(&tenant("other"), &c, &keep.id)
+            .await
+            .expect("delete"),
+        "another tenant's copy"
+    );
+    let left = conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(left.items, vec![keep]);
+}
+
+async fn tenant_events_are_idempotent(h: Harness) {
+    let store = &h.stores.tenants;
+    let event = |id: &str| TenantEvent {
+        tenant: tenant("acme"),
+        id: id.to_owned(),
+        field: "message_template_status_update".to_owned(),
+        received_at: h.clock.now(),
+        payload: json!({"event": "APPROVED", "message_template_id": 1}),
+    };
+    assert_eq!(
+        store.record_event(&event("e1")).await.expect("w"),
+        WriteOutcome::Written
+    );
+    assert_eq!(
+        store.record_event(&event("e1")).await.expect("w"),
+        WriteOutcome::Unchanged
+    );
+    assert_eq!(
+        store.record_event(&event("e2")).await.expect("w"),
+        WriteOutcome::Written
+    );
+    let listed = store
+        .list_events(&tenant("acme"), &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![event("e1"), event("e2")]);
+    assert!(
+        store
+            .list_events(&tenant("other"), &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
 /// Queue conformance: the embedded queue moves time with the clock, SQS with the wall clock.
 mod queue {
     use super::*;
@@ -829,6 +892,83 @@ mod queue {
         let q = SqsQueue::new(client, out.queue_url().expect("queue url"));
         redelivers_after_visibility_timeout(&q, || tokio::time::sleep(VISIBILITY + StdDuration::from_millis(600)))
             .await;
+    }
+
+    #[tokio::test]
+    async fn embedded_moves_to_the_dead_letter_queue_after_max_receives() {
+        let clock = support::test_clock();
+        let dlq = Arc::new(EmbeddedQueue::new(Arc::new(clock.clone()), VISIBILITY));
+        let q = EmbeddedQueue::new(Arc::new(clock.clone()), VISIBILITY).with_dead_letter(dlq.clone(), 2);
+        dead_letters_after_max_receives(&q, dlq.as_ref(), || {
+            clock.advance(Duration::milliseconds(1100));
+            async {}
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sqs_moves_to_the_dead_letter_queue_after_max_receives() {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let client = support::sqs_client().await;
+        let dlq_url = client
+            .create_queue()
+            .queue_name(support::unique("dlq"))
+            .send()
+            .await
+            .expect("dlq")
+            .queue_url
+            .expect("url");
+        let arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(A::QueueArn)
+            .send()
+            .await
+            .expect("attrs");
+        let arn = arn.attributes.and_then(|mut a| a.remove(&A::QueueArn)).expect("arn");
+        let url = client
+            .create_queue()
+            .queue_name(support::unique("q"))
+            .attributes(A::VisibilityTimeout, VISIBILITY.as_secs().to_string())
+            .attributes(
+                A::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": 2}).to_string(),
+            )
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("url");
+        let q = SqsQueue::new(client.clone(), url);
+        let dlq = SqsQueue::new(client, dlq_url);
+        dead_letters_after_max_receives(&q, &dlq, || {
+            tokio::time::sleep(VISIBILITY + StdDuration::from_millis(600))
+        })
+        .await;
+    }
+
+    async fn dead_letters_after_max_receives<F, Fut>(q: &dyn Queue, dlq: &dyn Queue, mut let_visibility_lapse: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        q.send_batch(&["poison".to_owned()]).await.expect("send");
+        for attempt in 1..=2 {
+            let got = q.receive(10, StdDuration::from_secs(2)).await.expect("receive");
+            assert_eq!(got.len(), 1, "attempt {attempt}");
+            assert_eq!(got[0].receive_count, attempt);
+            let_visibility_lapse().await;
+        }
+        assert!(
+            q.receive(10, StdDuration::from_secs(1))
+                .await
+                .expect("receive")
+                .is_empty(),
+            "moved after 2 receives"
+        );
+        assert_eq!(q.pending().await.expect("pending"), 0);
+        let dead = dlq.receive(10, StdDuration::from_secs(2)).await.expect("receive");
+        assert_eq!(dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["poison"]);
     }
 
     async fn redelivers_after_visibility_timeout<F, Fut>(q: &dyn Queue, mut let_visibility_lapse: F)

@@ -292,6 +292,27 @@ impl ConversationStore for DynamoConversationStore {
         Ok(Page { items, next: page.next })
     }
 
+    async fn delete_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        message: &MetaMessageId,
+    ) -> Result<bool, StoreError> {
+        let live =
+            Expr::new("attribute_exists(pk) AND expires_at > :now").value(":now", n(self.clock.now().unix_seconds()));
+        let k = key(keys::contact_pk(tenant, contact), keys::message_sk(message));
+        match self.table.delete(k, Some(live)).await? {
+            Written::Yes(_) => Ok(true),
+            // Absent, or an expired leftover: delete it anyway so nothing of it remains.
+            Written::ConditionFailed => {
+                self.table
+                    .delete(key(keys::contact_pk(tenant, contact), keys::message_sk(message)), None)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
         let now = self.clock.now();
         let item = StatusItem {

@@ -213,6 +213,34 @@ impl Table {
         }
     }
 
+    pub async fn delete(&self, key: Item, condition: Option<Expr>) -> Result<Written, StoreError> {
+        let (names, values) = merge(condition.as_ref(), None);
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .set_condition_expression(condition.map(|c| c.text))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.meter.record(out.consumed_capacity());
+                Ok(Written::Yes(None))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     pub async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client

@@ -1,7 +1,7 @@
-use super::table::{Table, from_item, key, s, to_item};
-use crate::domain::{ChannelAccount, Tenant, TenantId};
-use crate::store::keys::{self, ACCOUNT_SK, TENANT_SK};
-use crate::store::{StoreError, TenantStore};
+use super::table::{Expr, QuerySpec, Table, Written, from_item, key, s, to_item};
+use crate::domain::{ChannelAccount, Tenant, TenantEvent, TenantId};
+use crate::store::keys::{self, ACCOUNT_SK, TENANT_EVENT_PREFIX, TENANT_SK};
+use crate::store::{Page, PageRequest, StoreError, TenantStore, WriteOutcome};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,13 @@ struct ClaimItem {
     pk: String,
     sk: String,
     tenant: TenantId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    pk: String,
+    sk: String,
+    event: String,
 }
 
 fn build_err(e: impl std::fmt::Display) -> StoreError {
@@ -105,5 +112,45 @@ impl TenantStore for DynamoTenantStore {
     async fn resolve(&self, account: &ChannelAccount) -> Result<Option<TenantId>, StoreError> {
         let item = self.table.get(key(keys::account_pk(account), ACCOUNT_SK)).await?;
         Ok(item.map(from_item::<ClaimItem>).transpose()?.map(|c| c.tenant))
+    }
+
+    async fn record_event(&self, e: &TenantEvent) -> Result<WriteOutcome, StoreError> {
+        let item = EventItem {
+            pk: keys::tenant_pk(&e.tenant),
+            sk: keys::tenant_event_sk(&e.id),
+            event: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        };
+        match self
+            .table
+            .put(to_item(&item)?, Some(Expr::new("attribute_not_exists(pk)")), false)
+            .await?
+        {
+            Written::Yes(_) => Ok(WriteOutcome::Written),
+            Written::ConditionFailed => Ok(WriteOutcome::Unchanged),
+        }
+    }
+
+    async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
+        let pk = keys::tenant_pk(tenant);
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk.clone()),
+            sk_prefix: Some(TENANT_EVENT_PREFIX.to_owned()),
+            sort_at_most: None,
+            hide_expired_at: None,
+            scope: format!("events:{tenant}"),
+            consistent: true,
+        };
+        let page = self.table.query_page(&spec, page).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|i| {
+                let item: EventItem = from_item(i)?;
+                serde_json::from_str(&item.event).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next: page.next })
     }
 }

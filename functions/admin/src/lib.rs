@@ -1,0 +1,498 @@
+//! The operator API behind IAM in AWS (a bearer token in the local stack): register tenants and
+//! their channel accounts, and read what was stored. Every read of personal data writes an audit
+//! event naming the principal, the data and the reason.
+
+use http::Method;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shared::apigw::{self, Request, Response};
+use shared::clock::SharedClock;
+use shared::deadline::Jurisdiction;
+use shared::domain::*;
+use shared::queue::Queue;
+use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, RetentionMonths, audit_expiry};
+use shared::store::{Cursor, PageRequest, StoreError, Stores};
+use std::sync::Arc;
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
+#[derive(Debug)]
+pub struct Admin {
+    stores: Stores,
+    ingest: Arc<dyn Queue>,
+    clock: SharedClock,
+}
+
+/// The principal API Gateway authenticated (IAM). Without one, nothing is served.
+pub fn principal(req: &Request) -> Option<String> {
+    let iam = req.request_context.authorizer.as_ref()?.iam.as_ref()?;
+    iam.user_arn.clone().or_else(|| iam.caller_id.clone())
+}
+
+/// Why an admin request failed; turned into a status and a short, safe message at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{field}: {reason}")]
+    BadRequest { field: String, reason: String },
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(&'static str),
+}
+
+impl From<AdminError> for Response {
+    fn from(e: AdminError) -> Response {
+        let status = match &e {
+            AdminError::BadRequest { .. } => 400,
+            AdminError::NotFound(_) => 404,
+            AdminError::Conflict(_) => 409,
+            AdminError::Unavailable(_) => 503,
+        };
+        apigw::error(status, e)
+    }
+}
+
+fn store_error(e: StoreError) -> AdminError {
+    match e {
+        StoreError::BadCursor | StoreError::BadPageSize => bad_request("cursor", e),
+        StoreError::AccountTaken { channel, account_id } => AdminError::Conflict(format!(
+            "{channel} account {account_id} already belongs to another tenant"
+        )),
+        other => {
+            tracing::error!(error = %other, "admin request failed in the store");
+            AdminError::Unavailable("storage temporarily unavailable")
+        }
+    }
+}
+
+fn bad_request(field: &str, reason: impl std::fmt::Display) -> AdminError {
+    AdminError::BadRequest {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct IdentifierView<'a> {
+    kind: shared::identity::IdentifierKind,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct ContactView<'a> {
+    /// The path segment that names this contact: `<channel>:<id>`.
+    contact: String,
+    channel: Channel,
+    id: &'a str,
+    profile_name: Option<&'a str>,
+    identifiers: Vec<IdentifierView<'a>>,
+    first_seen: shared::timestamp::Timestamp,
+    last_seen: shared::timestamp::Timestamp,
+    expires_at: shared::timestamp::Timestamp,
+}
+
+impl<'a> ContactView<'a> {
+    fn new(c: &'a Contact) -> Self {
+        Self {
+            contact: format!("{}:{}", c.contact.channel, c.contact.stable_id),
+            channel: c.contact.channel,
+            id: &c.contact.stable_id,
+            profile_name: c.profile_name.as_deref(),
+            identifiers: c
+                .identifiers
+                .iter()
+                .map(|l| IdentifierView {
+                    kind: l.identifier.kind(),
+                    value: l.identifier.value(),
+                })
+                .collect(),
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+            expires_at: c.expires_at.as_timestamp(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    id: &'a str,
+    direction: Direction,
+    sent_at: shared::timestamp::Timestamp,
+    kind: &'a str,
+    content: &'a Value,
+    expires_at: shared::timestamp::Timestamp,
+}
+
+impl Admin {
+    pub fn new(stores: Stores, ingest: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        Self { stores, ingest, clock }
+    }
+
+    pub async fn handle(&self, req: &Request) -> Response {
+        let Some(actor) = principal(req) else {
+            return apigw::error(401, "an authenticated principal is required");
+        };
+        let path = apigw::path(req).to_owned();
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match (apigw::method(req), segments.as_slice()) {
+            (Method::POST, ["admin", "tenants"]) => self.register(req).await,
+            (Method::GET, ["admin", "tenants", tenant, "contacts"]) => self.contacts(req, &actor, tenant).await,
+            (Method::GET, ["admin", "tenants", tenant, "contacts", contact, "messages"]) => {
+                self.messages(req, &actor, tenant, contact).await
+            }
+            (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, tenant).await,
+            (_, ["admin", ..]) => apigw::error(404, "no such admin route"),
+            _ => apigw::error(404, "no such route"),
+        }
+    }
+
+    async fn register(&self, req: &Request) -> Response {
+        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
+            Ok(Ok(Value::Object(map))) => map,
+            _ => return apigw::error(400, "body must be a JSON object"),
+        };
+        let tenant = match parse_tenant(body, self.clock.now()) {
+            Ok(t) => t,
+            Err(r) => return r.into(),
+        };
+        let existed = match self.stores.tenants.get(&tenant.id).await {
+            Ok(t) => t,
+            Err(e) => return store_error(e).into(),
+        };
+        let tenant = Tenant {
+            created_at: existed.as_ref().map_or(tenant.created_at, |t| t.created_at),
+            ..tenant
+        };
+        match self.stores.tenants.register(&tenant).await {
+            Ok(()) => {}
+            Err(StoreError::AccountTaken { channel, account_id }) => {
+                return apigw::error(
+                    409,
+                    format!("{channel} account {account_id} already belongs to another tenant"),
+                );
+            }
+            Err(e) => return store_error(e).into(),
+        }
+        let replayed = match self.replay_unrouted(&tenant).await {
+            Ok(n) => n,
+            Err(r) => return r.into(),
+        };
+        tracing::info!(tenant = %tenant.id, accounts = tenant.accounts.len(), replayed, "tenant registered");
+        let mut view = serde_json::to_value(&tenant).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut view {
+            m.insert("replayed_envelopes".to_owned(), Value::from(replayed));
+        }
+        apigw::json(if existed.is_some() { 200 } else { 201 }, &view)
+    }
+
+    /// Envelopes that arrived before their account was registered go back on the ingest queue.
+    async fn replay_unrouted(&self, tenant: &Tenant) -> Result<usize, AdminError> {
+        let mut replayed = 0;
+        for account in &tenant.accounts {
+            let bucket = QuarantineBucket::Unrouted {
+                account: account.clone(),
+            };
+            loop {
+                let page = self
+                    .stores
+                    .quarantine
+                    .list(&bucket, &PageRequest::first(10))
+                    .await
+                    .map_err(store_error)?;
+                if page.items.is_empty() {
+                    break;
+                }
+                let bodies: Vec<String> = page.items.iter().map(|e| e.envelope.clone()).collect();
+                self.ingest.send_batch(&bodies).await.map_err(|e| {
+                    tracing::error!(error = %e, "ingest queue refused replayed envelopes");
+                    AdminError::Unavailable("ingest queue temporarily unavailable; register again to replay")
+                })?;
+                for e in &page.items {
+                    self.stores.quarantine.delete(e).await.map_err(store_error)?;
+                }
+                replayed += page.items.len();
+            }
+        }
+        Ok(replayed)
+    }
+
+    async fn tenant(&self, tenant: &str) -> Result<Tenant, AdminError> {
+        let id = TenantId::new(tenant).map_err(|e| bad_request("tenant", e))?;
+        match self.stores.tenants.get(&id).await {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(AdminError::NotFound("no such tenant")),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn audit(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        contact: Option<ContactId>,
+        req: &Request,
+    ) -> Result<(), AdminError> {
+        let now = self.clock.now();
+        let event = AuditEvent {
+            id: uuid::Uuid::new_v4(),
+            tenant: tenant.id.clone(),
+            at: now,
+            actor: actor.to_owned(),
+            action: AuditAction::Read,
+            contact,
+            subject_key: None,
+            reason: apigw::header(req, "x-audit-reason")
+                .unwrap_or("admin read")
+                .chars()
+                .take(200)
+                .collect(),
+            expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
+        };
+        // No audit, no read.
+        self.stores.audit.append(&event).await.map_err(store_error)
+    }
+
+    async fn contacts(&self, req: &Request, actor: &str, tenant: &str) -> Response {
+        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
+            (Ok(t), Ok(p)) => (t, p),
+            (Err(r), _) | (_, Err(r)) => return r.into(),
+        };
+        if let Err(r) = self.audit(&tenant, actor, None, req).await {
+            return r.into();
+        }
+        match self.stores.conversations.list_contacts(&tenant.id, &page).await {
+            Ok(p) => apigw::json(
+                200,
+                &serde_json::json!({
+                    "contacts": p.items.iter().map(ContactView::new).collect::<Vec<_>>(),
+                    "next_cursor": p.next.as_ref().map(Cursor::token),
+                }),
+            ),
+            Err(e) => store_error(e).into(),
+        }
+    }
+
+    async fn messages(&self, req: &Request, actor: &str, tenant: &str, contact: &str) -> Response {
+        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
+            (Ok(t), Ok(p)) => (t, p),
+            (Err(r), _) | (_, Err(r)) => return r.into(),
+        };
+        let contact = match parse_contact(contact) {
+            Ok(c) => c,
+            Err(r) => return r.into(),
+        };
+        if let Err(r) = self.audit(&tenant, actor, Some(contact.clone()), req).await {
+            return r.into();
+        }
+        match self
+            .stores
+            .conversations
+            .list_messages(&tenant.id, &contact, &page)
+            .await
+        {
+            Ok(p) => {
+                let messages: Vec<MessageView<'_>> = p
+                    .items
+                    .iter()
+                    .map(|m| MessageView {
+                        id: m.id.as_str(),
+                        direction: m.direction,
+                        sent_at: m.sent_at,
+                        kind: &m.kind,
+                        content: &m.content,
+                        expires_at: m.expires_at.as_timestamp(),
+                    })
+                    .collect();
+                apigw::json(
+                    200,
+                    &serde_json::json!({ "messages": messages, "next_cursor": p.next.as_ref().map(Cursor::token) }),
+                )
+            }
+            Err(e) => store_error(e).into(),
+        }
+    }
+
+    async fn events(&self, req: &Request, tenant: &str) -> Response {
+        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
+            (Ok(t), Ok(p)) => (t, p),
+            (Err(r), _) | (_, Err(r)) => return r.into(),
+        };
+        match self.stores.tenants.list_events(&tenant.id, &page).await {
+            Ok(p) => apigw::json(
+                200,
+                &serde_json::json!({ "events": p.items, "next_cursor": p.next.as_ref().map(Cursor::token) }),
+            ),
+            Err(e) => store_error(e).into(),
+        }
+    }
+}
+
+fn page_request(req: &Request) -> Result<PageRequest, AdminError> {
+    let limit = match apigw::query(req, "limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=shared::store::MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(bad_request(
+                    "limit",
+                    format!("must be 1 to {}", shared::store::MAX_PAGE_SIZE),
+                ));
+            }
+        },
+    };
+    Ok(PageRequest {
+        limit,
+        cursor: apigw::query(req, "cursor").map(Cursor::from_token),
+    })
+}
+
+/// `whatsapp:<id>` or `instagram:<id>`, as the contacts listing names them.
+fn parse_contact(segment: &str) -> Result<ContactId, AdminError> {
+    let (channel, id) = segment
+        .split_once(':')
+        .ok_or_else(|| bad_request("contact", "must be <channel>:<id>"))?;
+    let channel = match channel {
+        "whatsapp" => Channel::WhatsApp,
+        "instagram" => Channel::Instagram,
+        _ => return Err(bad_request("contact", "channel must be whatsapp or instagram")),
+    };
+    ContactId::new(channel, id).map_err(|e| bad_request("contact", e))
+}
+
+const TENANT_FIELDS: &[&str] = &[
+    "tenant_id",
+    "name",
+    "whatsapp_phone_number_ids",
+    "whatsapp_business_account_ids",
+    "instagram_account_ids",
+    "retention_months",
+    "locale",
+    "jurisdiction",
+];
+
+/// Validates a registration body field by field, so the 400 names the field at fault.
+fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp) -> Result<Tenant, AdminError> {
+    if let Some(unknown) = body.keys().find(|k| !TENANT_FIELDS.contains(&k.as_str())) {
+        return Err(bad_request(unknown, "unknown field"));
+    }
+    let id = match body.remove("tenant_id") {
+        Some(Value::String(s)) => TenantId::new(s).map_err(|e| bad_request("tenant_id", e))?,
+        _ => return Err(bad_request("tenant_id", "required string")),
+    };
+    let name = match body.remove("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_owned(),
+        _ => return Err(bad_request("name", "required, 1-200 characters")),
+    };
+    let mut accounts = Vec::new();
+    for (field, channel) in [
+        ("whatsapp_phone_number_ids", Channel::WhatsApp),
+        ("whatsapp_business_account_ids", Channel::WhatsApp),
+        ("instagram_account_ids", Channel::Instagram),
+    ] {
+        let list = match body.remove(field) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(bad_request(field, "must be a list of id strings")),
+        };
+        for item in list {
+            let Value::String(s) = item else {
+                return Err(bad_request(field, "must be a list of id strings"));
+            };
+            let account = ChannelAccount::new(channel, s).map_err(|e| bad_request(field, e))?;
+            if accounts.contains(&account) {
+                return Err(bad_request(field, "an id is listed twice"));
+            }
+            accounts.push(account);
+        }
+    }
+    let retention_months = match body.remove("retention_months") {
+        None | Some(Value::Null) => RetentionMonths::MAX,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|v| u8::try_from(v).ok())
+            .and_then(|v| RetentionMonths::new(v).ok())
+            .ok_or_else(|| bad_request("retention_months", "must be a whole number from 1 to 24"))?,
+        Some(_) => return Err(bad_request("retention_months", "must be a whole number from 1 to 24")),
+    };
+    let locale = match body.remove("locale") {
+        None | Some(Value::Null) => Locale::default(),
+        Some(v) => serde_json::from_value(v).map_err(|_| bad_request("locale", "must be es, en or pt"))?,
+    };
+    let jurisdiction = match body.remove("jurisdiction") {
+        None | Some(Value::Null) => Jurisdiction::default(),
+        Some(v) => serde_json::from_value(v).map_err(|_| bad_request("jurisdiction", "must be ar, eu, br or mx"))?,
+    };
+    Ok(Tenant {
+        id,
+        name,
+        accounts,
+        retention_months,
+        locale,
+        jurisdiction,
+        created_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Tenant, String> {
+        let Value::Object(m) = v else { unreachable!("object") };
+        parse_tenant(m, shared::timestamp::Timestamp::from_unix_seconds(0)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn registration_errors_name_the_field() {
+        let ok = serde_json::json!({"tenant_id": "acme", "name": "Acme", "whatsapp_phone_number_ids": ["1"], "retention_months": 12, "locale": "pt"});
+        let t = parse(ok.clone()).expect("valid");
+        assert_eq!((t.retention_months.months(), t.locale), (12, Locale::Portuguese));
+        let cases = [
+            ("tenant_id", serde_json::json!({"name": "Acme"})),
+            ("tenant_id", serde_json::json!({"tenant_id": "A#B", "name": "Acme"})),
+            ("name", serde_json::json!({"tenant_id": "acme", "name": ""})),
+            (
+                "whatsapp_phone_number_ids",
+                serde_json::json!({"tenant_id": "acme", "name": "A", "whatsapp_phone_number_ids": "1"}),
+            ),
+            (
+                "instagram_account_ids",
+                serde_json::json!({"tenant_id": "acme", "name": "A", "instagram_account_ids": ["ig-1"]}),
+            ),
+            (
+                "retention_months",
+                serde_json::json!({"tenant_id": "acme", "name": "A", "retention_months": 36}),
+            ),
+            (
+                "locale",
+                serde_json::json!({"tenant_id": "acme", "name": "A", "locale": "fr"}),
+            ),
+            (
+                "colour",
+                serde_json::json!({"tenant_id": "acme", "name": "A", "colour": "red"}),
+            ),
+        ];
+        for (field, body) in cases {
+            let err = parse(body).expect_err(field);
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn contact_segments() {
+        assert_eq!(
+            parse_contact("whatsapp:AR.1").ok(),
+            ContactId::new(Channel::WhatsApp, "AR.1").ok()
+        );
+        assert!(parse_contact("sms:1").is_err());
+        assert!(parse_contact("AR.1").is_err());
+    }
+}

@@ -1,0 +1,611 @@
+//! The ingest-queue consumer. Each SQS record is one envelope (one entry/change of a webhook):
+//! route it to its tenant by the receiving account, then store contacts, identifier links,
+//! messages and statuses with their expiry, idempotently. What cannot be processed is quarantined
+//! with its reason; an envelope for an account no tenant owns waits in quarantine until the
+//! tenant is registered. Only store failures are reported back to SQS, so only they are retried.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use shared::clock::SharedClock;
+use shared::domain::*;
+use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
+use shared::meta::envelope::{Envelope, MetaObject};
+use shared::meta::{instagram as ig, whatsapp as wa};
+use shared::retention::quarantine_expiry;
+use shared::store::{StoreError, Stores, WriteOutcome};
+use shared::timestamp::Timestamp;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one envelope (or batch) did; emitted as metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub statuses: u64,
+    pub deleted: u64,
+    pub tenant_events: u64,
+    pub unrouted: u64,
+    pub quarantined: u64,
+    pub ignored: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.statuses += o.statuses;
+        self.deleted += o.deleted;
+        self.tenant_events += o.tenant_events;
+        self.unrouted += o.unrouted;
+        self.quarantined += o.quarantined;
+        self.ignored += o.ignored;
+    }
+
+    fn metrics(&self) -> [(&'static str, u64); 8] {
+        [
+            ("MessagesStored", self.stored),
+            ("Duplicates", self.duplicates),
+            ("StatusesStored", self.statuses),
+            ("MessagesDeleted", self.deleted),
+            ("TenantEvents", self.tenant_events),
+            ("UnroutedEnvelopes", self.unrouted),
+            ("ItemsQuarantined", self.quarantined),
+            ("Ignored", self.ignored),
+        ]
+    }
+}
+
+#[derive(Debug)]
+pub struct Processor {
+    stores: Stores,
+    secret: SubjectKeySecret,
+    clock: SharedClock,
+}
+
+/// Where a bad item came from, for its quarantine entry.
+struct Origin<'a> {
+    request_id: &'a str,
+    received_at: Timestamp,
+}
+
+impl Processor {
+    pub fn new(stores: Stores, secret: SubjectKeySecret, clock: SharedClock) -> Self {
+        Self { stores, secret, clock }
+    }
+
+    /// One Lambda invocation: every record processed; failed ones reported for redelivery.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let mut total = Counts::default();
+        for record in event.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            match self.process(record.body.as_deref().unwrap_or_default()).await {
+                Ok(counts) => total.add(counts),
+                Err(e) => {
+                    tracing::warn!(%message_id, error = %e, "envelope failed; SQS will redeliver it");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message_id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+        }
+        shared::metrics::emit("processor", self.clock.now(), &total.metrics());
+        response
+    }
+
+    /// Processes one envelope. `Err` only for failures worth retrying.
+    pub async fn process(&self, body: &str) -> Result<Counts, ProcessError> {
+        let mut counts = Counts::default();
+        let now = self.clock.now();
+        let envelope: Envelope = match serde_json::from_str(body) {
+            Ok(e) => e,
+            Err(e) => {
+                let origin = Origin {
+                    request_id: "unknown",
+                    received_at: now,
+                };
+                self.reject(&origin, format!("not an envelope: {e}"), body, &mut counts)
+                    .await?;
+                return Ok(counts);
+            }
+        };
+        let origin = Origin {
+            request_id: &envelope.request_id,
+            received_at: envelope.received_at,
+        };
+        let Some(tenant_id) = self.stores.tenants.resolve(&envelope.account).await? else {
+            self.hold_unrouted(&envelope, body, &mut counts).await?;
+            return Ok(counts);
+        };
+        let Some(tenant) = self.stores.tenants.get(&tenant_id).await? else {
+            self.hold_unrouted(&envelope, body, &mut counts).await?;
+            return Ok(counts);
+        };
+        match (envelope.object, envelope.field.as_deref()) {
+            (MetaObject::WhatsAppBusinessAccount, Some("messages")) => {
+                self.whatsapp_messages(&tenant, &envelope, &origin, &mut counts).await?
+            }
+            (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
+                self.tenant_event(&tenant, &envelope, field, &origin, &mut counts)
+                    .await?
+            }
+            (MetaObject::Instagram, None) => self.instagram_entry(&tenant, &envelope, &origin, &mut counts).await?,
+            _ => counts.ignored += 1,
+        }
+        tracing::info!(
+            request_id = %envelope.request_id,
+            tenant = %tenant.id,
+            stored = counts.stored,
+            duplicates = counts.duplicates,
+            statuses = counts.statuses,
+            quarantined = counts.quarantined,
+            "envelope processed"
+        );
+        Ok(counts)
+    }
+
+    async fn hold_unrouted(&self, env: &Envelope, body: &str, counts: &mut Counts) -> Result<(), ProcessError> {
+        tracing::warn!(
+            request_id = %env.request_id,
+            channel = %env.account.channel,
+            account = %env.account.account_id,
+            "no tenant owns the receiving account; envelope held until one registers it"
+        );
+        let entry = QuarantineEntry {
+            id: digest_id(&["unrouted", body]),
+            bucket: QuarantineBucket::Unrouted {
+                account: env.account.clone(),
+            },
+            reason: "no tenant owns the receiving account".to_owned(),
+            envelope: body.to_owned(),
+            received_at: env.received_at,
+            expires_at: quarantine_expiry(env.received_at),
+        };
+        self.stores.quarantine.put(&entry).await?;
+        counts.unrouted += 1;
+        Ok(())
+    }
+
+    /// Quarantines a bad item with its reason. Keyed by content, so a redelivery adds nothing.
+    async fn reject(
+        &self,
+        origin: &Origin<'_>,
+        reason: String,
+        raw: &str,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        tracing::warn!(request_id = %origin.request_id, %reason, "item quarantined");
+        let entry = QuarantineEntry {
+            id: digest_id(&[&reason, raw]),
+            bucket: QuarantineBucket::Rejected,
+            reason,
+            envelope: raw.to_owned(),
+            received_at: origin.received_at,
+            expires_at: quarantine_expiry(origin.received_at),
+        };
+        self.stores.quarantine.put(&entry).await?;
+        counts.quarantined += 1;
+        Ok(())
+    }
+
+    fn link(&self, kind: IdentifierKind, raw: Option<&str>, into: &mut Vec<LinkedIdentifier>) {
+        if let Some(id) = raw.and_then(|r| Identifier::parse(kind, r).ok()) {
+            let linked = LinkedIdentifier::new(&self.secret, id);
+            if !into.contains(&linked) {
+                into.push(linked);
+            }
+        }
+    }
+
+    async fn upsert(
+        &self,
+        tenant: &Tenant,
+        contact: &ContactId,
+        profile_name: Option<String>,
+        identifiers: Vec<LinkedIdentifier>,
+        at: Timestamp,
+    ) -> Result<(), ProcessError> {
+        let upsert = ContactUpsert {
+            tenant: tenant.id.clone(),
+            contact: contact.clone(),
+            profile_name,
+            identifiers,
+            seen_at: at,
+            expires_at: tenant.retention_months.expiry_for(at),
+        };
+        self.stores.conversations.upsert_contact(&upsert).await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_message(
+        &self,
+        tenant: &Tenant,
+        contact: &ContactId,
+        id: MetaMessageId,
+        direction: Direction,
+        at: Timestamp,
+        kind: &str,
+        raw: &RawValue,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let message = Message {
+            tenant: tenant.id.clone(),
+            contact: contact.clone(),
+            id,
+            direction,
+            sent_at: at,
+            kind: kind.to_owned(),
+            content: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+            expires_at: tenant.retention_months.expiry_for(at),
+        };
+        match self.stores.conversations.put_message(&message).await? {
+            WriteOutcome::Written => counts.stored += 1,
+            WriteOutcome::Unchanged => counts.duplicates += 1,
+        }
+        Ok(())
+    }
+
+    async fn whatsapp_messages(
+        &self,
+        tenant: &Tenant,
+        env: &Envelope,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let value: wa::MessagesValue = match serde_json::from_str(env.payload.get()) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .reject(
+                        origin,
+                        format!("WhatsApp messages value: {e}"),
+                        env.payload.get(),
+                        counts,
+                    )
+                    .await;
+            }
+        };
+        let mut profiles: HashMap<&str, &wa::Contact> = HashMap::new();
+        for c in &value.contacts {
+            for id in [c.user_id.as_deref(), c.wa_id.as_deref()].into_iter().flatten() {
+                profiles.insert(id, c);
+            }
+        }
+        for raw in &value.messages {
+            self.whatsapp_message(tenant, raw, &profiles, origin, counts).await?;
+        }
+        for raw in &value.statuses {
+            self.whatsapp_status(tenant, raw, &profiles, origin, counts).await?;
+        }
+        Ok(())
+    }
+
+    async fn whatsapp_message(
+        &self,
+        tenant: &Tenant,
+        raw: &RawValue,
+        profiles: &HashMap<&str, &wa::Contact>,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let m: wa::Message = match serde_json::from_str(raw.get()) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .reject(origin, format!("WhatsApp message: {e}"), raw.get(), counts)
+                    .await;
+            }
+        };
+        let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
+            return self
+                .reject(origin, "WhatsApp message: bad timestamp".to_owned(), raw.get(), counts)
+                .await;
+        };
+        let Ok(id) = MetaMessageId::new(m.id.clone()) else {
+            return self
+                .reject(origin, "WhatsApp message: bad id".to_owned(), raw.get(), counts)
+                .await;
+        };
+        // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
+        let Some(Ok(contact)) = m
+            .from_user_id
+            .as_deref()
+            .or(m.from.as_deref())
+            .map(|s| ContactId::new(Channel::WhatsApp, s))
+        else {
+            return self
+                .reject(
+                    origin,
+                    "WhatsApp message: no usable sender".to_owned(),
+                    raw.get(),
+                    counts,
+                )
+                .await;
+        };
+        let profile = [m.from_user_id.as_deref(), m.from.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|k| profiles.get(k));
+        let mut ids = Vec::new();
+        self.link(IdentifierKind::WhatsAppUserId, m.from_user_id.as_deref(), &mut ids);
+        self.link(IdentifierKind::Phone, m.from.as_deref(), &mut ids);
+        if let Some(p) = profile {
+            self.link(IdentifierKind::WhatsAppUserId, p.user_id.as_deref(), &mut ids);
+            self.link(IdentifierKind::Phone, p.wa_id.as_deref(), &mut ids);
+        }
+        // A changed number or user id stays linked to the same contact.
+        if let Some(system) = &m.system {
+            self.link(IdentifierKind::Phone, system.wa_id.as_deref(), &mut ids);
+            self.link(IdentifierKind::WhatsAppUserId, system.user_id.as_deref(), &mut ids);
+        }
+        let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
+        self.upsert(tenant, &contact, name, ids, at).await?;
+
+        if let Some(revoke) = &m.revoke {
+            // The person deleted the message: so do we.
+            if let Ok(original) = MetaMessageId::new(revoke.original_message_id.clone()) {
+                self.stores
+                    .conversations
+                    .delete_message(&tenant.id, &contact, &original)
+                    .await?;
+                counts.deleted += 1;
+            }
+            return Ok(());
+        }
+        self.store_message(tenant, &contact, id, Direction::Inbound, at, &m.kind, raw, counts)
+            .await
+    }
+
+    async fn whatsapp_status(
+        &self,
+        tenant: &Tenant,
+        raw: &RawValue,
+        profiles: &HashMap<&str, &wa::Contact>,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let s: wa::Status = match serde_json::from_str(raw.get()) {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .reject(origin, format!("WhatsApp status: {e}"), raw.get(), counts)
+                    .await;
+            }
+        };
+        let state = match s.status.as_str() {
+            "sent" => DeliveryState::Sent,
+            "delivered" => DeliveryState::Delivered,
+            "read" => DeliveryState::Read,
+            "played" => DeliveryState::Played,
+            "failed" => DeliveryState::Failed,
+            _ => {
+                return self
+                    .reject(origin, "WhatsApp status: unknown status".to_owned(), raw.get(), counts)
+                    .await;
+            }
+        };
+        let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
+            return self
+                .reject(origin, "WhatsApp status: bad timestamp".to_owned(), raw.get(), counts)
+                .await;
+        };
+        let (Ok(message_id), Some(Ok(contact))) = (
+            MetaMessageId::new(s.id.clone()),
+            s.recipient_user_id
+                .as_deref()
+                .or(s.recipient_id.as_deref())
+                .map(|r| ContactId::new(Channel::WhatsApp, r)),
+        ) else {
+            return self
+                .reject(
+                    origin,
+                    "WhatsApp status: no usable id or recipient".to_owned(),
+                    raw.get(),
+                    counts,
+                )
+                .await;
+        };
+        let mut ids = Vec::new();
+        self.link(IdentifierKind::WhatsAppUserId, s.recipient_user_id.as_deref(), &mut ids);
+        self.link(IdentifierKind::Phone, s.recipient_id.as_deref(), &mut ids);
+        let profile = [s.recipient_user_id.as_deref(), s.recipient_id.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|k| profiles.get(k));
+        let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
+        self.upsert(tenant, &contact, name, ids, at).await?;
+        let update = StatusUpdate {
+            tenant: tenant.id.clone(),
+            contact,
+            message_id,
+            state,
+            at,
+            detail: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+            expires_at: tenant.retention_months.expiry_for(at),
+        };
+        match self.stores.conversations.put_status(&update).await? {
+            WriteOutcome::Written => counts.statuses += 1,
+            WriteOutcome::Unchanged => counts.duplicates += 1,
+        }
+        Ok(())
+    }
+
+    async fn tenant_event(
+        &self,
+        tenant: &Tenant,
+        env: &Envelope,
+        field: &str,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let Ok(payload) = serde_json::from_str(env.payload.get()) else {
+            return self
+                .reject(origin, format!("{field}: value is not JSON"), env.payload.get(), counts)
+                .await;
+        };
+        let event = TenantEvent {
+            tenant: tenant.id.clone(),
+            id: digest_hex(&[&env.entry_id, field, env.payload.get()]),
+            field: field.to_owned(),
+            received_at: env.received_at,
+            payload,
+        };
+        match self.stores.tenants.record_event(&event).await? {
+            WriteOutcome::Written => counts.tenant_events += 1,
+            WriteOutcome::Unchanged => counts.duplicates += 1,
+        }
+        Ok(())
+    }
+
+    async fn instagram_entry(
+        &self,
+        tenant: &Tenant,
+        env: &Envelope,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let entry: ig::Entry = match serde_json::from_str(env.payload.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                return self
+                    .reject(origin, format!("Instagram entry: {e}"), env.payload.get(), counts)
+                    .await;
+            }
+        };
+        for raw in &entry.messaging {
+            self.instagram_event(tenant, &entry.id, raw, origin, counts).await?;
+        }
+        Ok(())
+    }
+
+    async fn instagram_event(
+        &self,
+        tenant: &Tenant,
+        business: &str,
+        raw: &RawValue,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let e: ig::Event = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(err) => {
+                return self
+                    .reject(origin, format!("Instagram event: {err}"), raw.get(), counts)
+                    .await;
+            }
+        };
+        let at = Timestamp::from_unix_millis(ig::normalize_timestamp_ms(e.timestamp));
+        // Echoes (business-sent) reverse sender and recipient: the person is the other side.
+        let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
+        let person = if outbound { &e.recipient.id } else { &e.sender.id };
+        let Ok(contact) = ContactId::new(Channel::Instagram, person.clone()) else {
+            return self
+                .reject(origin, "Instagram event: unusable IGSID".to_owned(), raw.get(), counts)
+                .await;
+        };
+        let mut ids = Vec::new();
+        self.link(IdentifierKind::InstagramId, Some(person), &mut ids);
+        self.upsert(tenant, &contact, None, ids, at).await?;
+        let direction = if outbound {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
+        let ts = at.unix_millis();
+        let (id, kind) = if let Some(m) = &e.message {
+            if m.is_deleted {
+                // The person unsent it: our copy goes too.
+                if let Ok(mid) = MetaMessageId::new(m.mid.clone()) {
+                    self.stores
+                        .conversations
+                        .delete_message(&tenant.id, &contact, &mid)
+                        .await?;
+                    counts.deleted += 1;
+                }
+                return Ok(());
+            }
+            let kind = if !m.attachments.is_empty() {
+                "attachment"
+            } else if m.quick_reply.is_some() {
+                "quick_reply"
+            } else if m.text.is_some() {
+                "text"
+            } else {
+                "message"
+            };
+            (m.mid.clone(), kind)
+        } else if let Some(r) = &e.reaction {
+            (
+                format!("{}#{}#{ts}", r.mid, r.action.as_deref().unwrap_or("react")),
+                "reaction",
+            )
+        } else if let Some(read) = &e.read {
+            let Ok(message_id) = MetaMessageId::new(read.mid.clone()) else {
+                return self
+                    .reject(origin, "Instagram read: bad mid".to_owned(), raw.get(), counts)
+                    .await;
+            };
+            let update = StatusUpdate {
+                tenant: tenant.id.clone(),
+                contact,
+                message_id,
+                state: DeliveryState::Read,
+                at,
+                detail: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+                expires_at: tenant.retention_months.expiry_for(at),
+            };
+            match self.stores.conversations.put_status(&update).await? {
+                WriteOutcome::Written => counts.statuses += 1,
+                WriteOutcome::Unchanged => counts.duplicates += 1,
+            }
+            return Ok(());
+        } else if let Some(p) = &e.postback {
+            (p.mid.clone().unwrap_or_else(|| format!("postback#{ts}")), "postback")
+        } else if let Some(edit) = &e.message_edit {
+            (
+                format!("{}#edit#{}", edit.mid, edit.num_edit.unwrap_or_default()),
+                "edit",
+            )
+        } else if e.referral.is_some() {
+            (format!("referral#{ts}"), "referral")
+        } else {
+            counts.ignored += 1;
+            return Ok(());
+        };
+        let Ok(id) = MetaMessageId::new(id) else {
+            return self
+                .reject(origin, "Instagram event: bad message id".to_owned(), raw.get(), counts)
+                .await;
+        };
+        self.store_message(tenant, &contact, id, direction, at, kind, raw, counts)
+            .await
+    }
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().into()
+}
+
+fn digest_hex(parts: &[&str]) -> String {
+    hex::encode(&digest(parts)[..16])
+}
+
+fn digest_id(parts: &[&str]) -> uuid::Uuid {
+    let d = digest(parts);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&d[..16]);
+    uuid::Uuid::from_bytes(bytes)
+}

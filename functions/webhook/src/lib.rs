@@ -1,0 +1,194 @@
+//! The Meta webhook endpoint. GET answers the verification handshake; POST checks the signature
+//! over the raw bytes, splits the body into per-change envelopes and enqueues them, answering in
+//! milliseconds. It interprets no personal field and logs none: ids, counts and reasons only.
+//!
+//! Status codes follow Meta's retry rules: anything but 200 is retried for days, so a signed body
+//! that cannot be used is quarantined and answered 200; only our own failures (queue or
+//! quarantine unavailable) answer 500, so that Meta retries and nothing is lost.
+
+use http::Method;
+use shared::apigw::{self, Request, Response};
+use shared::clock::SharedClock;
+use shared::domain::{QuarantineBucket, QuarantineEntry};
+use shared::meta::envelope::{self, Rejected};
+use shared::meta::signature::{self, AppSecret};
+use shared::queue::Queue;
+use shared::retention::quarantine_expiry;
+use shared::store::QuarantineStore;
+use std::sync::Arc;
+
+pub const ROUTE: &str = "/webhooks/meta";
+/// WhatsApp payloads are at most 3 MB; anything larger is not from Meta.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub const META_APP_SECRET: &str = "META_APP_SECRET";
+pub const META_VERIFY_TOKEN: &str = "META_VERIFY_TOKEN";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+}
+
+/// The app secrets (several during a rotation) and the verify token.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub secrets: Vec<AppSecret>,
+    pub verify_token: String,
+}
+
+impl WebhookConfig {
+    /// `META_APP_SECRET` holds one secret, or several separated by commas during rotation.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let secrets: Vec<AppSecret> = lookup(META_APP_SECRET)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(AppSecret::new)
+            .collect();
+        if secrets.is_empty() {
+            return Err(ConfigError::Missing(META_APP_SECRET));
+        }
+        let verify_token = lookup(META_VERIFY_TOKEN)
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError::Missing(META_VERIFY_TOKEN))?;
+        Ok(Self { secrets, verify_token })
+    }
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    config: WebhookConfig,
+    ingest: Arc<dyn Queue>,
+    quarantine: Arc<dyn QuarantineStore>,
+    clock: SharedClock,
+}
+
+impl Webhook {
+    pub fn new(
+        config: WebhookConfig,
+        ingest: Arc<dyn Queue>,
+        quarantine: Arc<dyn QuarantineStore>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            config,
+            ingest,
+            quarantine,
+            clock,
+        }
+    }
+
+    pub async fn handle(&self, req: &Request) -> Response {
+        if apigw::path(req) != ROUTE {
+            return apigw::error(404, "no such route");
+        }
+        match apigw::method(req) {
+            Method::GET => self.verify_subscription(req),
+            Method::POST => self.receive(req).await,
+            _ => apigw::error(405, "use GET or POST"),
+        }
+    }
+
+    fn verify_subscription(&self, req: &Request) -> Response {
+        let (Some(mode), Some(token), Some(challenge)) = (
+            apigw::query(req, "hub.mode"),
+            apigw::query(req, "hub.verify_token"),
+            apigw::query(req, "hub.challenge"),
+        ) else {
+            return apigw::error(400, "hub.mode, hub.verify_token and hub.challenge are required");
+        };
+        if mode != "subscribe" || !constant_time_eq(token.as_bytes(), self.config.verify_token.as_bytes()) {
+            tracing::warn!("webhook verification refused");
+            return apigw::error(403, "verification refused");
+        }
+        // Echoed byte for byte: Meta's challenge is opaque, not necessarily a number.
+        apigw::respond(200, "text/plain", challenge)
+    }
+
+    async fn receive(&self, req: &Request) -> Response {
+        let request_id = req
+            .request_context
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if apigw::body_len(req) > MAX_BODY_BYTES + 3 {
+            return apigw::error(413, "body larger than 3 MB");
+        }
+        let Ok(body) = apigw::body_bytes(req) else {
+            return apigw::error(400, "body is not valid base64");
+        };
+        if body.len() > MAX_BODY_BYTES {
+            return apigw::error(413, "body larger than 3 MB");
+        }
+        if let Err(e) = signature::verify(apigw::header(req, "x-hub-signature-256"), &body, &self.config.secrets) {
+            tracing::warn!(%request_id, reason = %e, "webhook signature refused");
+            return apigw::error(401, e);
+        }
+        let received_at = self.clock.now();
+        let split = match envelope::split(&body, &request_id, received_at) {
+            Ok(split) => split,
+            Err(reason) => {
+                let whole = Rejected {
+                    reason,
+                    raw: String::from_utf8_lossy(&body).into_owned(),
+                };
+                return match self.quarantine(&request_id, vec![whole]).await {
+                    Ok(()) => apigw::respond(200, "text/plain", "quarantined"),
+                    Err(r) => r,
+                };
+            }
+        };
+        let bodies: Result<Vec<String>, _> = split.envelopes.iter().map(serde_json::to_string).collect();
+        let Ok(bodies) = bodies else {
+            return apigw::error(500, "envelope could not be encoded");
+        };
+        if let Err(e) = self.ingest.send_batch(&bodies).await {
+            tracing::error!(%request_id, error = %e, "ingest queue refused the envelopes; Meta will retry");
+            return apigw::error(500, "temporarily unavailable");
+        }
+        let rejected = split.rejected.len();
+        if let Err(r) = self.quarantine(&request_id, split.rejected).await {
+            return r;
+        }
+        tracing::info!(%request_id, enqueued = bodies.len(), quarantined = rejected, "webhook accepted");
+        shared::metrics::emit(
+            "webhook",
+            received_at,
+            &[
+                ("EnvelopesEnqueued", bodies.len() as u64),
+                ("PartsQuarantined", rejected as u64),
+            ],
+        );
+        apigw::respond(200, "text/plain", "ok")
+    }
+
+    async fn quarantine(&self, request_id: &str, parts: Vec<Rejected>) -> Result<(), Response> {
+        let now = self.clock.now();
+        for part in parts {
+            tracing::warn!(%request_id, reason = %part.reason, "webhook part quarantined");
+            let entry = QuarantineEntry {
+                id: uuid::Uuid::new_v4(),
+                bucket: QuarantineBucket::Rejected,
+                reason: part.reason,
+                envelope: part.raw,
+                received_at: now,
+                expires_at: quarantine_expiry(now),
+            };
+            if let Err(e) = self.quarantine.put(&entry).await {
+                tracing::error!(%request_id, error = %e, "quarantine unavailable; Meta will retry");
+                return Err(apigw::error(500, "temporarily unavailable"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

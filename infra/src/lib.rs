@@ -1,0 +1,504 @@
+//! The local stack: every route of the system on loopback, with no AWS account. HTTP requests are
+//! turned into the same API Gateway events Lambda receives and handed to the same handler code;
+//! an in-process pump feeds the ingest queue to the processor as Lambda's SQS event source would.
+//! Storage and queues are embedded by default, or DynamoDB Local and an SQS server when given
+//! their endpoints (tables and queues then come from template.yaml).
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::encodings::Body as LambdaBody;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine;
+use http::{HeaderValue, Method, StatusCode};
+use shared::apigw::{self, Request};
+use shared::clock::{Clock, SettableClock, SharedClock, SystemClock};
+use shared::config::{Endpoints, SUBJECT_KEY_SECRET, TableNames, subject_key_secret};
+use shared::meta::signature::AppSecret;
+use shared::provision::{self, INGEST_DEAD_LETTER_QUEUE, INGEST_QUEUE, TEMPLATE};
+use shared::queue::Queue;
+use shared::queue::embedded::EmbeddedQueue;
+use shared::queue::sqs::SqsQueue;
+use shared::store::Stores;
+use shared::timestamp::Timestamp;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use webhook::{META_APP_SECRET, META_VERIFY_TOKEN, Webhook, WebhookConfig};
+
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+pub const DEFAULT_PORT: u16 = 3000;
+/// Lambda's synchronous payload limit: larger requests never reach a function in AWS either.
+pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
+/// How long `POST /_local/drain` waits for the queues to empty.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Printed, never used outside this binary.
+const DEV_SECRETS: &[(&str, &str)] = &[
+    (META_APP_SECRET, "dev-app-secret"),
+    (META_VERIFY_TOKEN, "dev-verify-token"),
+    (ADMIN_TOKEN, "dev-admin-token"),
+    (SUBJECT_KEY_SECRET, "dev-subject-key-secret-for-the-local-stack-only"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("setting up the emulators: {0}")]
+    Provision(#[from] provision::ProvisionError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Emulator endpoints, when the stack runs on DynamoDB Local and an SQS server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emulators {
+    pub dynamodb: String,
+    pub sqs: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub bind: SocketAddr,
+    pub emulators: Option<Emulators>,
+    /// Secret values by variable name.
+    pub secrets: HashMap<&'static str, String>,
+    /// The variables that fell back to a printed development value.
+    pub dev_fallbacks: Vec<&'static str>,
+}
+
+pub fn usage() -> &'static str {
+    "usage: cargo run -- [--port N] [--bind ADDRESS] [--dynamodb-endpoint URL --sqs-endpoint URL]\n\
+     \n\
+     Serves every route on loopback. Storage and queues are in-process unless both emulator\n\
+     endpoints are given (tables and queues are then created from template.yaml).\n\
+     Secrets: META_APP_SECRET, META_VERIFY_TOKEN, ADMIN_TOKEN, SUBJECT_KEY_SECRET from the\n\
+     environment, or printed development values."
+}
+
+impl Options {
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, StackError> {
+        let mut port = DEFAULT_PORT;
+        let mut host: std::net::IpAddr = [127, 0, 0, 1].into();
+        let (mut dynamodb, mut sqs) = (None, None);
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| StackError::Usage(format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--port" => {
+                    port = value()?
+                        .parse()
+                        .map_err(|_| StackError::Usage("--port takes a number".into()))?
+                }
+                "--bind" => {
+                    host = value()?
+                        .parse()
+                        .map_err(|_| StackError::Usage("--bind takes an IP address".into()))?
+                }
+                "--dynamodb-endpoint" => dynamodb = Some(value()?),
+                "--sqs-endpoint" => sqs = Some(value()?),
+                "-h" | "--help" => return Err(StackError::Usage("help".into())),
+                other => return Err(StackError::Usage(format!("unknown argument {other}"))),
+            }
+        }
+        let emulators = match (dynamodb, sqs) {
+            (Some(dynamodb), Some(sqs)) => Some(Emulators { dynamodb, sqs }),
+            (None, None) => None,
+            _ => {
+                return Err(StackError::Usage(
+                    "give both --dynamodb-endpoint and --sqs-endpoint, or neither".into(),
+                ));
+            }
+        };
+        let mut secrets = HashMap::new();
+        let mut dev_fallbacks = Vec::new();
+        for (name, dev) in DEV_SECRETS {
+            match env(name).filter(|v| !v.is_empty()) {
+                Some(v) => secrets.insert(*name, v),
+                None => {
+                    dev_fallbacks.push(*name);
+                    secrets.insert(*name, (*dev).to_owned())
+                }
+            };
+        }
+        Ok(Self {
+            bind: SocketAddr::new(host, port),
+            emulators,
+            secrets,
+            dev_fallbacks,
+        })
+    }
+}
+
+struct App {
+    webhook: Webhook,
+    admin: admin::Admin,
+    clock: SettableClock,
+    ingest: Arc<dyn Queue>,
+    admin_token: String,
+}
+
+#[derive(Debug)]
+pub struct RunningStack {
+    pub addr: SocketAddr,
+    pub clock: SettableClock,
+    pub stores: Stores,
+    pub backend: String,
+    options: Options,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    pump: JoinHandle<()>,
+}
+
+pub async fn start(options: Options) -> Result<RunningStack, StackError> {
+    let clock = SettableClock::at(SystemClock.now());
+    let store_clock: SharedClock = Arc::new(clock.clone());
+    // Visibility timeouts are operational, not retention: they run on the wall clock even when
+    // the stack's clock is moved.
+    let queue_clock: SharedClock = Arc::new(SystemClock);
+    let secret_of = |n: &str| options.secrets.get(n).cloned();
+    let subject_secret = subject_key_secret(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
+    let webhook_config = WebhookConfig::from_lookup(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
+
+    let queues = provision::queue_specs(TEMPLATE)?;
+    let ingest_spec = queues
+        .get(INGEST_QUEUE)
+        .cloned()
+        .ok_or_else(|| StackError::Config("no IngestQueue in template.yaml".into()))?;
+    let (stores, ingest, backend): (Stores, Arc<dyn Queue>, String) = match &options.emulators {
+        None => {
+            let dlq = Arc::new(EmbeddedQueue::new(queue_clock.clone(), Duration::from_secs(30)));
+            let mut ingest = EmbeddedQueue::new(
+                queue_clock,
+                Duration::from_secs(u64::from(ingest_spec.visibility_timeout_secs)),
+            );
+            if let Some((_, max)) = &ingest_spec.redrive {
+                ingest = ingest.with_dead_letter(dlq, *max);
+            }
+            (
+                shared::store::embedded::stores(store_clock.clone()),
+                Arc::new(ingest),
+                "embedded store and queues".into(),
+            )
+        }
+        Some(em) => {
+            let endpoints = Endpoints {
+                dynamodb: Some(em.dynamodb.clone()),
+                sqs: Some(em.sqs.clone()),
+            };
+            let sdk = shared::aws::sdk_config().await;
+            let dynamo = shared::aws::dynamodb(&sdk, &endpoints);
+            let sqs = shared::aws::sqs(&sdk, &endpoints);
+            let prefix = format!("local-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let tables = TableNames::with_prefix(&prefix);
+            provision::create_tables(&dynamo, TEMPLATE, &tables).await?;
+            let urls = provision::create_queues(&sqs, TEMPLATE, &prefix).await?;
+            let url = urls
+                .get(INGEST_QUEUE)
+                .cloned()
+                .ok_or_else(|| StackError::Config("ingest queue not created".into()))?;
+            debug_assert!(urls.contains_key(INGEST_DEAD_LETTER_QUEUE));
+            let stores = shared::store::dynamodb::stores(&dynamo, &tables, store_clock.clone(), &Default::default());
+            (
+                stores,
+                Arc::new(SqsQueue::new(sqs, url)),
+                format!("DynamoDB at {} and SQS at {} (prefix {prefix})", em.dynamodb, em.sqs),
+            )
+        }
+    };
+
+    let processor = Arc::new(processor::Processor::new(
+        stores.clone(),
+        subject_secret,
+        store_clock.clone(),
+    ));
+    let app = Arc::new(App {
+        webhook: Webhook::new(
+            webhook_config,
+            ingest.clone(),
+            stores.quarantine.clone(),
+            store_clock.clone(),
+        ),
+        admin: admin::Admin::new(stores.clone(), ingest.clone(), store_clock),
+        clock: clock.clone(),
+        ingest: ingest.clone(),
+        admin_token: options.secrets.get(ADMIN_TOKEN).cloned().unwrap_or_default(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| StackError::Bind {
+            addr: options.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StackError::Bind {
+        addr: options.bind,
+        source,
+    })?;
+    let router = axum::Router::new().fallback(route).with_state(app);
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = stop.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "local stack server stopped");
+        }
+    });
+    let pump = tokio::spawn(pump(ingest, processor));
+    Ok(RunningStack {
+        addr,
+        clock,
+        stores,
+        backend,
+        options,
+        shutdown,
+        server,
+        pump,
+    })
+}
+
+/// Lambda's SQS event source, in process: receive a batch, invoke the processor, delete what it
+/// did not report as failed. Failed messages come back after the visibility timeout and, after
+/// the template's maximum receives, go to the dead-letter queue.
+async fn pump(ingest: Arc<dyn Queue>, processor: Arc<processor::Processor>) {
+    loop {
+        let received = match ingest.receive(10, Duration::from_secs(1)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest queue receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if received.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        event.records = received
+            .iter()
+            .map(|m| {
+                let mut r = SqsMessage::default();
+                r.message_id = Some(m.message_id.clone());
+                r.receipt_handle = Some(m.receipt.clone());
+                r.body = Some(m.body.clone());
+                r.attributes
+                    .insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+                r
+            })
+            .collect();
+        let response = processor.handle(event).await;
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        for m in received.iter().filter(|m| !failed.contains(&m.message_id)) {
+            if let Err(e) = ingest.delete(&m.receipt).await {
+                tracing::error!(error = %e, "ingest delete failed; the message will be processed again");
+            }
+        }
+    }
+}
+
+impl RunningStack {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.pump.abort();
+        let _ = self.server.await;
+    }
+
+    /// What a new user needs: where it listens, which dev secrets it uses, and a signed request
+    /// to paste.
+    pub fn banner(&self) -> String {
+        let url = self.url();
+        let secret = |n: &str| self.options.secrets.get(n).cloned().unwrap_or_default();
+        let now = self.clock.now().unix_seconds();
+        let body = sample_webhook(now);
+        let signature =
+            AppSecret::new(secret(META_APP_SECRET).split(',').next().unwrap_or_default().trim()).sign(body.as_bytes());
+        let mut out = format!("Socio Virtual local stack on {url} ({})\n", self.backend);
+        for name in &self.options.dev_fallbacks {
+            out.push_str(&format!(
+                "  dev secret {name}={} (set {name} to override)\n",
+                secret(name)
+            ));
+        }
+        let admin = secret(ADMIN_TOKEN);
+        out.push_str(&format!(
+            "\nRegister a tenant:\n  curl -s -X POST {url}/admin/tenants -H 'Authorization: Bearer {admin}' \
+             -d '{{\"tenant_id\":\"demo\",\"name\":\"Demo\",\"whatsapp_phone_number_ids\":[\"{SAMPLE_PHONE_NUMBER_ID}\"]}}'\n\
+             \nSend it a signed WhatsApp message:\n  curl -s -X POST {url}/webhooks/meta -H 'Content-Type: application/json' \
+             -H 'X-Hub-Signature-256: {signature}' --data-binary '{body}'\n\
+             \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {admin}'\n  \
+             curl -s {url}/admin/tenants/demo/contacts/whatsapp:{SAMPLE_USER_ID}/messages -H 'Authorization: Bearer {admin}'\n"
+        ));
+        out
+    }
+}
+
+pub const SAMPLE_PHONE_NUMBER_ID: &str = "100000000000001";
+pub const SAMPLE_USER_ID: &str = "AR.1000000000000000001";
+
+/// A WhatsApp text webhook for the banner's example, timestamped `now` so it is within retention.
+pub fn sample_webhook(now: i64) -> String {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "100000000000000", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491100000000", "phone_number_id": SAMPLE_PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5491123456789", "user_id": SAMPLE_USER_ID}],
+            "messages": [{"from": "5491123456789", "from_user_id": SAMPLE_USER_ID, "id": format!("wamid.local{now}"),
+                "timestamp": now.to_string(), "type": "text", "text": {"body": "Hola"}}]
+        }}]}]
+    })
+    .to_string()
+}
+
+/// Every request: converted to the API Gateway event, routed like API Gateway routes it.
+async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request larger than Lambda's 6 MB limit");
+    };
+    let mut event = to_event(&parts, &bytes);
+    let path = parts.uri.path();
+    let response = if path == webhook::ROUTE {
+        app.webhook.handle(&event).await
+    } else if path.starts_with("/admin/") {
+        let bearer = apigw::header(&event, "authorization").and_then(|h| h.strip_prefix("Bearer "));
+        if bearer == Some(app.admin_token.as_str()) {
+            // What IAM authorization gives the function in AWS: the caller's identity.
+            let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
+            let mut iam = aws_lambda_events::apigw::ApiGatewayRequestAuthorizerIamDescription::default();
+            iam.user_arn = Some("arn:local:iam::000000000000:user/local-admin".into());
+            authorizer.iam = Some(iam);
+            event.request_context.authorizer = Some(authorizer);
+            app.admin.handle(&event).await
+        } else {
+            apigw::error(401, "Authorization: Bearer <ADMIN_TOKEN> required")
+        }
+    } else if path == "/_local/clock" && parts.method == Method::POST {
+        set_clock(&app, &bytes)
+    } else if path == "/_local/drain" && parts.method == Method::POST {
+        drain(&app).await
+    } else {
+        apigw::error(404, "no such route")
+    };
+    from_response(response)
+}
+
+fn set_clock(app: &App, body: &[u8]) -> apigw::Response {
+    #[derive(serde::Deserialize)]
+    struct SetClock {
+        now: String,
+    }
+    match serde_json::from_slice::<SetClock>(body).map(|b| Timestamp::parse_rfc3339(&b.now)) {
+        Ok(Ok(t)) => {
+            app.clock.set(t);
+            apigw::json(200, &serde_json::json!({ "now": t }))
+        }
+        _ => apigw::error(400, "body must be {\"now\": \"<RFC 3339 time>\"}"),
+    }
+}
+
+async fn drain(app: &App) -> apigw::Response {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        match app.ingest.pending().await {
+            Ok(0) => return apigw::json(200, &serde_json::json!({ "drained": true })),
+            Ok(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(25)).await,
+            Ok(n) => return apigw::error(504, format!("{n} messages still queued after {DRAIN_TIMEOUT:?}")),
+            Err(e) => return apigw::error(503, e),
+        }
+    }
+}
+
+fn to_event(parts: &http::request::Parts, body: &[u8]) -> Request {
+    let mut event = ApiGatewayV2httpRequest::default();
+    let query = parts.uri.query().unwrap_or_default();
+    let mut params: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        params.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    event.version = Some("2.0".into());
+    event.route_key = Some("$default".into());
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = Some(query.to_owned());
+    event.query_string_parameters = params.into();
+    event.headers = parts.headers.clone();
+    event.request_context.stage = Some("$default".into());
+    event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    event.request_context.http.method = parts.method.clone();
+    event.request_context.http.path = Some(parts.uri.path().to_owned());
+    event.request_context.http.source_ip = Some("127.0.0.1".into());
+    if !body.is_empty() {
+        match std::str::from_utf8(body) {
+            Ok(text) => event.body = Some(text.to_owned()),
+            Err(_) => {
+                event.body = Some(base64::engine::general_purpose::STANDARD.encode(body));
+                event.is_base64_encoded = true;
+            }
+        }
+    }
+    event
+}
+
+fn from_response(r: apigw::Response) -> Response {
+    let status =
+        StatusCode::from_u16(u16::try_from(r.status_code).unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match r.body {
+        Some(LambdaBody::Text(t)) if r.is_base64_encoded => {
+            Body::from(base64::engine::general_purpose::STANDARD.decode(t).unwrap_or_default())
+        }
+        Some(LambdaBody::Text(t)) => Body::from(t),
+        Some(LambdaBody::Binary(b)) => Body::from(b),
+        _ => Body::empty(),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = r.headers;
+    out
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut out = Response::new(Body::from(text));
+    *out.status_mut() = status;
+    out.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_fallbacks() {
+        let o = Options::from_args(["--port".to_owned(), "0".to_owned()], |_| None).expect("valid");
+        assert_eq!(o.bind.port(), 0);
+        assert_eq!(o.dev_fallbacks.len(), DEV_SECRETS.len());
+        let o = Options::from_args(Vec::new(), |n| (n == ADMIN_TOKEN).then(|| "mine".to_owned())).expect("valid");
+        assert_eq!(o.secrets[ADMIN_TOKEN], "mine");
+        assert!(!o.dev_fallbacks.contains(&ADMIN_TOKEN));
+        assert!(Options::from_args(["--sqs-endpoint".to_owned(), "http://x".to_owned()], |_| None).is_err());
+        assert!(Options::from_args(["--what".to_owned()], |_| None).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! Instagram messaging entries (`messaging[]`), read tolerantly; each event kept raw beside the
+//! parts the processor interprets.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    #[serde(default)]
+    pub messaging: Vec<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    pub sender: IdRef,
+    pub recipient: IdRef,
+    pub timestamp: i64,
+    pub message: Option<Message>,
+    pub reaction: Option<Reaction>,
+    pub read: Option<Read>,
+    pub postback: Option<Postback>,
+    pub referral: Option<serde_json::Value>,
+    pub message_edit: Option<MessageEdit>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdRef {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub mid: String,
+    #[serde(default)]
+    pub is_echo: bool,
+    #[serde(default)]
+    pub is_deleted: bool,
+    pub text: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<serde_json::Value>,
+    pub quick_reply: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reaction {
+    pub mid: String,
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Read {
+    pub mid: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Postback {
+    pub mid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageEdit {
+    pub mid: String,
+    pub num_edit: Option<u32>,
+}
+
+/// Instagram examples mix milliseconds and seconds: tell them apart by magnitude.
+pub fn normalize_timestamp_ms(t: i64) -> i64 {
+    if t < 100_000_000_000 { t * 1000 } else { t }
+}

@@ -1,0 +1,90 @@
+//! WhatsApp Cloud API `messages` change values, read tolerantly: every id optional where Meta
+//! omits it (username users have no `wa_id`/`from`), timestamps as the strings Meta sends, and
+//! message objects kept raw so unknown future types survive.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesValue {
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+    /// Raw, so one malformed message cannot spoil its neighbours.
+    #[serde(default)]
+    pub messages: Vec<Box<RawValue>>,
+    #[serde(default)]
+    pub statuses: Vec<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Metadata {
+    pub phone_number_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Contact {
+    #[serde(default)]
+    pub profile: Option<Profile>,
+    pub wa_id: Option<String>,
+    /// Business-scoped user id (BSUID).
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub from: Option<String>,
+    pub from_user_id: Option<String>,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub revoke: Option<Revoke>,
+    pub system: Option<System>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Revoke {
+    pub original_message_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct System {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Status {
+    pub id: String,
+    pub status: String,
+    pub timestamp: String,
+    pub recipient_id: Option<String>,
+    pub recipient_user_id: Option<String>,
+}
+
+/// Change fields stored as tenant events: template and account-quality notifications, which hold
+/// no personal data.
+pub const TENANT_EVENT_FIELDS: &[&str] = &[
+    "message_template_status_update",
+    "message_template_quality_update",
+    "message_template_components_update",
+    "template_category_update",
+    "phone_number_quality_update",
+    "phone_number_name_update",
+    "account_update",
+    "account_review_update",
+    "account_alerts",
+    "business_capability_update",
+];
+
+/// `timestamp` strings of unix seconds.
+pub fn parse_seconds(s: &str) -> Option<i64> {
+    s.trim().parse::<i64>().ok().filter(|v| *v > 0)
+}

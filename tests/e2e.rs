@@ -1,0 +1,452 @@
+//! The whole system over HTTP: signed Meta webhooks in, stored conversations out, on DynamoDB
+//! Local and the SQS server.
+
+use e2e::*;
+use serde_json::{Value, json};
+use shared::domain::{ChannelAccount, ContactId, DeliveryState, MetaMessageId, QuarantineBucket, TenantId};
+use shared::store::PageRequest;
+
+const ANA: &str = "whatsapp:AR.13491208655302741918";
+const CARO: &str = "whatsapp:AR.99887766554433221100";
+const IG_PERSON: &str = "instagram:7012345678901234";
+
+/// One POST carrying several bodies' entries: Meta batches up to 1000 updates in one request.
+fn merged(names: &[&str]) -> Vec<u8> {
+    let mut bodies = names
+        .iter()
+        .map(|n| serde_json::from_slice::<Value>(&fixture(n)).expect("fixture json"));
+    let mut first = bodies.next().expect("at least one");
+    for b in bodies {
+        let entries = b["entry"].as_array().cloned().unwrap_or_default();
+        first["entry"].as_array_mut().expect("entry list").extend(entries);
+    }
+    serde_json::to_vec(&first).expect("json")
+}
+
+const BODIES: &[&str] = &[
+    "wa_system_changed_number.json",
+    "wa_statuses_out_of_order.json",
+    "wa_username_without_phone.json",
+    "wa_template_events.json",
+    "ig_every_event.json",
+    "ig_tenant_b.json",
+];
+
+async fn two_tenants(e: &E2e) {
+    assert_eq!(
+        e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[A_INSTAGRAM])
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        e.register("tenant-b", &[B_PHONE_NUMBER_ID], &[B_INSTAGRAM]).await.0,
+        201
+    );
+}
+
+/// Everything the system shows an operator, for before/after comparisons.
+async fn snapshot(e: &E2e) -> Value {
+    let mut out = serde_json::Map::new();
+    for tenant in ["tenant-a", "tenant-b"] {
+        let contacts = e.contacts(tenant).await;
+        for c in &contacts {
+            let id = c["contact"].as_str().expect("contact id").to_owned();
+            out.insert(
+                format!("{tenant}/{id}"),
+                json!({ "contact": c, "messages": e.messages(tenant, &id).await }),
+            );
+        }
+        let (_, events) = e.admin_get(&format!("/admin/tenants/{tenant}/events")).await;
+        out.insert(format!("{tenant}/events"), events);
+    }
+    Value::Object(out)
+}
+
+async fn status_of(e: &E2e, tenant: &str, contact: &str, wamid: &str) -> Option<DeliveryState> {
+    let (channel, id) = contact.split_once(':').expect("channel:id");
+    let channel = if channel == "whatsapp" {
+        shared::domain::Channel::WhatsApp
+    } else {
+        shared::domain::Channel::Instagram
+    };
+    e.stack
+        .stores
+        .conversations
+        .get_status(
+            &TenantId::new(tenant).expect("tenant"),
+            &ContactId::new(channel, id).expect("contact"),
+            &MetaMessageId::new(wamid).expect("id"),
+        )
+        .await
+        .expect("status read")
+        .map(|s| s.state)
+}
+
+#[tokio::test]
+async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
+    let e = E2e::on_emulators().await;
+    two_tenants(&e).await;
+    // Both tenants in one request, then the rest across many.
+    assert_eq!(
+        e.post_webhook(&merged(&["wa_every_type.json", "wa_tenant_b.json"]))
+            .await
+            .0,
+        200
+    );
+    for name in BODIES {
+        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200, "{name}");
+    }
+    e.drain().await;
+
+    let a_contacts: Vec<String> = e
+        .contacts("tenant-a")
+        .await
+        .iter()
+        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(a_contacts, vec![IG_PERSON.to_owned(), ANA.to_owned(), CARO.to_owned()]);
+
+    // WhatsApp: every documented type, an unknown future one, kept with its raw JSON, in order.
+    let ana = e.messages("tenant-a", ANA).await;
+    let kinds: Vec<&str> = ana.iter().map(|m| m["kind"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "text",
+            "image",
+            "audio",
+            "video",
+            "document",
+            "sticker",
+            "location",
+            "contacts",
+            "interactive",
+            "interactive",
+            "interactive",
+            "button",
+            "reaction",
+            "order",
+            "text",
+            "unsupported",
+            "poll_vote",
+            "edit",
+            "system"
+        ]
+    );
+    assert_eq!(ana[0]["content"]["text"]["body"], "Hola, ¿tienen stock? 😀");
+    assert_eq!(
+        ana[1]["content"]["image"]["sha256"], "qK8x+Pq9tLfMz2c9Yq8ZrQ==",
+        "media kept by reference"
+    );
+    assert_eq!(ana[14]["content"]["referral"]["ctwa_clid"], "clid1");
+    assert_eq!(ana[16]["content"]["poll_vote"]["option"], "A");
+    assert!(
+        ana.iter()
+            .all(|m| m["direction"] == "inbound" && m["expires_at"].is_string())
+    );
+
+    // Contacts: profile name, both identifiers, and the number Ana changed to.
+    let contacts = e.contacts("tenant-a").await;
+    let ana_contact = contacts.iter().find(|c| c["contact"] == ANA).expect("Ana");
+    assert_eq!(ana_contact["profile_name"], "Ana Pérez");
+    let ids: Vec<String> = ana_contact["identifiers"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|i| {
+            format!(
+                "{}={}",
+                i["kind"].as_str().unwrap_or_default(),
+                i["value"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    for want in [
+        "phone=+5491123456789",
+        "phone=+5491134567890",
+        "whatsapp_user_id=AR.13491208655302741918",
+    ] {
+        assert!(ids.contains(&want.to_owned()), "{want} in {ids:?}");
+    }
+    // A username user without a phone number is stored by business-scoped id alone.
+    let caro = contacts.iter().find(|c| c["contact"] == CARO).expect("Caro");
+    assert_eq!(caro["identifiers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        e.messages("tenant-a", CARO).await[0]["content"]["text"]["body"],
+        "sin número"
+    );
+
+    // Statuses arrived read, sent, delivered: they stay read. A failure is terminal.
+    assert_eq!(
+        status_of(&e, "tenant-a", ANA, "wamid.OUT0001").await,
+        Some(DeliveryState::Read)
+    );
+    assert_eq!(
+        status_of(&e, "tenant-a", ANA, "wamid.OUT0002").await,
+        Some(DeliveryState::Failed)
+    );
+
+    // Template notifications are tenant events.
+    let (_, events) = e.admin_get("/admin/tenants/tenant-a/events").await;
+    let fields: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|v| v["field"].as_str())
+        .collect();
+    assert_eq!(fields.len(), 2);
+    assert!(fields.contains(&"message_template_status_update") && fields.contains(&"message_template_quality_update"));
+
+    // Instagram: messages, the business's echo as outbound, reaction, postback, referral; seen = status.
+    let ig = e.messages("tenant-a", IG_PERSON).await;
+    let ig_kinds: Vec<(&str, &str)> = ig
+        .iter()
+        .map(|m| {
+            (
+                m["kind"].as_str().unwrap_or_default(),
+                m["direction"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ig_kinds,
+        [
+            ("text", "inbound"),
+            ("attachment", "inbound"),
+            ("quick_reply", "inbound"),
+            ("text", "inbound"),
+            ("text", "outbound"),
+            ("reaction", "inbound"),
+            ("postback", "inbound"),
+            ("referral", "inbound")
+        ]
+    );
+    assert_eq!(
+        status_of(&e, "tenant-a", IG_PERSON, "aWdfZAG1faXRlbToxMDA1").await,
+        Some(DeliveryState::Read)
+    );
+
+    // Tenant B sees its own messages only; the same person is a separate contact there.
+    let b_contacts: Vec<String> = e
+        .contacts("tenant-b")
+        .await
+        .iter()
+        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(b_contacts, vec![IG_PERSON.to_owned(), ANA.to_owned()]);
+    let b_ana = e.messages("tenant-b", ANA).await;
+    assert_eq!(b_ana.len(), 1);
+    assert_eq!(b_ana[0]["content"]["text"]["body"], "Hola tienda B");
+
+    // Replaying every body changes nothing.
+    let before = snapshot(&e).await;
+    assert_eq!(
+        e.post_webhook(&merged(&["wa_every_type.json", "wa_tenant_b.json"]))
+            .await
+            .0,
+        200
+    );
+    for name in BODIES {
+        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200, "{name}");
+    }
+    e.drain().await;
+    assert_eq!(snapshot(&e).await, before);
+
+    // Unsend and revoke delete our copy.
+    assert_eq!(e.post_webhook(&fixture("wa_revoke.json")).await.0, 200);
+    assert_eq!(e.post_webhook(&fixture("ig_unsend.json")).await.0, 200);
+    e.drain().await;
+    let ana_after = e.messages("tenant-a", ANA).await;
+    assert_eq!(ana_after.len(), ana.len() - 1);
+    assert!(
+        ana_after.iter().all(|m| m["kind"] != "video"),
+        "the revoked video is gone"
+    );
+    let ig_after = e.messages("tenant-a", IG_PERSON).await;
+    assert!(
+        ig_after.iter().all(|m| m["kind"] != "attachment"),
+        "the unsent attachment is gone"
+    );
+    assert_eq!(ig_after.len(), ig.len() - 1);
+
+    // Every admin read above was audited.
+    let audit = e
+        .stack
+        .stores
+        .audit
+        .list(&TenantId::new("tenant-a").expect("t"), &PageRequest::first(100))
+        .await
+        .expect("audit");
+    assert!(audit.items.len() >= 10, "{} audit events", audit.items.len());
+    assert!(audit.items.iter().all(|a| a.actor.contains("local-admin")));
+    e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_body_gets_401_and_stores_nothing() {
+    let e = E2e::on_emulators().await;
+    two_tenants(&e).await;
+    let body = fixture("wa_every_type.json");
+    let signature = sign(&body);
+    let mut tampered = body.clone();
+    let at = tampered.windows(4).position(|w| w == b"Hola").expect("has Hola");
+    tampered[at] = b'h';
+    assert_eq!(e.post_webhook_signed_as(&tampered, Some(signature)).await.0, 401);
+    assert_eq!(e.post_webhook_signed_as(&body, None).await.0, 401, "no signature");
+    let sha1_only = format!("sha1={}", "0".repeat(40));
+    assert_eq!(
+        e.post_webhook_signed_as(&body, Some(sha1_only)).await.0,
+        401,
+        "SHA-1 only"
+    );
+    e.drain().await;
+    assert!(e.contacts("tenant-a").await.is_empty());
+    let rejected = e
+        .stack
+        .stores
+        .quarantine
+        .list(&QuarantineBucket::Rejected, &PageRequest::first(10))
+        .await
+        .expect("q");
+    assert!(rejected.items.is_empty());
+    e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_the_documented_answers_and_lose_nothing() {
+    let e = E2e::on_emulators().await;
+    two_tenants(&e).await;
+    let deep = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{}{}]}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    // Bad input beside good: a change without `value` and an entry without `id`, next to one valid message.
+    let mut mixed: Value = serde_json::from_slice(&fixture("wa_tenant_b.json")).expect("json");
+    mixed["entry"]
+        .as_array_mut()
+        .expect("entries")
+        .push(json!({"changes": [{"field": "messages"}]}));
+    mixed["entry"][0]["changes"]
+        .as_array_mut()
+        .expect("changes")
+        .push(json!({"field": "messages"}));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "invalid JSON",
+            b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec(),
+            200,
+        ),
+        ("10,000-deep nesting", deep.into_bytes(), 200),
+        ("7 MB body", vec![b' '; 7 * 1024 * 1024], 413),
+        (
+            "wrong object",
+            br#"{"object":"page","entry":[{"id":"1","messaging":[]}]}"#.to_vec(),
+            200,
+        ),
+        (
+            "missing fields beside one valid message",
+            serde_json::to_vec(&mixed).expect("json"),
+            200,
+        ),
+    ];
+    for (what, body, expected) in &cases {
+        let (status, text) = e.post_webhook(body).await;
+        assert_eq!(status, *expected, "{what}: {text}");
+    }
+    e.drain().await;
+    // The valid message is stored; nothing was invented for tenant A.
+    let b = e.messages("tenant-b", ANA).await;
+    assert_eq!(b.len(), 1);
+    assert!(e.contacts("tenant-a").await.is_empty());
+    // Each unusable body or part is held with its reason: 3 whole bodies + 2 parts.
+    let held = e
+        .stack
+        .stores
+        .quarantine
+        .list(&QuarantineBucket::Rejected, &PageRequest::first(20))
+        .await
+        .expect("q");
+    assert_eq!(
+        held.items.len(),
+        5,
+        "{:?}",
+        held.items.iter().map(|q| &q.reason).collect::<Vec<_>>()
+    );
+    e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_account_is_held_and_processed_once_its_tenant_registers() {
+    let e = E2e::on_emulators().await;
+    assert_eq!(e.post_webhook(&fixture("wa_unknown_account.json")).await.0, 200);
+    e.drain().await;
+    let account = ChannelAccount::new(shared::domain::Channel::WhatsApp, "106540352240000").expect("account");
+    let bucket = QuarantineBucket::Unrouted { account };
+    let held = e
+        .stack
+        .stores
+        .quarantine
+        .list(&bucket, &PageRequest::first(10))
+        .await
+        .expect("q");
+    assert_eq!(held.items.len(), 1, "held, not dropped");
+
+    let (status, body) = e.register("late-tenant", &["106540352240000"], &[]).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["replayed_envelopes"], 1);
+    e.drain().await;
+    let messages = e.messages("late-tenant", ANA).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"]["text"]["body"], "¿Hay alguien?");
+    assert!(
+        e.stack
+            .stores
+            .quarantine
+            .list(&bucket, &PageRequest::first(10))
+            .await
+            .expect("q")
+            .items
+            .is_empty()
+    );
+    e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn verification_and_admin_errors_over_http() {
+    let e = E2e::on_emulators().await;
+    let (status, body) = e
+        .get("/webhooks/meta?hub.mode=subscribe&hub.verify_token=e2e-verify&hub.challenge=1158201444")
+        .await;
+    assert_eq!((status, body.as_str()), (200, "1158201444"));
+    assert_eq!(
+        e.get("/webhooks/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(e.get("/webhooks/meta?hub.mode=subscribe").await.0, 400);
+
+    assert_eq!(e.get("/admin/tenants/a/contacts").await.0, 401, "no bearer token");
+    assert_eq!(e.register("tenant-a", &[A_PHONE_NUMBER_ID], &[]).await.0, 201);
+    let (status, body) = e.register("tenant-z", &[A_PHONE_NUMBER_ID], &[]).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = e
+        .admin_post(
+            "/admin/tenants",
+            &json!({"tenant_id": "ok-tenant", "name": "X", "retention_months": 30}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("retention_months"),
+        "{body}"
+    );
+    assert_eq!(e.admin_get("/admin/tenants/nobody/contacts").await.0, 404);
+    assert_eq!(
+        e.admin_get("/admin/tenants/tenant-a/contacts/sms:1/messages").await.0,
+        400
+    );
+    e.stack.stop().await;
+}
