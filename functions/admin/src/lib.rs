@@ -62,7 +62,7 @@ fn store_error(e: StoreError) -> AdminError {
             "{channel} account {account_id} already belongs to another tenant"
         )),
         other => {
-            tracing::error!(error = %other, "admin request failed in the store");
+            tracing::error!(error = %other.log_safe(), "admin request failed in the store");
             AdminError::Unavailable("storage temporarily unavailable")
         }
     }

@@ -89,7 +89,8 @@ impl Processor {
             match self.process(record.body.as_deref().unwrap_or_default()).await {
                 Ok(counts) => total.add(counts),
                 Err(e) => {
-                    tracing::warn!(%message_id, error = %e, "envelope failed; SQS will redeliver it");
+                    let ProcessError::Store(store) = &e;
+                    tracing::warn!(%message_id, error = %store.log_safe(), "envelope failed; SQS will redeliver it");
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = message_id;
                     response.batch_item_failures.push(failure);
@@ -111,8 +112,7 @@ impl Processor {
                     request_id: "unknown",
                     received_at: now,
                 };
-                self.reject(&origin, format!("not an envelope: {e}"), body, &mut counts)
-                    .await?;
+                self.reject(&origin, "not an envelope", &e, body, &mut counts).await?;
                 return Ok(counts);
             }
         };
@@ -174,14 +174,22 @@ impl Processor {
     }
 
     /// Quarantines a bad item with its reason. Keyed by content, so a redelivery adds nothing.
+    /// Only `kind` is logged: `detail` may quote the payload (parser messages do).
     async fn reject(
         &self,
         origin: &Origin<'_>,
-        reason: String,
+        kind: &'static str,
+        detail: &(dyn std::fmt::Display + Sync),
         raw: &str,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
-        tracing::warn!(request_id = %origin.request_id, %reason, "item quarantined");
+        tracing::warn!(request_id = %origin.request_id, kind, "item quarantined");
+        let detail = detail.to_string();
+        let reason = if detail.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}: {detail}")
+        };
         let entry = QuarantineEntry {
             id: digest_id(&[&reason, raw]),
             bucket: QuarantineBucket::Rejected,
@@ -264,12 +272,7 @@ impl Processor {
             Ok(v) => v,
             Err(e) => {
                 return self
-                    .reject(
-                        origin,
-                        format!("WhatsApp messages value: {e}"),
-                        env.payload.get(),
-                        counts,
-                    )
+                    .reject(origin, "WhatsApp messages value", &e, env.payload.get(), counts)
                     .await;
             }
         };
@@ -299,19 +302,17 @@ impl Processor {
         let m: wa::Message = match serde_json::from_str(raw.get()) {
             Ok(m) => m,
             Err(e) => {
-                return self
-                    .reject(origin, format!("WhatsApp message: {e}"), raw.get(), counts)
-                    .await;
+                return self.reject(origin, "WhatsApp message", &e, raw.get(), counts).await;
             }
         };
         let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
             return self
-                .reject(origin, "WhatsApp message: bad timestamp".to_owned(), raw.get(), counts)
+                .reject(origin, "WhatsApp message: bad timestamp", &"", raw.get(), counts)
                 .await;
         };
         let Ok(id) = MetaMessageId::new(m.id.clone()) else {
             return self
-                .reject(origin, "WhatsApp message: bad id".to_owned(), raw.get(), counts)
+                .reject(origin, "WhatsApp message: bad id", &"", raw.get(), counts)
                 .await;
         };
         // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
@@ -322,12 +323,7 @@ impl Processor {
             .map(|s| ContactId::new(Channel::WhatsApp, s))
         else {
             return self
-                .reject(
-                    origin,
-                    "WhatsApp message: no usable sender".to_owned(),
-                    raw.get(),
-                    counts,
-                )
+                .reject(origin, "WhatsApp message: no usable sender", &"", raw.get(), counts)
                 .await;
         };
         let profile = [m.from_user_id.as_deref(), m.from.as_deref()]
@@ -375,9 +371,7 @@ impl Processor {
         let s: wa::Status = match serde_json::from_str(raw.get()) {
             Ok(s) => s,
             Err(e) => {
-                return self
-                    .reject(origin, format!("WhatsApp status: {e}"), raw.get(), counts)
-                    .await;
+                return self.reject(origin, "WhatsApp status", &e, raw.get(), counts).await;
             }
         };
         let state = match s.status.as_str() {
@@ -388,13 +382,13 @@ impl Processor {
             "failed" => DeliveryState::Failed,
             _ => {
                 return self
-                    .reject(origin, "WhatsApp status: unknown status".to_owned(), raw.get(), counts)
+                    .reject(origin, "WhatsApp status: unknown status", &"", raw.get(), counts)
                     .await;
             }
         };
         let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
             return self
-                .reject(origin, "WhatsApp status: bad timestamp".to_owned(), raw.get(), counts)
+                .reject(origin, "WhatsApp status: bad timestamp", &"", raw.get(), counts)
                 .await;
         };
         let (Ok(message_id), Some(Ok(contact))) = (
@@ -407,7 +401,8 @@ impl Processor {
             return self
                 .reject(
                     origin,
-                    "WhatsApp status: no usable id or recipient".to_owned(),
+                    "WhatsApp status: no usable id or recipient",
+                    &"",
                     raw.get(),
                     counts,
                 )
@@ -448,7 +443,13 @@ impl Processor {
     ) -> Result<(), ProcessError> {
         let Ok(payload) = serde_json::from_str(env.payload.get()) else {
             return self
-                .reject(origin, format!("{field}: value is not JSON"), env.payload.get(), counts)
+                .reject(
+                    origin,
+                    "tenant event value is not JSON",
+                    &field,
+                    env.payload.get(),
+                    counts,
+                )
                 .await;
         };
         let event = TenantEvent {
@@ -476,7 +477,7 @@ impl Processor {
             Ok(e) => e,
             Err(e) => {
                 return self
-                    .reject(origin, format!("Instagram entry: {e}"), env.payload.get(), counts)
+                    .reject(origin, "Instagram entry", &e, env.payload.get(), counts)
                     .await;
             }
         };
@@ -497,9 +498,7 @@ impl Processor {
         let e: ig::Event = match serde_json::from_str(raw.get()) {
             Ok(e) => e,
             Err(err) => {
-                return self
-                    .reject(origin, format!("Instagram event: {err}"), raw.get(), counts)
-                    .await;
+                return self.reject(origin, "Instagram event", &err, raw.get(), counts).await;
             }
         };
         let at = Timestamp::from_unix_millis(ig::normalize_timestamp_ms(e.timestamp));
@@ -508,7 +507,7 @@ impl Processor {
         let person = if outbound { &e.recipient.id } else { &e.sender.id };
         let Ok(contact) = ContactId::new(Channel::Instagram, person.clone()) else {
             return self
-                .reject(origin, "Instagram event: unusable IGSID".to_owned(), raw.get(), counts)
+                .reject(origin, "Instagram event: unusable IGSID", &"", raw.get(), counts)
                 .await;
         };
         let mut ids = Vec::new();
@@ -550,7 +549,7 @@ impl Processor {
         } else if let Some(read) = &e.read {
             let Ok(message_id) = MetaMessageId::new(read.mid.clone()) else {
                 return self
-                    .reject(origin, "Instagram read: bad mid".to_owned(), raw.get(), counts)
+                    .reject(origin, "Instagram read: bad mid", &"", raw.get(), counts)
                     .await;
             };
             let update = StatusUpdate {
@@ -582,7 +581,7 @@ impl Processor {
         };
         let Ok(id) = MetaMessageId::new(id) else {
             return self
-                .reject(origin, "Instagram event: bad message id".to_owned(), raw.get(), counts)
+                .reject(origin, "Instagram event: bad message id", &"", raw.get(), counts)
                 .await;
         };
         self.store_message(tenant, &contact, id, direction, at, kind, raw, counts)
@@ -609,3 +608,6 @@ fn digest_id(parts: &[&str]) -> uuid::Uuid {
     bytes.copy_from_slice(&d[..16]);
     uuid::Uuid::from_bytes(bytes)
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use shared::timestamp::Timestamp;
 use std::hint::black_box;
 
 fn five_kb_body() -> Vec<u8> {
-    let messages: Vec<String> = (0..16)
+    let messages: Vec<String> = (0..20)
         .map(|i| {
             format!(
                 r#"{{"from":"54911234567{i:02}","from_user_id":"AR.1349120865530274{i:04}","id":"wamid.HBgNNTQ5MTEyMzQ1Njc4ORUCABIYFDNBMDI2{i:04}","timestamp":"1800000000","type":"text","text":{{"body":"Hola, quería saber si tienen stock del producto {i} en talle M"}}}}"#

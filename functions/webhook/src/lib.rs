@@ -129,9 +129,10 @@ impl Webhook {
         let received_at = self.clock.now();
         let split = match envelope::split(&body, &request_id, received_at) {
             Ok(split) => split,
-            Err(reason) => {
+            Err(unusable) => {
                 let whole = Rejected {
-                    reason,
+                    kind: unusable.kind,
+                    reason: unusable.to_string(),
                     raw: String::from_utf8_lossy(&body).into_owned(),
                 };
                 return match self.quarantine(&request_id, vec![whole]).await {
@@ -167,7 +168,7 @@ impl Webhook {
     async fn quarantine(&self, request_id: &str, parts: Vec<Rejected>) -> Result<(), Response> {
         let now = self.clock.now();
         for part in parts {
-            tracing::warn!(%request_id, reason = %part.reason, "webhook part quarantined");
+            tracing::warn!(%request_id, kind = part.kind, "webhook part quarantined");
             let entry = QuarantineEntry {
                 id: uuid::Uuid::new_v4(),
                 bucket: QuarantineBucket::Rejected,
@@ -177,7 +178,7 @@ impl Webhook {
                 expires_at: quarantine_expiry(now),
             };
             if let Err(e) = self.quarantine.put(&entry).await {
-                tracing::error!(%request_id, error = %e, "quarantine unavailable; Meta will retry");
+                tracing::error!(%request_id, error = %e.log_safe(), "quarantine unavailable; Meta will retry");
                 return Err(apigw::error(500, "temporarily unavailable"));
             }
         }

@@ -44,8 +44,20 @@ pub struct Envelope {
 /// A part of the body that cannot be processed, with why. Quarantined, never dropped.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rejected {
+    /// Safe to log: a fixed phrase, never payload content.
+    pub kind: &'static str,
+    /// For the quarantine record: may quote the payload (parser messages do).
     pub reason: String,
     pub raw: String,
+}
+
+/// A body of which nothing is usable.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct Unusable {
+    /// Safe to log.
+    pub kind: &'static str,
+    pub detail: String,
 }
 
 #[derive(Debug, Default)]
@@ -89,23 +101,32 @@ struct MetadataHead {
 
 /// Splits a verified body. `Err` means nothing in it is usable (not JSON, too deep, unknown
 /// `object`, no `entry` list); the caller quarantines the whole body.
-pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Split, String> {
-    let head: BodyHead<'_> = serde_json::from_slice(body).map_err(|e| format!("body is not a usable webhook: {e}"))?;
+pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Split, Unusable> {
+    let head: BodyHead<'_> = serde_json::from_slice(body).map_err(|e| Unusable {
+        kind: "body is not a usable webhook",
+        detail: e.to_string(),
+    })?;
     let object = match head.object.as_str() {
         "whatsapp_business_account" => MetaObject::WhatsAppBusinessAccount,
         "instagram" => MetaObject::Instagram,
-        _ => return Err("object is neither whatsapp_business_account nor instagram".to_owned()),
+        _ => {
+            return Err(Unusable {
+                kind: "unknown object",
+                detail: "object is neither whatsapp_business_account nor instagram".to_owned(),
+            });
+        }
     };
     let mut split = Split::default();
     for (i, entry) in head.entry.iter().enumerate() {
-        let reject = |reason: String| Rejected {
-            reason: format!("entry {i}: {reason}"),
+        let reject = |kind: &'static str, detail: String| Rejected {
+            kind,
+            reason: format!("entry {i}: {kind}{}{detail}", if detail.is_empty() { "" } else { ": " }),
             raw: entry.get().to_owned(),
         };
         let parsed: EntryHead<'_> = match serde_json::from_str(entry.get()) {
             Ok(e) => e,
             Err(e) => {
-                split.rejected.push(reject(format!("not an entry object: {e}")));
+                split.rejected.push(reject("not an entry object", e.to_string()));
                 continue;
             }
         };
@@ -113,7 +134,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
             Some(serde_json::Value::String(s)) if !s.is_empty() => s,
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => {
-                split.rejected.push(reject("missing id".to_owned()));
+                split.rejected.push(reject("missing id", String::new()));
                 continue;
             }
         };
@@ -129,7 +150,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
         let entry_account = match ChannelAccount::new(object.channel(), entry_id.clone()) {
             Ok(a) => a,
             Err(e) => {
-                split.rejected.push(reject(e.to_string()));
+                split.rejected.push(reject("bad account id", e.to_string()));
                 continue;
             }
         };
@@ -137,8 +158,9 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
             split.envelopes.push(base(None, entry_account.clone(), entry));
         }
         for (j, change) in parsed.changes.unwrap_or_default().iter().enumerate() {
-            let change_reject = |reason: String| Rejected {
-                reason: format!("entry {i} change {j}: {reason}"),
+            let change_reject = |kind: &'static str, detail: String| Rejected {
+                kind,
+                reason: format!("entry {i} change {j}: {kind}: {detail}"),
                 raw: change.get().to_owned(),
             };
             let c: ChangeHead<'_> = match serde_json::from_str(change.get()) {
@@ -146,7 +168,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                 Err(e) => {
                     split
                         .rejected
-                        .push(change_reject(format!("missing field or value: {e}")));
+                        .push(change_reject("missing field or value", e.to_string()));
                     continue;
                 }
             };
@@ -164,7 +186,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                 Some(Err(e)) => {
                     split
                         .rejected
-                        .push(change_reject(format!("metadata.phone_number_id: {e}")));
+                        .push(change_reject("bad metadata.phone_number_id", e.to_string()));
                     continue;
                 }
                 None => entry_account.clone(),
@@ -180,6 +202,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
     });
     split.envelopes = fit;
     split.rejected.extend(too_big.into_iter().map(|e| Rejected {
+        kind: "change larger than a queue message",
         reason: format!("entry {} change is larger than a queue message", e.entry_id),
         raw: e.payload.get().to_owned(),
     }));

@@ -41,6 +41,17 @@ pub enum StoreError {
     Backend(String),
 }
 
+impl StoreError {
+    /// A description safe for logs. Backend failures keep the SDK's message (operations and error
+    /// codes, not item contents); a decoding failure may quote the item, so only its kind is kept.
+    pub fn log_safe(&self) -> String {
+        match self {
+            Self::Corrupt(_) => "a stored item could not be decoded".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 pub const MAX_PAGE_SIZE: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

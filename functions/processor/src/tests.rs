@@ -1,0 +1,246 @@
+use super::*;
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsMessage;
+use shared::clock::SettableClock;
+use shared::deadline::Jurisdiction;
+use shared::meta::envelope;
+use shared::store::{ConversationStore, EraseCursor, Page, PageRequest};
+use std::sync::Arc;
+
+const EVERY_TYPE: &str = include_str!("../../../tests/fixtures/wa_every_type.json");
+const STATUSES: &str = include_str!("../../../tests/fixtures/wa_statuses_out_of_order.json");
+const UNKNOWN_ACCOUNT: &str = include_str!("../../../tests/fixtures/wa_unknown_account.json");
+
+fn clock() -> SettableClock {
+    SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000))
+}
+
+fn secret() -> SubjectKeySecret {
+    SubjectKeySecret::new(b"processor-test-secret-processor-test".to_vec()).expect("long enough")
+}
+
+async fn with_tenant(stores: &Stores) -> TenantId {
+    let tenant = Tenant {
+        id: TenantId::new("tenant-a").expect("valid"),
+        name: "A".to_owned(),
+        accounts: vec![ChannelAccount::new(Channel::WhatsApp, "106540352242922").expect("valid")],
+        retention_months: shared::retention::RetentionMonths::new(6).expect("valid"),
+        locale: Locale::Spanish,
+        jurisdiction: Jurisdiction::Ar,
+        created_at: Timestamp::from_unix_seconds(0),
+    };
+    stores.tenants.register(&tenant).await.expect("register");
+    tenant.id
+}
+
+/// The envelopes the webhook would enqueue for a body.
+fn envelopes(body: &str) -> Vec<String> {
+    let split = envelope::split(body.as_bytes(), "req-1", Timestamp::from_unix_seconds(1_800_000_000)).expect("usable");
+    split
+        .envelopes
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("json"))
+        .collect()
+}
+
+fn ana() -> ContactId {
+    ContactId::new(Channel::WhatsApp, "AR.13491208655302741918").expect("valid")
+}
+
+#[tokio::test]
+async fn messages_get_the_tenants_retention_and_replays_are_duplicates() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let body = &envelopes(EVERY_TYPE)[0];
+    let first = p.process(body).await.expect("processed");
+    assert_eq!((first.stored, first.duplicates, first.quarantined), (18, 0, 0));
+    let replay = p.process(body).await.expect("processed");
+    assert_eq!((replay.stored, replay.duplicates), (0, 18));
+    let page = stores
+        .conversations
+        .list_messages(&tenant, &ana(), &PageRequest::first(100))
+        .await
+        .expect("list");
+    let first_message = &page.items[0];
+    // Six months from the event, as the tenant chose.
+    assert_eq!(
+        first_message.expires_at.as_timestamp(),
+        first_message.sent_at.plus_months(6)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_account_is_held_not_dropped() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    with_tenant(&stores).await;
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let counts = p.process(&envelopes(UNKNOWN_ACCOUNT)[0]).await.expect("processed");
+    assert_eq!(counts.unrouted, 1);
+    let account = ChannelAccount::new(Channel::WhatsApp, "106540352240000").expect("valid");
+    let held = stores
+        .quarantine
+        .list(&QuarantineBucket::Unrouted { account }, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(held.items.len(), 1);
+    // Held twice (a redelivery) is still one entry.
+    p.process(&envelopes(UNKNOWN_ACCOUNT)[0]).await.expect("processed");
+    let account = ChannelAccount::new(Channel::WhatsApp, "106540352240000").expect("valid");
+    let held = stores
+        .quarantine
+        .list(&QuarantineBucket::Unrouted { account }, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(held.items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_item_is_quarantined_beside_good_ones() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let mut body: serde_json::Value = serde_json::from_str(EVERY_TYPE).expect("json");
+    let messages = body["entry"][0]["changes"][0]["value"]["messages"]
+        .as_array_mut()
+        .expect("messages");
+    // Bad input: a timestamp that is not a number, a message without id, a status of unknown kind.
+    messages[0]["timestamp"] = serde_json::json!("yesterday");
+    messages[1].as_object_mut().expect("object").remove("id");
+    body["entry"][0]["changes"][0]["value"]["statuses"] = serde_json::json!([{"id": "wamid.X", "status": "teleported", "timestamp": "1800000000", "recipient_id": "5491123456789"}]);
+    let counts = p.process(&envelopes(&body.to_string())[0]).await.expect("processed");
+    assert_eq!((counts.stored, counts.quarantined, counts.statuses), (16, 3, 0));
+    let held = stores
+        .quarantine
+        .list(&QuarantineBucket::Rejected, &PageRequest::first(10))
+        .await
+        .expect("list");
+    let mut reasons: Vec<&str> = held.items.iter().map(|q| q.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 3);
+    assert!(reasons.iter().any(|r| r.contains("bad timestamp")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("missing field `id`")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("unknown status")), "{reasons:?}");
+    let stored = stores
+        .conversations
+        .list_messages(&tenant, &ana(), &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(stored.items.len(), 16);
+}
+
+#[tokio::test]
+async fn statuses_out_of_order_end_at_the_furthest_state() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let counts = p.process(&envelopes(STATUSES)[0]).await.expect("processed");
+    assert_eq!(
+        (counts.statuses, counts.duplicates),
+        (2, 2),
+        "read then failed written; sent and delivered were late"
+    );
+    let id = MetaMessageId::new("wamid.OUT0001").expect("valid");
+    let st = stores
+        .conversations
+        .get_status(&tenant, &ana(), &id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(st.state, DeliveryState::Read);
+}
+
+#[tokio::test]
+async fn an_unreadable_envelope_is_quarantined_and_acknowledged() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    // Bad input: an SQS body that is not an envelope.
+    let counts = p.process("{\"hello\": 1}").await.expect("not retried");
+    assert_eq!(counts.quarantined, 1);
+}
+
+/// A conversation store whose backend is down: the processor must report the record, not lose it.
+#[derive(Debug)]
+struct Unavailable;
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Backend("connection refused".to_owned()))
+}
+
+#[async_trait]
+impl ConversationStore for Unavailable {
+    async fn upsert_contact(&self, _: &ContactUpsert) -> Result<WriteOutcome, StoreError> {
+        down()
+    }
+    async fn get_contact(&self, _: &TenantId, _: &ContactId) -> Result<Option<Contact>, StoreError> {
+        down()
+    }
+    async fn list_contacts(&self, _: &TenantId, _: &PageRequest) -> Result<Page<Contact>, StoreError> {
+        down()
+    }
+    async fn put_message(&self, _: &Message) -> Result<WriteOutcome, StoreError> {
+        down()
+    }
+    async fn list_messages(&self, _: &TenantId, _: &ContactId, _: &PageRequest) -> Result<Page<Message>, StoreError> {
+        down()
+    }
+    async fn delete_message(&self, _: &TenantId, _: &ContactId, _: &MetaMessageId) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn put_status(&self, _: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
+        down()
+    }
+    async fn get_status(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: &MetaMessageId,
+    ) -> Result<Option<StatusUpdate>, StoreError> {
+        down()
+    }
+    async fn find_subject(&self, _: &shared::identity::SubjectKey) -> Result<Vec<ContactRef>, StoreError> {
+        down()
+    }
+    async fn erase_contact_batch(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: EraseCursor,
+        _: usize,
+    ) -> Result<EraseCursor, StoreError> {
+        down()
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_reports_only_that_record_for_redelivery() {
+    let c = clock();
+    let mut stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    with_tenant(&stores).await;
+    stores.conversations = Arc::new(Unavailable);
+    let p = Processor::new(stores, secret(), Arc::new(c));
+    let record = |id: &str, body: String| {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.body = Some(body);
+        m
+    };
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        record("needs-store", envelopes(EVERY_TYPE)[0].clone()),
+        record("held", envelopes(UNKNOWN_ACCOUNT)[0].clone()),
+        record("garbage", "not json".to_owned()),
+    ];
+    let response = p.handle(event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["needs-store"]);
+}
