@@ -269,6 +269,12 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
         "the unsent attachment is gone"
     );
     assert_eq!(ig_after.len(), ig.len() - 1);
+    // Meta redelivers the originals after the deletion: they stay deleted.
+    assert_eq!(e.post_webhook(&fixture("wa_every_type.json")).await.0, 200);
+    assert_eq!(e.post_webhook(&fixture("ig_every_event.json")).await.0, 200);
+    e.drain().await;
+    assert_eq!(e.messages("tenant-a", ANA).await, ana_after);
+    assert_eq!(e.messages("tenant-a", IG_PERSON).await, ig_after);
 
     // Every admin read above was audited.
     let audit = e
@@ -332,7 +338,12 @@ async fn hostile_bodies_get_the_documented_answers_and_lose_nothing() {
         .as_array_mut()
         .expect("changes")
         .push(json!({"field": "messages"}));
+    let mut three_mb = br#"{"object":"whatsapp_business_account","entry":["#.to_vec();
+    while three_mb.len() < 3 * 1024 * 1024 - 64 {
+        three_mb.extend_from_slice(br#"{"id":"1","changes":[{"field":"messages","value":{"text":"x"}}]},"#);
+    }
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("3 MB of unterminated JSON", three_mb, 200),
         (
             "invalid JSON",
             b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec(),
@@ -360,7 +371,7 @@ async fn hostile_bodies_get_the_documented_answers_and_lose_nothing() {
     let b = e.messages("tenant-b", ANA).await;
     assert_eq!(b.len(), 1);
     assert!(e.contacts("tenant-a").await.is_empty());
-    // Each unusable body or part is held with its reason: 3 whole bodies + 2 parts.
+    // Each unusable body or part is held with its reason: 4 whole bodies + 2 parts.
     let held = e
         .stack
         .stores
@@ -370,9 +381,13 @@ async fn hostile_bodies_get_the_documented_answers_and_lose_nothing() {
         .expect("q");
     assert_eq!(
         held.items.len(),
-        5,
+        6,
         "{:?}",
         held.items.iter().map(|q| &q.reason).collect::<Vec<_>>()
+    );
+    assert!(
+        held.items.iter().any(|q| q.envelope.len() > 3 * 1024 * 1024 - 100),
+        "the 3 MB body is kept whole"
     );
     e.stack.stop().await;
 }
@@ -448,5 +463,53 @@ async fn verification_and_admin_errors_over_http() {
         e.admin_get("/admin/tenants/tenant-a/contacts/sms:1/messages").await.0,
         400
     );
+    e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn large_changes_pass_the_queue_and_unhandled_fields_are_held() {
+    let e = E2e::on_emulators().await;
+    two_tenants(&e).await;
+    // 150 long messages in one change: about 640 KB, past SQS's 256 KiB default message size.
+    let text = "¿Tienen stock? ".repeat(260);
+    let messages: Vec<Value> = (0..150)
+        .map(|i| {
+            json!({"from": "5491123456789", "from_user_id": "AR.13491208655302741918", "id": format!("wamid.BIG{i:04}"),
+                "timestamp": (1_800_000_000 + i).to_string(), "type": "text", "text": {"body": text}})
+        })
+        .collect();
+    let big = json!({"object": "whatsapp_business_account", "entry": [{"id": A_WABA, "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": A_PHONE_NUMBER_ID}, "messages": messages}}]}]});
+    let body = serde_json::to_vec(&big).expect("json");
+    assert!(body.len() > 600 * 1024, "{} bytes", body.len());
+    assert_eq!(e.post_webhook(&body).await.0, 200);
+    // A field this system does not process yet: kept, not dropped.
+    let unhandled = json!({"object": "whatsapp_business_account", "entry": [{"id": A_WABA, "changes": [{"field": "smb_app_state_sync",
+        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": A_PHONE_NUMBER_ID}, "state_sync": []}}]}]});
+    assert_eq!(
+        e.post_webhook(&serde_json::to_vec(&unhandled).expect("json")).await.0,
+        200
+    );
+    e.drain().await;
+    assert_eq!(e.messages("tenant-a", ANA).await.len(), 100, "first page");
+    let (_, page) = e
+        .admin_get(&format!("/admin/tenants/tenant-a/contacts/{ANA}/messages?limit=100"))
+        .await;
+    let cursor = page["next_cursor"].as_str().expect("a second page").to_owned();
+    let (_, rest) = e
+        .admin_get(&format!(
+            "/admin/tenants/tenant-a/contacts/{ANA}/messages?limit=100&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest["messages"].as_array().map(Vec::len), Some(50));
+    let held = e
+        .stack
+        .stores
+        .quarantine
+        .list(&QuarantineBucket::Unhandled, &PageRequest::first(10))
+        .await
+        .expect("q");
+    assert_eq!(held.items.len(), 1);
+    assert!(held.items[0].reason.contains("smb_app_state_sync"));
     e.stack.stop().await;
 }

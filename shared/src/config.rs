@@ -120,6 +120,19 @@ pub struct Endpoints {
 }
 
 pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
+pub const INGEST_QUEUE_URL: &str = "INGEST_QUEUE_URL";
+
+/// The ingest queue's URL, for the functions that send to it.
+pub fn ingest_queue_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    match lookup(INGEST_QUEUE_URL).filter(|v| !v.is_empty()) {
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(v),
+        Some(_) => Err(ConfigError::Malformed {
+            name: INGEST_QUEUE_URL,
+            reason: "must be a queue URL".to_owned(),
+        }),
+        None => Err(ConfigError::Missing(INGEST_QUEUE_URL)),
+    }
+}
 pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
 pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
 

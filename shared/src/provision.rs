@@ -99,6 +99,7 @@ pub struct TtlSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueSpec {
     pub visibility_timeout_secs: u32,
+    pub maximum_message_size: Option<u32>,
     pub retention_secs: Option<u32>,
     /// Logical id of the dead-letter queue and the receive count that moves a message there.
     pub redrive: Option<(String, u32)>,
@@ -108,6 +109,7 @@ pub struct QueueSpec {
 #[serde(rename_all = "PascalCase")]
 struct QueueProps {
     visibility_timeout: Option<u32>,
+    maximum_message_size: Option<u32>,
     message_retention_period: Option<u32>,
     redrive_policy: Option<RedriveProps>,
 }
@@ -143,6 +145,7 @@ pub fn queue_specs(template: &str) -> Result<BTreeMap<String, QueueSpec>, Provis
                 id.clone(),
                 QueueSpec {
                     visibility_timeout_secs: props.visibility_timeout.unwrap_or(30),
+                    maximum_message_size: props.maximum_message_size,
                     retention_secs: props.message_retention_period,
                     redrive,
                 },
@@ -190,6 +193,9 @@ pub async fn create_queues(
             .create_queue()
             .queue_name(format!("{prefix}{id}"))
             .attributes(A::VisibilityTimeout, spec.visibility_timeout_secs.to_string());
+        if let Some(size) = spec.maximum_message_size {
+            req = req.attributes(A::MaximumMessageSize, size.to_string());
+        }
         if let Some(r) = spec.retention_secs {
             req = req.attributes(A::MessageRetentionPeriod, r.to_string());
         }
@@ -375,6 +381,8 @@ mod tests {
         let (dlq, max) = ingest.redrive.clone().expect("redrive policy");
         assert_eq!((dlq.as_str(), max), (INGEST_DEAD_LETTER_QUEUE, 5));
         assert!(queues.contains_key(INGEST_DEAD_LETTER_QUEUE));
+        // The queue must carry the largest envelope the webhook may send.
+        assert_eq!(ingest.maximum_message_size, Some(crate::queue::MAX_BODY_BYTES as u32));
     }
 
     #[test]

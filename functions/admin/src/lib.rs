@@ -16,6 +16,9 @@ use shared::store::{Cursor, PageRequest, StoreError, Stores};
 use std::sync::Arc;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Registration claims every account in one DynamoDB transaction (at most 100 actions, and an
+/// update may also release as many).
+pub const MAX_ACCOUNTS: usize = 45;
 
 #[derive(Debug)]
 pub struct Admin {
@@ -412,6 +415,12 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
             }
             accounts.push(account);
         }
+    }
+    if accounts.len() > MAX_ACCOUNTS {
+        return Err(bad_request(
+            "accounts",
+            format!("at most {MAX_ACCOUNTS} accounts per tenant"),
+        ));
     }
     let retention_months = match body.remove("retention_months") {
         None | Some(Value::Null) => RetentionMonths::MAX,

@@ -33,7 +33,7 @@ pub struct Counts {
     pub tenant_events: u64,
     pub unrouted: u64,
     pub quarantined: u64,
-    pub ignored: u64,
+    pub unhandled: u64,
 }
 
 impl Counts {
@@ -45,7 +45,7 @@ impl Counts {
         self.tenant_events += o.tenant_events;
         self.unrouted += o.unrouted;
         self.quarantined += o.quarantined;
-        self.ignored += o.ignored;
+        self.unhandled += o.unhandled;
     }
 
     fn metrics(&self) -> [(&'static str, u64); 8] {
@@ -57,12 +57,12 @@ impl Counts {
             ("TenantEvents", self.tenant_events),
             ("UnroutedEnvelopes", self.unrouted),
             ("ItemsQuarantined", self.quarantined),
-            ("Ignored", self.ignored),
+            ("Unhandled", self.unhandled),
         ]
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Processor {
     stores: Stores,
     secret: SubjectKeySecret,
@@ -80,21 +80,40 @@ impl Processor {
         Self { stores, secret, clock }
     }
 
-    /// One Lambda invocation: every record processed; failed ones reported for redelivery.
+    /// One Lambda invocation: every record processed in its own task, so a panic on one record
+    /// fails that record only; failed ones are reported for redelivery.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let tasks: Vec<_> = event
+            .records
+            .into_iter()
+            .map(|record| {
+                let me = self.clone();
+                let message_id = record.message_id.clone().unwrap_or_default();
+                let task = tokio::spawn(async move { me.process(record.body.as_deref().unwrap_or_default()).await });
+                (message_id, task)
+            })
+            .collect();
         let mut response = SqsBatchResponse::default();
         let mut total = Counts::default();
-        for record in event.records {
-            let message_id = record.message_id.clone().unwrap_or_default();
-            match self.process(record.body.as_deref().unwrap_or_default()).await {
-                Ok(counts) => total.add(counts),
-                Err(e) => {
-                    let ProcessError::Store(store) = &e;
-                    tracing::warn!(%message_id, error = %store.log_safe(), "envelope failed; SQS will redeliver it");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message_id;
-                    response.batch_item_failures.push(failure);
+        for (message_id, task) in tasks {
+            let failed = match task.await {
+                Ok(Ok(counts)) => {
+                    total.add(counts);
+                    false
                 }
+                Ok(Err(ProcessError::Store(e))) => {
+                    tracing::warn!(%message_id, error = %e.log_safe(), "envelope failed; SQS will redeliver it");
+                    true
+                }
+                Err(_) => {
+                    tracing::error!(%message_id, "envelope processing panicked; SQS will redeliver it");
+                    true
+                }
+            };
+            if failed {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
             }
         }
         shared::metrics::emit("processor", self.clock.now(), &total.metrics());
@@ -137,7 +156,18 @@ impl Processor {
                     .await?
             }
             (MetaObject::Instagram, None) => self.instagram_entry(&tenant, &envelope, &origin, &mut counts).await?,
-            _ => counts.ignored += 1,
+            (_, field) => {
+                let what = field.unwrap_or("entry without messaging");
+                self.hold(
+                    &origin,
+                    QuarantineBucket::Unhandled,
+                    "unhandled webhook field",
+                    &what,
+                    body,
+                )
+                .await?;
+                counts.unhandled += 1;
+            }
         }
         tracing::info!(
             request_id = %envelope.request_id,
@@ -183,6 +213,19 @@ impl Processor {
         raw: &str,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
+        self.hold(origin, QuarantineBucket::Rejected, kind, detail, raw).await?;
+        counts.quarantined += 1;
+        Ok(())
+    }
+
+    async fn hold(
+        &self,
+        origin: &Origin<'_>,
+        bucket: QuarantineBucket,
+        kind: &'static str,
+        detail: &(dyn std::fmt::Display + Sync),
+        raw: &str,
+    ) -> Result<(), ProcessError> {
         tracing::warn!(request_id = %origin.request_id, kind, "item quarantined");
         let detail = detail.to_string();
         let reason = if detail.is_empty() {
@@ -192,14 +235,13 @@ impl Processor {
         };
         let entry = QuarantineEntry {
             id: digest_id(&[&reason, raw]),
-            bucket: QuarantineBucket::Rejected,
+            bucket,
             reason,
             envelope: raw.to_owned(),
             received_at: origin.received_at,
             expires_at: quarantine_expiry(origin.received_at),
         };
         self.stores.quarantine.put(&entry).await?;
-        counts.quarantined += 1;
         Ok(())
     }
 
@@ -348,14 +390,27 @@ impl Processor {
         if let Some(revoke) = &m.revoke {
             // The person deleted the message: so do we.
             if let Ok(original) = MetaMessageId::new(revoke.original_message_id.clone()) {
+                let tombstone = tenant.retention_months.expiry_for(at);
                 self.stores
                     .conversations
-                    .delete_message(&tenant.id, &contact, &original)
+                    .delete_message(&tenant.id, &contact, &original, tombstone)
                     .await?;
                 counts.deleted += 1;
             }
             return Ok(());
         }
+        // An edit is kept under its original, so that deleting the original takes its edits along.
+        let id = match &m.edit {
+            Some(e) => match MetaMessageId::new(shared::store::keys::edit_id(&e.original_message_id, id.as_str())) {
+                Ok(edit_id) => edit_id,
+                Err(_) => {
+                    return self
+                        .reject(origin, "WhatsApp edit: bad original id", &"", raw.get(), counts)
+                        .await;
+                }
+            },
+            None => id,
+        };
         self.store_message(tenant, &contact, id, Direction::Inbound, at, &m.kind, raw, counts)
             .await
     }
@@ -501,7 +556,11 @@ impl Processor {
                 return self.reject(origin, "Instagram event", &err, raw.get(), counts).await;
             }
         };
-        let at = Timestamp::from_unix_millis(ig::normalize_timestamp_ms(e.timestamp));
+        let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
+            return self
+                .reject(origin, "Instagram event: bad timestamp", &"", raw.get(), counts)
+                .await;
+        };
         // Echoes (business-sent) reverse sender and recipient: the person is the other side.
         let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
         let person = if outbound { &e.recipient.id } else { &e.sender.id };
@@ -523,9 +582,10 @@ impl Processor {
             if m.is_deleted {
                 // The person unsent it: our copy goes too.
                 if let Ok(mid) = MetaMessageId::new(m.mid.clone()) {
+                    let tombstone = tenant.retention_months.expiry_for(at);
                     self.stores
                         .conversations
-                        .delete_message(&tenant.id, &contact, &mid)
+                        .delete_message(&tenant.id, &contact, &mid, tombstone)
                         .await?;
                     counts.deleted += 1;
                 }
@@ -570,13 +630,21 @@ impl Processor {
             (p.mid.clone().unwrap_or_else(|| format!("postback#{ts}")), "postback")
         } else if let Some(edit) = &e.message_edit {
             (
-                format!("{}#edit#{}", edit.mid, edit.num_edit.unwrap_or_default()),
+                shared::store::keys::edit_id(&edit.mid, &edit.num_edit.unwrap_or_default().to_string()),
                 "edit",
             )
         } else if e.referral.is_some() {
             (format!("referral#{ts}"), "referral")
         } else {
-            counts.ignored += 1;
+            self.hold(
+                origin,
+                QuarantineBucket::Unhandled,
+                "unhandled Instagram event",
+                &"",
+                raw.get(),
+            )
+            .await?;
+            counts.unhandled += 1;
             return Ok(());
         };
         let Ok(id) = MetaMessageId::new(id) else {

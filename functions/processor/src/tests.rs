@@ -189,7 +189,13 @@ impl ConversationStore for Unavailable {
     async fn list_messages(&self, _: &TenantId, _: &ContactId, _: &PageRequest) -> Result<Page<Message>, StoreError> {
         down()
     }
-    async fn delete_message(&self, _: &TenantId, _: &ContactId, _: &MetaMessageId) -> Result<bool, StoreError> {
+    async fn delete_message(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: &MetaMessageId,
+        _: shared::timestamp::Expiry,
+    ) -> Result<bool, StoreError> {
         down()
     }
     async fn put_status(&self, _: &StatusUpdate) -> Result<WriteOutcome, StoreError> {

@@ -11,8 +11,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let meta = WebhookConfig::from_lookup(|n| std::env::var(n).ok())?;
-    let ingest_url =
-        std::env::var("INGEST_QUEUE_URL").map_err(|_| "environment variable INGEST_QUEUE_URL is not set")?;
+    let ingest_url = shared::config::ingest_queue_url(|n| std::env::var(n).ok())?;
     let sdk = shared::aws::sdk_config().await;
     let clock = Arc::new(SystemClock);
     let stores = shared::store::dynamodb::stores(

@@ -62,7 +62,7 @@ impl LinkedIdentifier {
 
 /// What one event tells us about a contact. Applied only if `seen_at` is not older than what is
 /// stored, so a redelivered old event cannot roll a profile back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContactUpsert {
     pub tenant: TenantId,
     pub contact: ContactId,
@@ -72,7 +72,7 @@ pub struct ContactUpsert {
     pub expires_at: Expiry,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
     pub tenant: TenantId,
     pub contact: ContactId,
@@ -81,4 +81,29 @@ pub struct Contact {
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub expires_at: Expiry,
+}
+
+// Debug output may end up in a log line: profile names are personal data.
+impl fmt::Debug for ContactUpsert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactUpsert")
+            .field("tenant", &self.tenant)
+            .field("contact", &self.contact)
+            .field("profile_name", &self.profile_name.as_ref().map(|_| "<redacted>"))
+            .field("identifiers", &self.identifiers)
+            .field("seen_at", &self.seen_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contact")
+            .field("tenant", &self.tenant)
+            .field("contact", &self.contact)
+            .field("profile_name", &self.profile_name.as_ref().map(|_| "<redacted>"))
+            .field("identifiers", &self.identifiers)
+            .field("last_seen", &self.last_seen)
+            .finish()
+    }
 }

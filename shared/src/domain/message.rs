@@ -50,7 +50,7 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub tenant: TenantId,
     pub contact: ContactId,
@@ -78,7 +78,7 @@ pub enum DeliveryState {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusUpdate {
     pub tenant: TenantId,
     pub contact: ContactId,
@@ -88,6 +88,35 @@ pub struct StatusUpdate {
     /// Meta's status object (errors, pricing, conversation) as sent.
     pub detail: serde_json::Value,
     pub expires_at: Expiry,
+}
+
+// Debug output may end up in a log line: it names ids and times, never content.
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("tenant", &self.tenant)
+            .field("contact", &self.contact)
+            .field("id", &self.id)
+            .field("direction", &self.direction)
+            .field("sent_at", &self.sent_at)
+            .field("kind", &self.kind)
+            .field("content", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StatusUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusUpdate")
+            .field("tenant", &self.tenant)
+            .field("contact", &self.contact)
+            .field("message_id", &self.message_id)
+            .field("state", &self.state)
+            .field("at", &self.at)
+            .field("detail", &"<redacted>")
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "bucket", rename_all = "snake_case")]
 pub enum QuarantineBucket {
-    Unrouted { account: ChannelAccount },
+    Unrouted {
+        account: ChannelAccount,
+    },
+    /// Unusable: not JSON, missing fields, values out of range.
     Rejected,
+    /// Valid, but of a kind this system does not process yet (a webhook field, an event type).
+    Unhandled,
 }
 
 /// A raw envelope that could not be processed, with the reason. The envelope holds personal data,
 /// which is why it expires after a short period.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
     pub id: uuid::Uuid,
     pub bucket: QuarantineBucket,
@@ -21,4 +26,16 @@ pub struct QuarantineEntry {
     pub envelope: String,
     pub received_at: Timestamp,
     pub expires_at: Expiry,
+}
+
+// Debug output may end up in a log line: the envelope holds personal data.
+impl std::fmt::Debug for QuarantineEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuarantineEntry")
+            .field("id", &self.id)
+            .field("bucket", &self.bucket)
+            .field("envelope_bytes", &self.envelope.len())
+            .field("received_at", &self.received_at)
+            .finish()
+    }
 }

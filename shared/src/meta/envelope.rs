@@ -26,7 +26,7 @@ impl MetaObject {
 }
 
 /// One entry/change of a POST, as queued for the processor.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Envelope {
     pub request_id: String,
     pub received_at: Timestamp,
@@ -41,14 +41,36 @@ pub struct Envelope {
     pub payload: Box<RawValue>,
 }
 
+// Debug output may end up in a log line: the payload holds personal data.
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("request_id", &self.request_id)
+            .field("object", &self.object)
+            .field("field", &self.field)
+            .field("account", &self.account)
+            .field("payload_bytes", &self.payload.get().len())
+            .finish()
+    }
+}
+
 /// A part of the body that cannot be processed, with why. Quarantined, never dropped.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct Rejected {
     /// Safe to log: a fixed phrase, never payload content.
     pub kind: &'static str,
     /// For the quarantine record: may quote the payload (parser messages do).
     pub reason: String,
     pub raw: String,
+}
+
+impl std::fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rejected")
+            .field("kind", &self.kind)
+            .field("raw_bytes", &self.raw.len())
+            .finish()
+    }
 }
 
 /// A body of which nothing is usable.

@@ -64,7 +64,23 @@ pub struct MessageEdit {
     pub num_edit: Option<u32>,
 }
 
-/// Instagram examples mix milliseconds and seconds: tell them apart by magnitude.
-pub fn normalize_timestamp_ms(t: i64) -> i64 {
-    if t < 100_000_000_000 { t * 1000 } else { t }
+/// Instagram examples mix milliseconds and seconds: tell them apart by magnitude. None when the
+/// time is not plausibly Meta's (see `whatsapp::PLAUSIBLE_SECONDS`).
+pub fn timestamp_ms(t: i64) -> Option<i64> {
+    let ms = if t < 100_000_000_000 { t.saturating_mul(1000) } else { t };
+    super::whatsapp::PLAUSIBLE_SECONDS.contains(&(ms / 1000)).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_and_milliseconds_are_told_apart_and_nonsense_refused() {
+        assert_eq!(timestamp_ms(1_800_000_000), Some(1_800_000_000_000));
+        assert_eq!(timestamp_ms(1_800_000_000_123), Some(1_800_000_000_123));
+        assert_eq!(timestamp_ms(i64::MIN), None);
+        assert_eq!(timestamp_ms(-5), None);
+        assert_eq!(timestamp_ms(i64::MAX), None);
+    }
 }

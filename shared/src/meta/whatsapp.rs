@@ -46,7 +46,13 @@ pub struct Message {
     #[serde(rename = "type")]
     pub kind: String,
     pub revoke: Option<Revoke>,
+    pub edit: Option<Edit>,
     pub system: Option<System>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Edit {
+    pub original_message_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +90,10 @@ pub const TENANT_EVENT_FIELDS: &[&str] = &[
     "business_capability_update",
 ];
 
-/// `timestamp` strings of unix seconds.
+/// Event times outside this range are not Meta's: 2000-01-01 to 2100-01-01, in unix seconds.
+pub const PLAUSIBLE_SECONDS: std::ops::RangeInclusive<i64> = 946_684_800..=4_102_444_800;
+
+/// `timestamp` strings of unix seconds, within the plausible range.
 pub fn parse_seconds(s: &str) -> Option<i64> {
-    s.trim().parse::<i64>().ok().filter(|v| *v > 0)
+    s.trim().parse::<i64>().ok().filter(|v| PLAUSIBLE_SECONDS.contains(v))
 }

@@ -1,4 +1,4 @@
-use super::{Queue, QueueError, ReceivedMessage, check_sizes};
+use super::{MAX_BODY_BYTES, Queue, QueueError, ReceivedMessage, check_sizes};
 use crate::backoff::Backoff;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -26,6 +26,23 @@ impl SqsQueue {
     }
 }
 
+/// Consecutive runs of at most 10 messages and at most 1 MiB in total: SQS's limits on one batch.
+fn batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, body) in bodies.iter().enumerate() {
+        if i > start && (i - start == 10 || bytes + body.len() > MAX_BODY_BYTES) {
+            out.push(&bodies[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
+
 fn backend(e: impl std::error::Error + 'static) -> QueueError {
     QueueError::Backend(DisplayErrorContext(e).to_string())
 }
@@ -34,7 +51,7 @@ fn backend(e: impl std::error::Error + 'static) -> QueueError {
 impl Queue for SqsQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
         check_sizes(bodies)?;
-        for chunk in bodies.chunks(10) {
+        for chunk in batches(bodies) {
             // Entry ids are positions in the chunk, so failed entries map back to their bodies.
             let mut pending: HashMap<String, &String> =
                 chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
@@ -136,5 +153,21 @@ impl Queue for SqsQueue {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_count_and_total_size() {
+        let small: Vec<String> = (0..23).map(|i| i.to_string()).collect();
+        assert_eq!(batches(&small).iter().map(|b| b.len()).collect::<Vec<_>>(), [10, 10, 3]);
+        let big: Vec<String> = (0..3).map(|_| "x".repeat(600_000)).collect();
+        assert_eq!(batches(&big).iter().map(|b| b.len()).collect::<Vec<_>>(), [1, 1, 1]);
+        let mixed = vec!["x".repeat(500_000), "y".repeat(500_000), "z".repeat(100_000)];
+        assert_eq!(batches(&mixed).iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 1]);
+        assert!(batches(&[]).is_empty());
     }
 }

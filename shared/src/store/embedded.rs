@@ -68,12 +68,17 @@ struct ContactState {
     profile: Option<Contact>,
     links: BTreeMap<SubjectKey, Expiry>,
     messages: BTreeMap<MetaMessageId, Message>,
+    tombstones: BTreeMap<MetaMessageId, Expiry>,
     statuses: BTreeMap<MetaMessageId, StatusUpdate>,
 }
 
 impl ContactState {
     fn len(&self) -> usize {
-        usize::from(self.profile.is_some()) + self.links.len() + self.messages.len() + self.statuses.len()
+        usize::from(self.profile.is_some())
+            + self.links.len()
+            + self.messages.len()
+            + self.tombstones.len()
+            + self.statuses.len()
     }
 }
 
@@ -158,13 +163,14 @@ impl ConversationStore for EmbeddedConversationStore {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&m.tenant, &m.contact)).or_default();
-        match state.messages.get(&m.id) {
-            Some(stored) if !stored.expires_at.is_expired(now) => Ok(WriteOutcome::Unchanged),
-            _ => {
-                state.messages.insert(m.id.clone(), m.clone());
-                Ok(WriteOutcome::Written)
-            }
+        let live_copy = state.messages.get(&m.id).is_some_and(|s| !s.expires_at.is_expired(now));
+        let tombstoned = state.tombstones.get(&m.id).is_some_and(|e| !e.is_expired(now));
+        if live_copy || tombstoned {
+            return Ok(WriteOutcome::Unchanged);
         }
+        state.tombstones.remove(&m.id);
+        state.messages.insert(m.id.clone(), m.clone());
+        Ok(WriteOutcome::Written)
     }
 
     async fn list_messages(
@@ -194,12 +200,15 @@ impl ConversationStore for EmbeddedConversationStore {
         tenant: &TenantId,
         contact: &ContactId,
         message: &MetaMessageId,
+        tombstone_expires: Expiry,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
-        let removed = contacts
-            .get_mut(&keys::contact_pk(tenant, contact))
-            .and_then(|s| s.messages.remove(message));
+        let state = contacts.entry(keys::contact_pk(tenant, contact)).or_default();
+        let edit_prefix = format!("{}{}", message.as_str(), keys::EDIT_SEPARATOR);
+        state.messages.retain(|id, _| !id.as_str().starts_with(&edit_prefix));
+        let removed = state.messages.remove(message);
+        state.tombstones.insert(message.clone(), tombstone_expires);
         Ok(removed.is_some_and(|m| !m.expires_at.is_expired(now)))
     }
 
@@ -267,6 +276,8 @@ impl ConversationStore for EmbeddedConversationStore {
                 state.links.remove(&k).is_some()
             } else if let Some(k) = state.messages.keys().next().cloned() {
                 state.messages.remove(&k).is_some()
+            } else if let Some(k) = state.tombstones.keys().next().cloned() {
+                state.tombstones.remove(&k).is_some()
             } else if state.profile.take().is_some() {
                 true
             } else if let Some(k) = state.statuses.keys().next().cloned() {

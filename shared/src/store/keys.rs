@@ -48,6 +48,18 @@ pub fn message_sk(id: &MetaMessageId) -> String {
     format!("{MESSAGE_PREFIX}{}", id.as_str())
 }
 
+/// Edits are stored under their original's id, so deleting the original finds them by prefix.
+pub fn edit_id(original: &str, edit: &str) -> String {
+    format!("{original}{EDIT_SEPARATOR}{edit}")
+}
+
+pub const EDIT_SEPARATOR: &str = "#edit#";
+
+/// Prefix of every edit of a message.
+pub fn edits_prefix(original: &MetaMessageId) -> String {
+    format!("{MESSAGE_PREFIX}{}{EDIT_SEPARATOR}", original.as_str())
+}
+
 /// Sort key of the messages-by-time index: event time, then id for ties.
 pub fn message_order(sent_at: Timestamp, id: &MetaMessageId) -> String {
     format!("{}#{}", sent_at.sort_key(), id.as_str())
@@ -117,6 +129,7 @@ pub fn quarantine_pk(bucket: &QuarantineBucket) -> String {
     match bucket {
         QuarantineBucket::Unrouted { account } => format!("UNROUTED#{}#{}", account.channel, account.account_id),
         QuarantineBucket::Rejected => "REJECTED".to_owned(),
+        QuarantineBucket::Unhandled => "UNHANDLED".to_owned(),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::domain::{
     TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
-use crate::timestamp::Timestamp;
+use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 pub use cursor::Cursor;
 use std::fmt::Debug;
@@ -121,12 +121,15 @@ pub trait ConversationStore: Send + Sync + Debug {
         contact: &ContactId,
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError>;
-    /// Deletes one stored message (the person unsent or revoked it). False if it was not stored.
+    /// Deletes one stored message and its edits (the person unsent or revoked it), leaving a
+    /// tombstone until `tombstone_expires` so a redelivery of the original cannot store it again.
+    /// False if no live copy was stored.
     async fn delete_message(
         &self,
         tenant: &TenantId,
         contact: &ContactId,
         message: &MetaMessageId,
+        tombstone_expires: Expiry,
     ) -> Result<bool, StoreError>;
     /// Applies only if the state moves forward (sent < delivered < read < played < failed).
     async fn put_status(&self, status: &StatusUpdate) -> Result<WriteOutcome, StoreError>;

@@ -800,22 +800,35 @@ async fn an_unsent_message_is_deleted(h: Harness) {
         message(&t, &c, "mid.keep", now, "a"),
         message(&t, &c, "mid.gone", now, "b"),
     );
-    conv.put_message(&keep).await.expect("w");
-    conv.put_message(&gone).await.expect("w");
-    assert!(conv.delete_message(&t, &c, &gone.id).await.expect("delete"));
+    let edit_id = shared::store::keys::edit_id("mid.gone", "wamid.edit1");
+    let edit = message(&t, &c, &edit_id, now.plus(Duration::seconds(1)), "b, edited");
+    for m in [&keep, &gone, &edit] {
+        conv.put_message(m).await.expect("w");
+    }
+    let tombstone = months24(now);
+    assert!(conv.delete_message(&t, &c, &gone.id, tombstone).await.expect("delete"));
     assert!(
-        !conv.delete_message(&t, &c, &gone.id).await.expect("delete"),
+        !conv.delete_message(&t, &c, &gone.id, tombstone).await.expect("delete"),
         "already gone"
     );
     assert!(
         !conv
-            .delete_message(&tenant("other"), &c, &keep.id)
+            .delete_message(&tenant("other"), &c, &keep.id, tombstone)
             .await
             .expect("delete"),
         "another tenant's copy"
     );
     let left = conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list");
-    assert_eq!(left.items, vec![keep]);
+    assert_eq!(left.items, vec![keep.clone()], "the message and its edit are gone");
+    // Meta redelivers the original after the unsend: it stays deleted.
+    assert_eq!(conv.put_message(&gone).await.expect("w"), WriteOutcome::Unchanged);
+    assert_eq!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items,
+        vec![keep]
+    );
 }
 
 async fn tenant_events_are_idempotent(h: Harness) {

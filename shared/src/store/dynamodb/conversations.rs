@@ -68,6 +68,24 @@ struct MessageItem {
     expires_at: Expiry,
 }
 
+/// What remains of a deleted message: it blocks redeliveries and is not in the time index.
+#[derive(Serialize, Deserialize)]
+struct TombstoneItem {
+    pk: String,
+    sk: String,
+    tombstone: bool,
+    expires_at: Expiry,
+}
+
+/// Enough of a stored message item to tell a live message from a tombstone.
+#[derive(Deserialize)]
+struct StoredMessageHead {
+    #[serde(default)]
+    tombstone: bool,
+    msg_order: Option<String>,
+    expires_at: Expiry,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StatusItem {
     pk: String,
@@ -297,20 +315,48 @@ impl ConversationStore for DynamoConversationStore {
         tenant: &TenantId,
         contact: &ContactId,
         message: &MetaMessageId,
+        tombstone_expires: Expiry,
     ) -> Result<bool, StoreError> {
-        let live =
-            Expr::new("attribute_exists(pk) AND expires_at > :now").value(":now", n(self.clock.now().unix_seconds()));
-        let k = key(keys::contact_pk(tenant, contact), keys::message_sk(message));
-        match self.table.delete(k, Some(live)).await? {
-            Written::Yes(_) => Ok(true),
-            // Absent, or an expired leftover: delete it anyway so nothing of it remains.
-            Written::ConditionFailed => {
-                self.table
-                    .delete(key(keys::contact_pk(tenant, contact), keys::message_sk(message)), None)
-                    .await?;
-                Ok(false)
-            }
-        }
+        let now = self.clock.now();
+        let pk = keys::contact_pk(tenant, contact);
+        let edits = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk.clone()),
+            sk_prefix: Some(keys::edits_prefix(message)),
+            sort_at_most: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+        };
+        let edit_keys: Vec<Item> = self
+            .table
+            .query_all(&edits)
+            .await?
+            .into_iter()
+            .filter_map(|mut i| i.remove("sk"))
+            .map(|sk| {
+                let mut k = key(&pk, "");
+                k.insert("sk".to_owned(), sk);
+                k
+            })
+            .collect();
+        self.table.delete_keys(edit_keys).await?;
+        // The tombstone replaces the message in one write: no moment without either.
+        let tombstone = TombstoneItem {
+            pk: pk.clone(),
+            sk: keys::message_sk(message),
+            tombstone: true,
+            expires_at: tombstone_expires,
+        };
+        let Written::Yes(old) = self.table.put(to_item(&tombstone)?, None, true).await? else {
+            return Ok(false);
+        };
+        let was_live = old
+            .map(from_item::<StoredMessageHead>)
+            .transpose()?
+            .is_some_and(|h| !h.tombstone && h.msg_order.is_some() && live(h.expires_at, now));
+        Ok(was_live)
     }
 
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {

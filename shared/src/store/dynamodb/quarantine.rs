@@ -5,7 +5,17 @@ use crate::store::keys;
 use crate::store::{Page, PageRequest, QuarantineStore, StoreError};
 use crate::timestamp::Expiry;
 use async_trait::async_trait;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+/// DynamoDB items are at most 400 KB. Quarantined bodies may be up to 3 MB, so entries are stored
+/// gzipped, and an entry that still does not fit keeps the head of its envelope with the size and
+/// digest of the whole (incompressible garbage, in practice).
+const MAX_STORED_BYTES: usize = 350 * 1024;
 
 #[derive(Debug)]
 pub struct DynamoQuarantineStore {
@@ -24,11 +34,49 @@ struct QuarantineItem {
     pk: String,
     sk: String,
     expires_at: Expiry,
-    entry: String,
+    /// The entry as gzipped JSON.
+    #[serde(with = "serde_bytes")]
+    entry_gz: Vec<u8>,
 }
 
 fn entry_key(e: &QuarantineEntry) -> Item {
     key(keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id))
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes)
+        .and_then(|()| enc.finish())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+fn encode(e: &QuarantineEntry) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+    let packed = gzip(&json)?;
+    if packed.len() <= MAX_STORED_BYTES {
+        return Ok(packed);
+    }
+    let mut cut = e.clone();
+    let mut end = MAX_STORED_BYTES / 2;
+    while !cut.envelope.is_char_boundary(end) {
+        end -= 1;
+    }
+    cut.reason = format!(
+        "{} (envelope truncated to {end} of {} bytes; sha256 of the whole: {})",
+        e.reason,
+        e.envelope.len(),
+        hex::encode(Sha256::digest(e.envelope.as_bytes()))
+    );
+    cut.envelope.truncate(end);
+    gzip(&serde_json::to_vec(&cut).map_err(|err| StoreError::Corrupt(err.to_string()))?)
 }
 
 #[async_trait]
@@ -38,7 +86,7 @@ impl QuarantineStore for DynamoQuarantineStore {
             pk: keys::quarantine_pk(&e.bucket),
             sk: keys::quarantine_sk(e.received_at, e.id),
             expires_at: e.expires_at,
-            entry: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+            entry_gz: encode(e)?,
         };
         self.table.put(to_item(&item)?, None, false).await?;
         Ok(())
@@ -62,13 +110,50 @@ impl QuarantineStore for DynamoQuarantineStore {
             .into_iter()
             .map(|i| {
                 let item: QuarantineItem = from_item(i)?;
-                serde_json::from_str(&item.entry).map_err(|e| StoreError::Corrupt(e.to_string()))
+                serde_json::from_slice(&gunzip(&item.entry_gz)?).map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
         Ok(Page { items, next: page.next })
     }
 
     async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
-        self.table.delete_keys(vec![entry_key(e)]).await
+        self.table.delete(entry_key(e), None).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp::Timestamp;
+
+    fn entry(envelope: String) -> QuarantineEntry {
+        QuarantineEntry {
+            id: uuid::Uuid::nil(),
+            bucket: QuarantineBucket::Rejected,
+            reason: "invalid JSON".to_owned(),
+            envelope,
+            received_at: Timestamp::from_unix_seconds(0),
+            expires_at: Expiry::from_epoch_seconds(1),
+        }
+    }
+
+    #[test]
+    fn a_3_mb_body_fits_in_one_item() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1"}],"#.repeat(3 * 1024 * 1024 / 52);
+        let packed = encode(&entry(body.clone())).expect("encode");
+        assert!(packed.len() <= MAX_STORED_BYTES, "{} bytes", packed.len());
+        let back: QuarantineEntry = serde_json::from_slice(&gunzip(&packed).expect("gunzip")).expect("json");
+        assert_eq!(back.envelope, body, "kept whole");
+    }
+
+    #[test]
+    fn incompressible_bodies_keep_their_head_and_digest() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let body: String = (0..3 * 1024 * 1024).map(|_| rng.alphanumeric()).collect();
+        let packed = encode(&entry(body.clone())).expect("encode");
+        assert!(packed.len() <= MAX_STORED_BYTES);
+        let back: QuarantineEntry = serde_json::from_slice(&gunzip(&packed).expect("gunzip")).expect("json");
+        assert!(body.starts_with(&back.envelope));
+        assert!(back.reason.contains(&hex::encode(Sha256::digest(body.as_bytes()))));
     }
 }
