@@ -513,3 +513,117 @@ async fn large_changes_pass_the_queue_and_unhandled_fields_are_held() {
     assert!(held.items[0].reason.contains("smb_app_state_sync"));
     e.stack.stop().await;
 }
+
+#[tokio::test]
+async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
+    let e = E2e::on_emulators().await;
+    two_tenants(&e).await;
+    let outbound = e.stack.queues.outbound.clone();
+    let propagation = e.stack.queues.propagation.clone();
+    let forms = [
+        "+54 9 11 2345-6789",
+        "011 15 2345-6789",
+        "5491123456789",
+        "AR.13491208655302741918",
+    ];
+
+    assert_eq!(e.post_webhook(&fixture("wa_stop.json")).await.0, 200);
+    e.drain().await;
+    for form in forms {
+        let c = e.contactability("tenant-a", "whatsapp", form, "service").await;
+        assert_eq!(c["contactable"], false, "{form} after STOP: {c}");
+        assert_eq!(
+            (c["scope"].as_str(), c["source"].as_str()),
+            (Some("all"), Some("keyword"))
+        );
+    }
+    assert_eq!(
+        e.contactability("tenant-b", "whatsapp", forms[0], "service").await["contactable"],
+        true,
+        "per tenant"
+    );
+    let replies = E2e::take_all(&outbound).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(
+        (replies[0]["kind"].as_str(), replies[0]["language"].as_str()),
+        (Some("opt_out_confirmation"), Some("en"))
+    );
+    assert_eq!(replies[0]["to"]["stable_id"], "AR.13491208655302741918");
+    let events = E2e::take_all(&propagation).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "opted_out");
+    assert!(
+        !events[0].to_string().contains("5491123456789"),
+        "propagation carries subject keys only"
+    );
+
+    // A replay of the STOP: no second confirmation, nothing published.
+    assert_eq!(e.post_webhook(&fixture("wa_stop.json")).await.0, 200);
+    e.drain().await;
+    assert!(E2e::take_all(&outbound).await.is_empty());
+    assert!(E2e::take_all(&propagation).await.is_empty());
+
+    assert_eq!(e.post_webhook(&fixture("wa_start.json")).await.0, 200);
+    e.drain().await;
+    for form in forms {
+        assert_eq!(
+            e.contactability("tenant-a", "whatsapp", form, "marketing").await["contactable"],
+            true,
+            "{form} after START"
+        );
+    }
+    let replies = E2e::take_all(&outbound).await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0]["kind"], "opt_in_confirmation");
+    assert_eq!(E2e::take_all(&propagation).await.len(), 1, "opted_in published");
+    for name in ["wa_stop.json", "wa_start.json"] {
+        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200);
+    }
+    e.drain().await;
+    assert!(
+        E2e::take_all(&outbound).await.is_empty(),
+        "replays of both send nothing"
+    );
+    assert!(E2e::take_all(&propagation).await.is_empty());
+    assert_eq!(
+        e.contactability("tenant-a", "whatsapp", forms[1], "service").await["contactable"],
+        true,
+        "START is newer"
+    );
+
+    // A keyword inside a sentence is not acted on; it waits for a person.
+    assert_eq!(e.post_webhook(&fixture("wa_decoy.json")).await.0, 200);
+    e.drain().await;
+    assert_eq!(
+        e.contactability("tenant-a", "whatsapp", forms[0], "service").await["contactable"],
+        true
+    );
+    let review = e
+        .stack
+        .stores
+        .quarantine
+        .list(&QuarantineBucket::OptOutReview, &PageRequest::first(10))
+        .await
+        .expect("q");
+    assert_eq!(review.items.len(), 1);
+
+    // Meta's marketing preference: marketing blocked, service messages still allowed, no reply.
+    assert_eq!(e.post_webhook(&fixture("wa_user_preferences_stop.json")).await.0, 200);
+    e.drain().await;
+    let marketing = e
+        .contactability("tenant-a", "whatsapp", "+54 9 11 3456-7890", "marketing")
+        .await;
+    assert_eq!(
+        (marketing["contactable"].as_bool(), marketing["scope"].as_str()),
+        (Some(false), Some("marketing"))
+    );
+    assert_eq!(marketing["source"], "user_preferences");
+    assert_eq!(
+        e.contactability("tenant-a", "whatsapp", "AR.55667788990011223344", "service")
+            .await["contactable"],
+        true
+    );
+    assert!(E2e::take_all(&outbound).await.is_empty());
+    assert_eq!(E2e::take_all(&propagation).await.len(), 1);
+    e.stack.stop().await;
+}

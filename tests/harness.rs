@@ -140,6 +140,37 @@ impl E2e {
         body["contacts"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `GET /admin/contactability` for one identifier, as an outbound sender would ask.
+    pub async fn contactability(&self, tenant: &str, channel: &str, id: &str, purpose: &str) -> Value {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("tenant", tenant)
+            .append_pair("channel", channel)
+            .append_pair("id", id)
+            .append_pair("purpose", purpose)
+            .finish();
+        let (status, body) = self.admin_get(&format!("/admin/contactability?{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Everything waiting on a queue nobody in the stack consumes (outbound, propagation).
+    pub async fn take_all(queue: &std::sync::Arc<dyn shared::queue::Queue>) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = queue
+                .receive(10, std::time::Duration::from_millis(300))
+                .await
+                .expect("receive");
+            if got.is_empty() {
+                return out;
+            }
+            for m in got {
+                queue.delete(&m.receipt).await.expect("delete");
+                out.push(serde_json::from_str(&m.body).expect("json message"));
+            }
+        }
+    }
+
     pub async fn messages(&self, tenant: &str, contact: &str) -> Vec<Value> {
         let (status, body) = self
             .admin_get(&format!(

@@ -6,7 +6,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body as LambdaBody;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -16,14 +16,16 @@ use shared::apigw::{self, Request};
 use shared::clock::{Clock, SettableClock, SharedClock, SystemClock};
 use shared::config::{Endpoints, SUBJECT_KEY_SECRET, TableNames, subject_key_secret};
 use shared::meta::signature::AppSecret;
-use shared::provision::{self, INGEST_DEAD_LETTER_QUEUE, INGEST_QUEUE, TEMPLATE};
+use shared::provision::{self, INGEST_QUEUE, OPTOUT_QUEUE, OUTBOUND_QUEUE, PROPAGATION_QUEUE, QueueSpec, TEMPLATE};
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::queue::sqs::SqsQueue;
 use shared::store::Stores;
 use shared::timestamp::Timestamp;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -147,8 +149,19 @@ struct App {
     webhook: Webhook,
     admin: admin::Admin,
     clock: SettableClock,
-    ingest: Arc<dyn Queue>,
+    queues: Queues,
     admin_token: String,
+}
+
+/// Every queue of the system, as the handlers see them.
+#[derive(Clone, Debug)]
+pub struct Queues {
+    pub ingest: Arc<dyn Queue>,
+    pub optout: Arc<dyn Queue>,
+    /// Read by other parts of Socio Virtual; nothing in this stack consumes it.
+    pub propagation: Arc<dyn Queue>,
+    /// Read by the outbound sender; nothing in this stack consumes it.
+    pub outbound: Arc<dyn Queue>,
 }
 
 #[derive(Debug)]
@@ -156,11 +169,41 @@ pub struct RunningStack {
     pub addr: SocketAddr,
     pub clock: SettableClock,
     pub stores: Stores,
+    pub queues: Queues,
     pub backend: String,
     options: Options,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
-    pump: JoinHandle<()>,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+/// The template's queues in memory, each with its dead-letter queue and redrive count.
+fn embedded_queues(specs: &BTreeMap<String, QueueSpec>, clock: SharedClock) -> BTreeMap<String, Arc<EmbeddedQueue>> {
+    let mut made: BTreeMap<String, Arc<EmbeddedQueue>> = BTreeMap::new();
+    let mut order: Vec<&String> = specs.keys().collect();
+    order.sort_by_key(|id| specs[*id].redrive.is_some());
+    for id in order {
+        let spec = &specs[id];
+        let mut q = EmbeddedQueue::new(
+            clock.clone(),
+            Duration::from_secs(u64::from(spec.visibility_timeout_secs)),
+        );
+        if let Some((dlq, max)) = &spec.redrive
+            && let Some(dead) = made.get(dlq)
+        {
+            q = q.with_dead_letter(dead.clone(), *max);
+        }
+        made.insert(id.clone(), Arc::new(q));
+    }
+    made
+}
+
+fn pick<Q: Queue + 'static>(queues: &BTreeMap<String, Arc<Q>>, id: &str) -> Result<Arc<dyn Queue>, StackError> {
+    queues
+        .get(id)
+        .cloned()
+        .map(|q| q as Arc<dyn Queue>)
+        .ok_or_else(|| StackError::Config(format!("no queue {id} in template.yaml")))
 }
 
 pub async fn start(options: Options) -> Result<RunningStack, StackError> {
@@ -173,25 +216,20 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     let subject_secret = subject_key_secret(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
     let webhook_config = WebhookConfig::from_lookup(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
 
-    let queues = provision::queue_specs(TEMPLATE)?;
-    let ingest_spec = queues
-        .get(INGEST_QUEUE)
-        .cloned()
-        .ok_or_else(|| StackError::Config("no IngestQueue in template.yaml".into()))?;
-    let (stores, ingest, backend): (Stores, Arc<dyn Queue>, String) = match &options.emulators {
+    let specs = provision::queue_specs(TEMPLATE)?;
+    let (stores, queues, backend) = match &options.emulators {
         None => {
-            let dlq = Arc::new(EmbeddedQueue::new(queue_clock.clone(), Duration::from_secs(30)));
-            let mut ingest = EmbeddedQueue::new(
-                queue_clock,
-                Duration::from_secs(u64::from(ingest_spec.visibility_timeout_secs)),
-            );
-            if let Some((_, max)) = &ingest_spec.redrive {
-                ingest = ingest.with_dead_letter(dlq, *max);
-            }
+            let made = embedded_queues(&specs, queue_clock);
+            let queues = Queues {
+                ingest: pick(&made, INGEST_QUEUE)?,
+                optout: pick(&made, OPTOUT_QUEUE)?,
+                propagation: pick(&made, PROPAGATION_QUEUE)?,
+                outbound: pick(&made, OUTBOUND_QUEUE)?,
+            };
             (
                 shared::store::embedded::stores(store_clock.clone()),
-                Arc::new(ingest),
-                "embedded store and queues".into(),
+                queues,
+                "embedded store and queues".to_owned(),
             )
         }
         Some(em) => {
@@ -205,36 +243,48 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             let prefix = format!("local-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
             let tables = TableNames::with_prefix(&prefix);
             provision::create_tables(&dynamo, TEMPLATE, &tables).await?;
-            let urls = provision::create_queues(&sqs, TEMPLATE, &prefix).await?;
-            let url = urls
-                .get(INGEST_QUEUE)
-                .cloned()
-                .ok_or_else(|| StackError::Config("ingest queue not created".into()))?;
-            debug_assert!(urls.contains_key(INGEST_DEAD_LETTER_QUEUE));
+            let made: BTreeMap<String, Arc<SqsQueue>> = provision::create_queues(&sqs, TEMPLATE, &prefix)
+                .await?
+                .into_iter()
+                .map(|(id, url)| (id, Arc::new(SqsQueue::new(sqs.clone(), url))))
+                .collect();
+            let queues = Queues {
+                ingest: pick(&made, INGEST_QUEUE)?,
+                optout: pick(&made, OPTOUT_QUEUE)?,
+                propagation: pick(&made, PROPAGATION_QUEUE)?,
+                outbound: pick(&made, OUTBOUND_QUEUE)?,
+            };
             let stores = shared::store::dynamodb::stores(&dynamo, &tables, store_clock.clone(), &Default::default());
             (
                 stores,
-                Arc::new(SqsQueue::new(sqs, url)),
+                queues,
                 format!("DynamoDB at {} and SQS at {} (prefix {prefix})", em.dynamodb, em.sqs),
             )
         }
     };
 
-    let processor = Arc::new(processor::Processor::new(
+    let processor = processor::Processor::new(
         stores.clone(),
-        subject_secret,
+        subject_secret.clone(),
         store_clock.clone(),
-    ));
+        queues.optout.clone(),
+    );
+    let optout = optout::OptOutHandler::new(
+        stores.clone(),
+        queues.propagation.clone(),
+        queues.outbound.clone(),
+        store_clock.clone(),
+    );
     let app = Arc::new(App {
         webhook: Webhook::new(
             webhook_config,
-            ingest.clone(),
+            queues.ingest.clone(),
             stores.quarantine.clone(),
             store_clock.clone(),
         ),
-        admin: admin::Admin::new(stores.clone(), ingest.clone(), store_clock),
+        admin: admin::Admin::new(stores.clone(), queues.ingest.clone(), store_clock, subject_secret),
         clock: clock.clone(),
-        ingest: ingest.clone(),
+        queues: queues.clone(),
         admin_token: options.secrets.get(ADMIN_TOKEN).cloned().unwrap_or_default(),
     });
 
@@ -258,28 +308,40 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             tracing::error!(error = %e, "local stack server stopped");
         }
     });
-    let pump = tokio::spawn(pump(ingest, processor));
+    let pumps = vec![
+        tokio::spawn(pump(queues.ingest.clone(), move |event| {
+            let p = processor.clone();
+            Box::pin(async move { p.handle(event).await })
+        })),
+        tokio::spawn(pump(queues.optout.clone(), move |event| {
+            let h = optout.clone();
+            Box::pin(async move { h.handle(event).await })
+        })),
+    ];
     Ok(RunningStack {
         addr,
         clock,
         stores,
+        queues,
         backend,
         options,
         shutdown,
         server,
-        pump,
+        pumps,
     })
 }
 
-/// Lambda's SQS event source, in process: receive a batch, invoke the processor, delete what it
-/// did not report as failed. Failed messages come back after the visibility timeout and, after
-/// the template's maximum receives, go to the dead-letter queue.
-async fn pump(ingest: Arc<dyn Queue>, processor: Arc<processor::Processor>) {
+type BatchFuture = Pin<Box<dyn Future<Output = SqsBatchResponse> + Send>>;
+
+/// Lambda's SQS event source, in process: receive a batch, invoke the handler, delete what it did
+/// not report as failed. Failed messages come back after the visibility timeout and, after the
+/// template's maximum receives, go to the dead-letter queue.
+async fn pump(queue: Arc<dyn Queue>, handler: impl Fn(SqsEvent) -> BatchFuture) {
     loop {
-        let received = match ingest.receive(10, Duration::from_secs(1)).await {
+        let received = match queue.receive(10, Duration::from_secs(1)).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "ingest queue receive failed");
+                tracing::error!(error = %e, "queue receive failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -300,15 +362,15 @@ async fn pump(ingest: Arc<dyn Queue>, processor: Arc<processor::Processor>) {
                 r
             })
             .collect();
-        let response = processor.handle(event).await;
+        let response = handler(event).await;
         let failed: HashSet<String> = response
             .batch_item_failures
             .into_iter()
             .map(|f| f.item_identifier)
             .collect();
         for m in received.iter().filter(|m| !failed.contains(&m.message_id)) {
-            if let Err(e) = ingest.delete(&m.receipt).await {
-                tracing::error!(error = %e, "ingest delete failed; the message will be processed again");
+            if let Err(e) = queue.delete(&m.receipt).await {
+                tracing::error!(error = %e, "queue delete failed; the message will be processed again");
             }
         }
     }
@@ -321,7 +383,9 @@ impl RunningStack {
 
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
-        self.pump.abort();
+        for p in &self.pumps {
+            p.abort();
+        }
         let _ = self.server.await;
     }
 
@@ -419,15 +483,23 @@ fn set_clock(app: &App, body: &[u8]) -> apigw::Response {
     }
 }
 
+/// Waits until the queues this stack consumes are empty. The ingest queue is read first: the
+/// processor sends opt-out commands before it deletes its ingest message, so nothing slips
+/// between the two reads.
 async fn drain(app: &App) -> apigw::Response {
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     loop {
-        match app.ingest.pending().await {
-            Ok(0) => return apigw::json(200, &serde_json::json!({ "drained": true })),
-            Ok(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(25)).await,
-            Ok(n) => return apigw::error(504, format!("{n} messages still queued after {DRAIN_TIMEOUT:?}")),
-            Err(e) => return apigw::error(503, e),
+        let pending = match (app.queues.ingest.pending().await, app.queues.optout.pending().await) {
+            (Ok(i), Ok(o)) => i + o,
+            (Err(e), _) | (_, Err(e)) => return apigw::error(503, e),
+        };
+        if pending == 0 {
+            return apigw::json(200, &serde_json::json!({ "drained": true }));
         }
+        if tokio::time::Instant::now() >= deadline {
+            return apigw::error(504, format!("{pending} messages still queued after {DRAIN_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -121,18 +121,22 @@ pub struct Endpoints {
 
 pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
 pub const INGEST_QUEUE_URL: &str = "INGEST_QUEUE_URL";
+pub const OPTOUT_QUEUE_URL: &str = "OPTOUT_QUEUE_URL";
+pub const PROPAGATION_QUEUE_URL: &str = "PROPAGATION_QUEUE_URL";
+pub const OUTBOUND_QUEUE_URL: &str = "OUTBOUND_QUEUE_URL";
 
-/// The ingest queue's URL, for the functions that send to it.
-pub fn ingest_queue_url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    match lookup(INGEST_QUEUE_URL).filter(|v| !v.is_empty()) {
+/// A queue's URL from the variable `name`, for the functions that send to it.
+pub fn queue_url(name: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    match lookup(name).filter(|v| !v.is_empty()) {
         Some(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(v),
         Some(_) => Err(ConfigError::Malformed {
-            name: INGEST_QUEUE_URL,
+            name,
             reason: "must be a queue URL".to_owned(),
         }),
-        None => Err(ConfigError::Missing(INGEST_QUEUE_URL)),
+        None => Err(ConfigError::Missing(name)),
     }
 }
+
 pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
 pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
 

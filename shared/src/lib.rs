@@ -13,6 +13,7 @@ pub mod domain;
 pub mod identity;
 pub mod meta;
 pub mod metrics;
+pub mod optout;
 pub mod phone;
 pub mod provision;
 pub mod queue;

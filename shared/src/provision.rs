@@ -17,6 +17,9 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 /// Logical ids of the queues in template.yaml.
 pub const INGEST_QUEUE: &str = "IngestQueue";
 pub const INGEST_DEAD_LETTER_QUEUE: &str = "IngestDeadLetterQueue";
+pub const OPTOUT_QUEUE: &str = "OptOutQueue";
+pub const PROPAGATION_QUEUE: &str = "PropagationQueue";
+pub const OUTBOUND_QUEUE: &str = "OutboundQueue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {

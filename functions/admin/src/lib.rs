@@ -10,6 +10,8 @@ use shared::apigw::{self, Request, Response};
 use shared::clock::SharedClock;
 use shared::deadline::Jurisdiction;
 use shared::domain::*;
+use shared::identity::SubjectKeySecret;
+use shared::optout::contactability::{self, Purpose};
 use shared::queue::Queue;
 use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, RetentionMonths, audit_expiry};
 use shared::store::{Cursor, PageRequest, StoreError, Stores};
@@ -25,6 +27,7 @@ pub struct Admin {
     stores: Stores,
     ingest: Arc<dyn Queue>,
     clock: SharedClock,
+    secret: SubjectKeySecret,
 }
 
 /// The principal API Gateway authenticated (IAM). Without one, nothing is served.
@@ -130,8 +133,13 @@ struct MessageView<'a> {
 }
 
 impl Admin {
-    pub fn new(stores: Stores, ingest: Arc<dyn Queue>, clock: SharedClock) -> Self {
-        Self { stores, ingest, clock }
+    pub fn new(stores: Stores, ingest: Arc<dyn Queue>, clock: SharedClock, secret: SubjectKeySecret) -> Self {
+        Self {
+            stores,
+            ingest,
+            clock,
+            secret,
+        }
     }
 
     pub async fn handle(&self, req: &Request) -> Response {
@@ -152,6 +160,7 @@ impl Admin {
                 self.messages(req, &actor, tenant, contact).await
             }
             (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, tenant).await,
+            (Method::GET, ["admin", "contactability"]) => self.contactability(req, &actor).await,
             (_, ["admin", ..]) => apigw::error(404, "no such admin route"),
             _ => apigw::error(404, "no such route"),
         }
@@ -323,6 +332,59 @@ impl Admin {
         }
     }
 
+    /// `?tenant=&channel=&id=[&purpose=service|marketing]`: may this person be contacted?
+    async fn contactability(&self, req: &Request, actor: &str) -> Response {
+        let (Some(tenant), Some(channel), Some(id)) = (
+            apigw::query(req, "tenant"),
+            apigw::query(req, "channel"),
+            apigw::query(req, "id"),
+        ) else {
+            return bad_request("tenant, channel, id", "all three query parameters are required").into();
+        };
+        let tenant = match self.tenant(tenant).await {
+            Ok(t) => t,
+            Err(e) => return e.into(),
+        };
+        let channel = match channel {
+            "whatsapp" => Channel::WhatsApp,
+            "instagram" => Channel::Instagram,
+            _ => return bad_request("channel", "must be whatsapp or instagram").into(),
+        };
+        let purpose = match apigw::query(req, "purpose") {
+            None | Some("service") => Purpose::Service,
+            Some("marketing") => Purpose::Marketing,
+            Some(_) => return bad_request("purpose", "must be service or marketing").into(),
+        };
+        let identifier = match contactability::identifier_for(channel, id) {
+            Ok(i) => i,
+            Err(e) => return bad_request("id", e).into(),
+        };
+        let key = self.secret.subject_key(&identifier);
+        let now = self.clock.now();
+        let event = AuditEvent {
+            id: uuid::Uuid::new_v4(),
+            tenant: tenant.id.clone(),
+            at: now,
+            actor: actor.to_owned(),
+            action: AuditAction::Lookup,
+            contact: None,
+            subject_key: Some(key.clone()),
+            reason: apigw::header(req, "x-audit-reason")
+                .unwrap_or("contactability check")
+                .chars()
+                .take(200)
+                .collect(),
+            expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
+        };
+        if let Err(e) = self.stores.audit.append(&event).await {
+            return store_error(e).into();
+        }
+        match contactability::check_key(self.stores.opt_outs.as_ref(), &tenant.id, &key, purpose).await {
+            Ok(c) => apigw::json(200, &c),
+            Err(e) => store_error(e).into(),
+        }
+    }
+
     async fn events(&self, req: &Request, tenant: &str) -> Response {
         let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
             (Ok(t), Ok(p)) => (t, p),
@@ -379,6 +441,8 @@ const TENANT_FIELDS: &[&str] = &[
     "retention_months",
     "locale",
     "jurisdiction",
+    "optout_keywords",
+    "optout_button_ids",
 ];
 
 /// Validates a registration body field by field, so the 400 names the field at fault.
@@ -439,6 +503,8 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
         None | Some(Value::Null) => Jurisdiction::default(),
         Some(v) => serde_json::from_value(v).map_err(|_| bad_request("jurisdiction", "must be ar, eu, br or mx"))?,
     };
+    let optout_keywords = string_list(&mut body, "optout_keywords")?;
+    let optout_button_ids = string_list(&mut body, "optout_button_ids")?;
     Ok(Tenant {
         id,
         name,
@@ -447,7 +513,25 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
         locale,
         jurisdiction,
         created_at: now,
+        optout_keywords,
+        optout_button_ids,
     })
+}
+
+/// An optional list of short strings (keywords, button ids).
+fn string_list(body: &mut Map<String, Value>, field: &str) -> Result<Vec<String>, AdminError> {
+    let items = match body.remove(field) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad_request(field, "must be a list of strings")),
+    };
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) if !s.trim().is_empty() && s.len() <= 64 => Ok(s.trim().to_owned()),
+            _ => Err(bad_request(field, "must be a list of strings of 1-64 characters")),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,15 +12,30 @@ use shared::domain::*;
 use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
 use shared::meta::envelope::{Envelope, MetaObject};
 use shared::meta::{instagram as ig, whatsapp as wa};
+use shared::optout::command::{CommandAction, OptOutCommand};
+use shared::optout::keywords::{self, Action, Decision, TenantKeywords};
+use shared::queue::{Queue, QueueError};
 use shared::retention::quarantine_expiry;
 use shared::store::{StoreError, Stores, WriteOutcome};
 use shared::timestamp::Timestamp;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl ProcessError {
+    fn log_safe(&self) -> String {
+        match self {
+            Self::Store(e) => e.log_safe(),
+            Self::Queue(e) => e.to_string(),
+        }
+    }
 }
 
 /// What one envelope (or batch) did; emitted as metrics.
@@ -31,6 +46,8 @@ pub struct Counts {
     pub statuses: u64,
     pub deleted: u64,
     pub tenant_events: u64,
+    pub optout_commands: u64,
+    pub optout_reviews: u64,
     pub unrouted: u64,
     pub quarantined: u64,
     pub unhandled: u64,
@@ -43,18 +60,22 @@ impl Counts {
         self.statuses += o.statuses;
         self.deleted += o.deleted;
         self.tenant_events += o.tenant_events;
+        self.optout_commands += o.optout_commands;
+        self.optout_reviews += o.optout_reviews;
         self.unrouted += o.unrouted;
         self.quarantined += o.quarantined;
         self.unhandled += o.unhandled;
     }
 
-    fn metrics(&self) -> [(&'static str, u64); 8] {
+    fn metrics(&self) -> [(&'static str, u64); 10] {
         [
             ("MessagesStored", self.stored),
             ("Duplicates", self.duplicates),
             ("StatusesStored", self.statuses),
             ("MessagesDeleted", self.deleted),
             ("TenantEvents", self.tenant_events),
+            ("OptOutCommands", self.optout_commands),
+            ("OptOutReviews", self.optout_reviews),
             ("UnroutedEnvelopes", self.unrouted),
             ("ItemsQuarantined", self.quarantined),
             ("Unhandled", self.unhandled),
@@ -67,6 +88,17 @@ pub struct Processor {
     stores: Stores,
     secret: SubjectKeySecret,
     clock: SharedClock,
+    optout_queue: Arc<dyn Queue>,
+}
+
+/// What in an inbound message may be an opt-out signal.
+enum Signal<'a> {
+    Text(&'a str),
+    /// A tapped button or quick reply: its id, and its label when it has one.
+    Button {
+        id: &'a str,
+        label: Option<&'a str>,
+    },
 }
 
 /// Where a bad item came from, for its quarantine entry.
@@ -76,8 +108,13 @@ struct Origin<'a> {
 }
 
 impl Processor {
-    pub fn new(stores: Stores, secret: SubjectKeySecret, clock: SharedClock) -> Self {
-        Self { stores, secret, clock }
+    pub fn new(stores: Stores, secret: SubjectKeySecret, clock: SharedClock, optout_queue: Arc<dyn Queue>) -> Self {
+        Self {
+            stores,
+            secret,
+            clock,
+            optout_queue,
+        }
     }
 
     /// One Lambda invocation: every record processed in its own task, so a panic on one record
@@ -101,7 +138,7 @@ impl Processor {
                     total.add(counts);
                     false
                 }
-                Ok(Err(ProcessError::Store(e))) => {
+                Ok(Err(e)) => {
                     tracing::warn!(%message_id, error = %e.log_safe(), "envelope failed; SQS will redeliver it");
                     true
                 }
@@ -150,6 +187,9 @@ impl Processor {
         match (envelope.object, envelope.field.as_deref()) {
             (MetaObject::WhatsAppBusinessAccount, Some("messages")) => {
                 self.whatsapp_messages(&tenant, &envelope, &origin, &mut counts).await?
+            }
+            (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => {
+                self.user_preferences(&tenant, &envelope, &origin, &mut counts).await?
             }
             (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
                 self.tenant_event(&tenant, &envelope, field, &origin, &mut counts)
@@ -242,6 +282,90 @@ impl Processor {
             expires_at: quarantine_expiry(origin.received_at),
         };
         self.stores.quarantine.put(&entry).await?;
+        Ok(())
+    }
+
+    /// Acts on what a message says about the person's opt-out state: a command to the opt-out
+    /// queue, a review entry for a keyword inside a longer message, or nothing. Runs on
+    /// redeliveries too; the opt-out function ignores what it has already applied.
+    #[allow(clippy::too_many_arguments)]
+    async fn detect(
+        &self,
+        tenant: &Tenant,
+        contact: &ContactId,
+        ids: &[LinkedIdentifier],
+        signal: Signal<'_>,
+        message_id: &str,
+        at: Timestamp,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let extra = TenantKeywords {
+            opt_out: tenant.optout_keywords.clone(),
+            opt_out_button_ids: tenant.optout_button_ids.clone(),
+        };
+        let decision = match signal {
+            Signal::Button { id, .. } if keywords::is_opt_out_button(id, &extra) => Decision::Act {
+                action: Action::OptOut,
+                language: None,
+                only_while_opted_out: false,
+            },
+            Signal::Button { label: Some(label), .. } => keywords::classify(label, &extra),
+            Signal::Button { label: None, .. } => Decision::None,
+            Signal::Text(text) => keywords::classify(text, &extra),
+        };
+        let source = match signal {
+            Signal::Button { .. } => OptOutSource::Button,
+            Signal::Text(_) => OptOutSource::Keyword,
+        };
+        match decision {
+            Decision::None => Ok(()),
+            Decision::Review => {
+                let pointer = serde_json::json!({ "tenant": tenant.id, "contact": contact, "message_id": message_id });
+                self.hold(
+                    origin,
+                    QuarantineBucket::OptOutReview,
+                    "opt-out keyword inside a longer message",
+                    &"",
+                    &pointer.to_string(),
+                )
+                .await?;
+                counts.optout_reviews += 1;
+                Ok(())
+            }
+            Decision::Act {
+                action,
+                language,
+                only_while_opted_out,
+            } => {
+                let action = match action {
+                    Action::OptOut => CommandAction::OptOut,
+                    Action::OptIn => CommandAction::OptIn,
+                    Action::Help => CommandAction::Help,
+                };
+                let command = OptOutCommand {
+                    tenant: tenant.id.clone(),
+                    contact: contact.clone(),
+                    subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+                    action,
+                    scope: OptOutScope::All,
+                    source,
+                    event_at: at,
+                    only_while_opted_out,
+                    language,
+                };
+                self.send_command(&command, counts).await
+            }
+        }
+    }
+
+    async fn send_command(&self, command: &OptOutCommand, counts: &mut Counts) -> Result<(), ProcessError> {
+        if command.subject_keys.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_string(command).map_err(|e| QueueError::Backend(e.to_string()))?;
+        self.optout_queue.send_batch(&[body]).await?;
+        counts.optout_commands += 1;
         Ok(())
     }
 
@@ -385,7 +509,7 @@ impl Processor {
             self.link(IdentifierKind::WhatsAppUserId, system.user_id.as_deref(), &mut ids);
         }
         let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
-        self.upsert(tenant, &contact, name, ids, at).await?;
+        self.upsert(tenant, &contact, name, ids.clone(), at).await?;
 
         if let Some(revoke) = &m.revoke {
             // The person deleted the message: so do we.
@@ -411,8 +535,37 @@ impl Processor {
             },
             None => id,
         };
-        self.store_message(tenant, &contact, id, Direction::Inbound, at, &m.kind, raw, counts)
-            .await
+        self.store_message(
+            tenant,
+            &contact,
+            id.clone(),
+            Direction::Inbound,
+            at,
+            &m.kind,
+            raw,
+            counts,
+        )
+        .await?;
+        let content: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+        let signal = match m.kind.as_str() {
+            "text" => content["text"]["body"].as_str().map(Signal::Text),
+            "button" => content["button"]["payload"].as_str().map(|id| Signal::Button {
+                id,
+                label: content["button"]["text"].as_str(),
+            }),
+            "interactive" => ["button_reply", "list_reply"]
+                .iter()
+                .find_map(|k| content["interactive"][k]["id"].as_str())
+                .map(|id| Signal::Button { id, label: None }),
+            _ => None,
+        };
+        match signal {
+            Some(signal) => {
+                self.detect(tenant, &contact, &ids, signal, id.as_str(), at, origin, counts)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     async fn whatsapp_status(
@@ -471,7 +624,8 @@ impl Processor {
             .flatten()
             .find_map(|k| profiles.get(k));
         let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
-        self.upsert(tenant, &contact, name, ids, at).await?;
+        self.upsert(tenant, &contact, name, ids.clone(), at).await?;
+        let update_contact = contact.clone();
         let update = StatusUpdate {
             tenant: tenant.id.clone(),
             contact,
@@ -484,6 +638,21 @@ impl Processor {
         match self.stores.conversations.put_status(&update).await? {
             WriteOutcome::Written => counts.statuses += 1,
             WriteOutcome::Unchanged => counts.duplicates += 1,
+        }
+        // Error 131050: the person stopped marketing messages inside WhatsApp.
+        if state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR)) {
+            let command = OptOutCommand {
+                tenant: tenant.id.clone(),
+                contact: update_contact,
+                subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+                action: CommandAction::OptOut,
+                scope: OptOutScope::Marketing,
+                source: OptOutSource::FailedStatus,
+                event_at: at,
+                only_while_opted_out: false,
+                language: None,
+            };
+            self.send_command(&command, counts).await?;
         }
         Ok(())
     }
@@ -571,7 +740,7 @@ impl Processor {
         };
         let mut ids = Vec::new();
         self.link(IdentifierKind::InstagramId, Some(person), &mut ids);
-        self.upsert(tenant, &contact, None, ids, at).await?;
+        self.upsert(tenant, &contact, None, ids.clone(), at).await?;
         let direction = if outbound {
             Direction::Outbound
         } else {
@@ -652,8 +821,100 @@ impl Processor {
                 .reject(origin, "Instagram event: bad message id", &"", raw.get(), counts)
                 .await;
         };
-        self.store_message(tenant, &contact, id, direction, at, kind, raw, counts)
-            .await
+        self.store_message(tenant, &contact, id.clone(), direction, at, kind, raw, counts)
+            .await?;
+        let inbound_message = e.message.as_ref().filter(|_| !outbound);
+        let quick_reply = inbound_message
+            .and_then(|m| m.quick_reply.as_ref())
+            .and_then(|q| q["payload"].as_str());
+        let signal = match (quick_reply, inbound_message.and_then(|m| m.text.as_deref())) {
+            (Some(payload), label) => Some(Signal::Button { id: payload, label }),
+            (None, Some(text)) => Some(Signal::Text(text)),
+            (None, None) => None,
+        };
+        match signal {
+            Some(signal) => {
+                self.detect(tenant, &contact, &ids, signal, id.as_str(), at, origin, counts)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Meta's marketing preference: stop or resume marketing messages, set inside WhatsApp.
+    async fn user_preferences(
+        &self,
+        tenant: &Tenant,
+        env: &Envelope,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let value: wa::UserPreferencesValue = match serde_json::from_str(env.payload.get()) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .reject(origin, "user_preferences value", &e, env.payload.get(), counts)
+                    .await;
+            }
+        };
+        for raw in &value.user_preferences {
+            let Ok(p) = serde_json::from_str::<wa::UserPreference>(raw.get()) else {
+                self.reject(origin, "user_preferences item", &"", raw.get(), counts)
+                    .await?;
+                continue;
+            };
+            let action = match (p.category.as_str(), p.value.as_str()) {
+                ("marketing_messages", "stop") => CommandAction::OptOut,
+                ("marketing_messages", "resume") => CommandAction::OptIn,
+                _ => {
+                    self.hold(
+                        origin,
+                        QuarantineBucket::Unhandled,
+                        "unhandled user preference",
+                        &"",
+                        raw.get(),
+                    )
+                    .await?;
+                    counts.unhandled += 1;
+                    continue;
+                }
+            };
+            let (Some(seconds), Some(Ok(contact))) = (
+                Some(p.timestamp).filter(|t| wa::PLAUSIBLE_SECONDS.contains(t)),
+                p.user_id
+                    .as_deref()
+                    .or(p.wa_id.as_deref())
+                    .map(|id| ContactId::new(Channel::WhatsApp, id)),
+            ) else {
+                self.reject(
+                    origin,
+                    "user_preferences item: bad timestamp or person",
+                    &"",
+                    raw.get(),
+                    counts,
+                )
+                .await?;
+                continue;
+            };
+            let at = Timestamp::from_unix_seconds(seconds);
+            let mut ids = Vec::new();
+            self.link(IdentifierKind::WhatsAppUserId, p.user_id.as_deref(), &mut ids);
+            self.link(IdentifierKind::Phone, p.wa_id.as_deref(), &mut ids);
+            self.upsert(tenant, &contact, None, ids.clone(), at).await?;
+            let command = OptOutCommand {
+                tenant: tenant.id.clone(),
+                contact,
+                subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+                action,
+                scope: OptOutScope::Marketing,
+                source: OptOutSource::UserPreferences,
+                event_at: at,
+                only_while_opted_out: false,
+                language: None,
+            };
+            self.send_command(&command, counts).await?;
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,12 @@ async fn main() -> Result<(), Error> {
     let clock = Arc::new(SystemClock);
     let client = shared::aws::dynamodb(&sdk, &config.endpoints);
     let stores = shared::store::dynamodb::stores(&client, &config.tables, clock.clone(), &Default::default());
-    let processor = Processor::new(stores, secret, clock);
+    let optout_url = shared::config::queue_url(shared::config::OPTOUT_QUEUE_URL, |n| std::env::var(n).ok())?;
+    let optout_queue = Arc::new(shared::queue::sqs::SqsQueue::new(
+        shared::aws::sqs(&sdk, &config.endpoints),
+        optout_url,
+    ));
+    let processor = Processor::new(stores, secret, clock, optout_queue);
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(processor.handle(event.payload).await)

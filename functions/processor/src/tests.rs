@@ -27,6 +27,8 @@ async fn with_tenant(stores: &Stores) -> TenantId {
         retention_months: shared::retention::RetentionMonths::new(6).expect("valid"),
         locale: Locale::Spanish,
         jurisdiction: Jurisdiction::Ar,
+        optout_keywords: Vec::new(),
+        optout_button_ids: Vec::new(),
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");
@@ -43,6 +45,13 @@ fn envelopes(body: &str) -> Vec<String> {
         .collect()
 }
 
+fn optout_queue() -> Arc<shared::queue::embedded::EmbeddedQueue> {
+    Arc::new(shared::queue::embedded::EmbeddedQueue::new(
+        Arc::new(shared::clock::SystemClock),
+        std::time::Duration::from_secs(30),
+    ))
+}
+
 fn ana() -> ContactId {
     ContactId::new(Channel::WhatsApp, "AR.13491208655302741918").expect("valid")
 }
@@ -52,7 +61,7 @@ async fn messages_get_the_tenants_retention_and_replays_are_duplicates() {
     let c = clock();
     let stores = shared::store::embedded::stores(Arc::new(c.clone()));
     let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
     let body = &envelopes(EVERY_TYPE)[0];
     let first = p.process(body).await.expect("processed");
     assert_eq!((first.stored, first.duplicates, first.quarantined), (18, 0, 0));
@@ -76,7 +85,7 @@ async fn an_unknown_account_is_held_not_dropped() {
     let c = clock();
     let stores = shared::store::embedded::stores(Arc::new(c.clone()));
     with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
     let counts = p.process(&envelopes(UNKNOWN_ACCOUNT)[0]).await.expect("processed");
     assert_eq!(counts.unrouted, 1);
     let account = ChannelAccount::new(Channel::WhatsApp, "106540352240000").expect("valid");
@@ -102,7 +111,7 @@ async fn a_bad_item_is_quarantined_beside_good_ones() {
     let c = clock();
     let stores = shared::store::embedded::stores(Arc::new(c.clone()));
     let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
     let mut body: serde_json::Value = serde_json::from_str(EVERY_TYPE).expect("json");
     let messages = body["entry"][0]["changes"][0]["value"]["messages"]
         .as_array_mut()
@@ -137,7 +146,7 @@ async fn statuses_out_of_order_end_at_the_furthest_state() {
     let c = clock();
     let stores = shared::store::embedded::stores(Arc::new(c.clone()));
     let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
     let counts = p.process(&envelopes(STATUSES)[0]).await.expect("processed");
     assert_eq!(
         (counts.statuses, counts.duplicates),
@@ -158,7 +167,7 @@ async fn statuses_out_of_order_end_at_the_furthest_state() {
 async fn an_unreadable_envelope_is_quarantined_and_acknowledged() {
     let c = clock();
     let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c));
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
     // Bad input: an SQS body that is not an envelope.
     let counts = p.process("{\"hello\": 1}").await.expect("not retried");
     assert_eq!(counts.quarantined, 1);
@@ -229,7 +238,7 @@ async fn a_store_failure_reports_only_that_record_for_redelivery() {
     let mut stores = shared::store::embedded::stores(Arc::new(c.clone()));
     with_tenant(&stores).await;
     stores.conversations = Arc::new(Unavailable);
-    let p = Processor::new(stores, secret(), Arc::new(c));
+    let p = Processor::new(stores, secret(), Arc::new(c), optout_queue());
     let record = |id: &str, body: String| {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.to_owned());

@@ -51,11 +51,17 @@ async fn logs_carry_no_personal_data() {
         retention_months: shared::retention::RetentionMonths::MAX,
         locale: Locale::Spanish,
         jurisdiction: Jurisdiction::Ar,
+        optout_keywords: Vec::new(),
+        optout_button_ids: Vec::new(),
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");
     let secret = SubjectKeySecret::new(b"processor-test-secret-processor-test".to_vec()).expect("long enough");
-    let p = Processor::new(stores, secret, Arc::new(clock));
+    let optout_queue = Arc::new(shared::queue::embedded::EmbeddedQueue::new(
+        Arc::new(shared::clock::SystemClock),
+        std::time::Duration::from_secs(30),
+    ));
+    let p = Processor::new(stores, secret, Arc::new(clock), optout_queue);
 
     // Good items, bad items (parser errors may quote the payload) and an unrouted envelope.
     let mut broken: serde_json::Value = serde_json::from_str(EVERY_TYPE).expect("json");

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let meta = WebhookConfig::from_lookup(|n| std::env::var(n).ok())?;
-    let ingest_url = shared::config::ingest_queue_url(|n| std::env::var(n).ok())?;
+    let ingest_url = shared::config::queue_url(shared::config::INGEST_QUEUE_URL, |n| std::env::var(n).ok())?;
     let sdk = shared::aws::sdk_config().await;
     let clock = Arc::new(SystemClock);
     let stores = shared::store::dynamodb::stores(

@@ -18,7 +18,7 @@ pub enum OptState {
     OptedIn,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptOutSource {
     Keyword,
@@ -39,6 +39,20 @@ pub struct OptOutRecord {
     pub source: OptOutSource,
     /// Meta's event time: the order that counts, whatever order the events arrive in.
     pub event_at: Timestamp,
+    /// Set by the store when it applies the record: the state this one replaced (None: none).
+    #[serde(default)]
+    pub previous: Option<OptState>,
+    /// Set by the store: whether the change's consequences (propagation, confirmation) were
+    /// sent, so a redelivery after a crash can finish them and a replay does not repeat them.
+    #[serde(default)]
+    pub confirmed: bool,
+}
+
+impl OptOutRecord {
+    /// Whether applying this record changed the person's state (nobody recorded = opted in).
+    pub fn is_change(&self) -> bool {
+        self.previous.unwrap_or(OptState::OptedIn) != self.state
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

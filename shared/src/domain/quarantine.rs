@@ -14,6 +14,9 @@ pub enum QuarantineBucket {
     Rejected,
     /// Valid, but of a kind this system does not process yet (a webhook field, an event type).
     Unhandled,
+    /// An opt-out keyword inside a longer message: not acted on; a person decides. The entry
+    /// points at the stored message instead of copying it.
+    OptOutReview,
 }
 
 /// A raw envelope that could not be processed, with the reason. The envelope holds personal data,

@@ -116,6 +116,12 @@ pub struct Tenant {
     pub locale: Locale,
     pub jurisdiction: Jurisdiction,
     pub created_at: Timestamp,
+    /// Opt-out keywords the tenant adds to the policy's (shared/src/optout/keywords.rs).
+    #[serde(default)]
+    pub optout_keywords: Vec<String>,
+    /// Button and quick-reply ids that mean "opt out" in the tenant's templates.
+    #[serde(default)]
+    pub optout_button_ids: Vec<String>,
 }
 
 /// A notification about a tenant's account (template reviews, quality ratings), kept for the

@@ -73,6 +73,32 @@ pub struct Status {
     pub timestamp: String,
     pub recipient_id: Option<String>,
     pub recipient_user_id: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<StatusError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusError {
+    pub code: Option<i64>,
+}
+
+/// A failed status with this code: the person stopped marketing messages (do not retry).
+pub const MARKETING_STOPPED_ERROR: i64 = 131050;
+
+/// `user_preferences` change value: marketing stop/resume set inside WhatsApp.
+#[derive(Debug, Deserialize)]
+pub struct UserPreferencesValue {
+    #[serde(default)]
+    pub user_preferences: Vec<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserPreference {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub category: String,
+    pub value: String,
+    pub timestamp: i64,
 }
 
 /// Change fields stored as tenant events: template and account-quality notifications, which hold

@@ -318,9 +318,30 @@ impl OptOutStore for EmbeddedOptOutStore {
             Some(stored) => Some(stored.state),
             None => None,
         };
-        items.insert(state_key, r.clone());
-        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope)), r.clone());
+        let stored = OptOutRecord {
+            previous,
+            confirmed: false,
+            ..r.clone()
+        };
+        items.insert(state_key, stored.clone());
+        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope)), stored);
         Ok(ApplyOutcome::Applied { previous })
+    }
+
+    async fn mark_confirmed(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        scope: OptOutScope,
+        event_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut items = lock(&self.items);
+        if let Some(r) = items.get_mut(&(keys::optout_pk(tenant, key), keys::optout_state_sk(scope)))
+            && r.event_at == event_at
+        {
+            r.confirmed = true;
+        }
+        Ok(())
     }
 
     async fn get(

@@ -162,6 +162,15 @@ pub trait OptOutStore: Send + Sync + Debug {
         key: &SubjectKey,
         scope: OptOutScope,
     ) -> Result<Option<OptOutRecord>, StoreError>;
+    /// Records that the consequences of the change at `event_at` were sent. A no-op if a newer
+    /// change has replaced it.
+    async fn mark_confirmed(
+        &self,
+        tenant: &TenantId,
+        key: &SubjectKey,
+        scope: OptOutScope,
+        event_at: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Every applied change, oldest first.
     async fn history(
         &self,

@@ -538,6 +538,8 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
         state,
         source: OptOutSource::Keyword,
         event_at: now.plus(Duration::seconds(secs)),
+        previous: None,
+        confirmed: false,
     };
     assert_eq!(
         store.apply(&record(OptState::OptedOut, 20)).await.expect("apply"),
@@ -560,6 +562,36 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
         .expect("stored");
     assert_eq!(current.state, OptState::OptedOut);
     assert_eq!(
+        (current.previous, current.confirmed),
+        (None, false),
+        "the store records what it replaced"
+    );
+    // Confirming an older event does nothing; confirming the current one sticks.
+    store
+        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(10)))
+        .await
+        .expect("mark");
+    assert!(
+        !store
+            .get(&t, &key, OptOutScope::All)
+            .await
+            .expect("get")
+            .expect("stored")
+            .confirmed
+    );
+    store
+        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(20)))
+        .await
+        .expect("mark");
+    assert!(
+        store
+            .get(&t, &key, OptOutScope::All)
+            .await
+            .expect("get")
+            .expect("stored")
+            .confirmed
+    );
+    assert_eq!(
         store.get(&t, &key, OptOutScope::Marketing).await.expect("get"),
         None,
         "scopes are separate"
@@ -570,6 +602,13 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
             previous: Some(OptState::OptedOut)
         }
     );
+    let after = store
+        .get(&t, &key, OptOutScope::All)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!((after.previous, after.confirmed), (Some(OptState::OptedOut), false));
+    assert!(after.is_change());
     let history = store.history(&t, &key, &PageRequest::first(10)).await.expect("history");
     assert_eq!(
         history.items.iter().map(|r| r.state).collect::<Vec<_>>(),
@@ -669,6 +708,8 @@ async fn an_account_belongs_to_one_tenant(h: Harness) {
         retention_months: RetentionMonths::new(12).expect("valid"),
         locale: Locale::Spanish,
         jurisdiction: Jurisdiction::Ar,
+        optout_keywords: Vec::new(),
+        optout_button_ids: Vec::new(),
         created_at: h.clock.now(),
     };
     let a = make(

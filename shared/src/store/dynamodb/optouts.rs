@@ -30,30 +30,41 @@ struct OptOutItem {
     state: OptState,
     source: OptOutSource,
     event_ms: i64,
+    /// `opted_out`, `opted_in` or `none`.
+    #[serde(default)]
+    previous_state: Option<String>,
+    #[serde(default)]
+    confirmed: bool,
+}
+
+const NO_PREVIOUS: &str = "none";
+
+fn state_text(s: OptState) -> &'static str {
+    match s {
+        OptState::OptedOut => "opted_out",
+        OptState::OptedIn => "opted_in",
+    }
+}
+
+fn parse_state(s: Option<&str>) -> Option<OptState> {
+    match s {
+        Some("opted_out") => Some(OptState::OptedOut),
+        Some("opted_in") => Some(OptState::OptedIn),
+        _ => None,
+    }
 }
 
 impl OptOutItem {
-    fn new(r: &OptOutRecord, sk: String) -> Self {
-        Self {
-            pk: keys::optout_pk(&r.tenant, &r.subject_key),
-            sk,
-            tenant: r.tenant.clone(),
-            subject_key: r.subject_key.clone(),
-            scope: r.scope,
-            state: r.state,
-            source: r.source,
-            event_ms: r.event_at.unix_millis(),
-        }
-    }
-
     fn into_record(self) -> OptOutRecord {
         OptOutRecord {
+            previous: parse_state(self.previous_state.as_deref()),
             tenant: self.tenant,
             subject_key: self.subject_key,
             scope: self.scope,
             state: self.state,
             source: self.source,
             event_at: Timestamp::from_unix_millis(self.event_ms),
+            confirmed: self.confirmed,
         }
     }
 }
@@ -61,15 +72,68 @@ impl OptOutItem {
 #[async_trait]
 impl OptOutStore for DynamoOptOutStore {
     async fn apply(&self, r: &OptOutRecord) -> Result<ApplyOutcome, StoreError> {
-        let state = OptOutItem::new(r, keys::optout_state_sk(r.scope));
+        let pk = keys::optout_pk(&r.tenant, &r.subject_key);
+        // One write records the new state and the one it replaced (operands read the old item).
+        let update = Expr::new(
+            "SET #tenant = :tenant, #key = :key, #scope = :scope, previous_state = if_not_exists(#state, :none), \
+             #state = :state, #source = :source, event_ms = :e, confirmed = :false",
+        )
+        .name("#tenant", "tenant")
+        .name("#key", "subject_key")
+        .name("#scope", "scope")
+        .name("#state", "state")
+        .name("#source", "source")
+        .value(":tenant", s(r.tenant.as_str()))
+        .value(":key", s(r.subject_key.as_str()))
+        .value(":scope", to_attr(&r.scope)?)
+        .value(":none", s(NO_PREVIOUS))
+        .value(":state", s(state_text(r.state)))
+        .value(":source", to_attr(&r.source)?)
+        .value(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false));
         let newer = Expr::new("attribute_not_exists(pk) OR event_ms < :e").value(":e", n(r.event_at.unix_millis()));
-        let previous = match self.table.put(to_item(&state)?, Some(newer), true).await? {
+        let stored = match self
+            .table
+            .update(key(&pk, keys::optout_state_sk(r.scope)), update, Some(newer))
+            .await?
+        {
             Written::ConditionFailed => return Ok(ApplyOutcome::Stale),
-            Written::Yes(old) => old.map(from_item::<OptOutItem>).transpose()?.map(|o| o.state),
+            Written::Yes(new) => new.map(from_item::<OptOutItem>).transpose()?,
         };
-        let history = OptOutItem::new(r, keys::optout_history_sk(r.event_at, r.scope));
+        let previous = stored.as_ref().and_then(|i| parse_state(i.previous_state.as_deref()));
+        let history = OptOutItem {
+            pk,
+            sk: keys::optout_history_sk(r.event_at, r.scope),
+            tenant: r.tenant.clone(),
+            subject_key: r.subject_key.clone(),
+            scope: r.scope,
+            state: r.state,
+            source: r.source,
+            event_ms: r.event_at.unix_millis(),
+            previous_state: Some(previous.map_or(NO_PREVIOUS, state_text).to_owned()),
+            confirmed: false,
+        };
         self.table.put(to_item(&history)?, None, false).await?;
         Ok(ApplyOutcome::Applied { previous })
+    }
+
+    async fn mark_confirmed(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectKey,
+        scope: OptOutScope,
+        event_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let update =
+            Expr::new("SET confirmed = :true").value(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
+        let same_event = Expr::new("event_ms = :e").value(":e", n(event_at.unix_millis()));
+        self.table
+            .update(
+                key(keys::optout_pk(tenant, subject), keys::optout_state_sk(scope)),
+                update,
+                Some(same_event),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn get(
@@ -113,4 +177,8 @@ impl OptOutStore for DynamoOptOutStore {
             .collect::<Result<_, StoreError>>()?;
         Ok(Page { items, next: page.next })
     }
+}
+
+fn to_attr<T: Serialize>(v: &T) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

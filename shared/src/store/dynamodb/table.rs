@@ -195,13 +195,14 @@ impl Table {
             .set_condition_expression(condition.map(|c| c.text))
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
+            .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match res {
             Ok(out) => {
                 self.meter.record(out.consumed_capacity());
-                Ok(Written::Yes(None))
+                Ok(Written::Yes(out.attributes))
             }
             Err(e)
                 if e.as_service_error()

@@ -1,0 +1,238 @@
+//! The opt-out queue consumer. For each command: apply the new state under every subject key
+//! linked to the contact in that tenant, newest event wins; on a real change, publish it for the
+//! rest of the system and queue the confirmation reply, then mark the change confirmed. A replay
+//! finds the change already applied and confirmed, and does nothing.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use sha2::{Digest, Sha256};
+use shared::clock::SharedClock;
+use shared::domain::{ApplyOutcome, OptOutRecord, OptOutScope, OptState, Tenant};
+use shared::identity::SubjectKey;
+use shared::optout::command::{OptOutCommand, OutboundReply, PropagationEvent, ReplyKind};
+use shared::optout::replies;
+use shared::queue::{Queue, QueueError};
+use shared::store::{StoreError, Stores};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptOutError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl OptOutError {
+    fn log_safe(&self) -> String {
+        match self {
+            Self::Store(e) => e.log_safe(),
+            Self::Queue(e) => e.to_string(),
+        }
+    }
+}
+
+/// What one command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The state changed: published and confirmed.
+    Changed,
+    /// Applied, but the person was already in that state: nothing to say.
+    Unchanged,
+    /// An older or repeated event: nothing changed.
+    Stale,
+    /// YES from someone not opted out, or a command for an unknown tenant.
+    Ignored,
+    /// A help reply was queued.
+    Helped,
+}
+
+#[derive(Clone, Debug)]
+pub struct OptOutHandler {
+    stores: Stores,
+    propagation: Arc<dyn Queue>,
+    outbound: Arc<dyn Queue>,
+    clock: SharedClock,
+}
+
+impl OptOutHandler {
+    pub fn new(stores: Stores, propagation: Arc<dyn Queue>, outbound: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        Self {
+            stores,
+            propagation,
+            outbound,
+            clock,
+        }
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let (mut changed, mut stale) = (0u64, 0u64);
+        // In order: two commands for one person in a batch must not race each other.
+        for record in event.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let command: OptOutCommand = match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
+                Ok(c) => c,
+                Err(_) => {
+                    // Only the processor writes this queue: a malformed command is a bug, kept in
+                    // the dead-letter queue for a person to see.
+                    tracing::error!(%message_id, "malformed opt-out command");
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = message_id;
+                    response.batch_item_failures.push(f);
+                    continue;
+                }
+            };
+            match self.apply(&command).await {
+                Ok(Outcome::Changed) => changed += 1,
+                Ok(Outcome::Stale) => stale += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%message_id, error = %e.log_safe(), "opt-out command failed; SQS will redeliver it");
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = message_id;
+                    response.batch_item_failures.push(f);
+                }
+            }
+        }
+        shared::metrics::emit(
+            "optout",
+            self.clock.now(),
+            &[("StateChanges", changed), ("StaleCommands", stale)],
+        );
+        response
+    }
+
+    pub async fn apply(&self, cmd: &OptOutCommand) -> Result<Outcome, OptOutError> {
+        let Some(tenant) = self.stores.tenants.get(&cmd.tenant).await? else {
+            tracing::warn!(tenant = %cmd.tenant, "opt-out command for an unknown tenant");
+            return Ok(Outcome::Ignored);
+        };
+        let Some(primary) = cmd.subject_keys.first().cloned() else {
+            return Ok(Outcome::Ignored);
+        };
+        let Some(state) = cmd.state() else {
+            self.reply(
+                &tenant,
+                cmd,
+                ReplyKind::Help,
+                format!("help:{}:{}", primary, cmd.event_at.unix_millis()),
+            )
+            .await?;
+            return Ok(Outcome::Helped);
+        };
+        if cmd.only_while_opted_out {
+            let current = self.stores.opt_outs.get(&tenant.id, &primary, OptOutScope::All).await?;
+            if current.is_none_or(|r| r.state != OptState::OptedOut) {
+                return Ok(Outcome::Ignored);
+            }
+        }
+        let keys = self.linked_keys(&tenant, cmd).await?;
+        let record = |subject_key: SubjectKey| OptOutRecord {
+            tenant: tenant.id.clone(),
+            subject_key,
+            scope: cmd.scope,
+            state,
+            source: cmd.source,
+            event_at: cmd.event_at,
+            previous: None,
+            confirmed: false,
+        };
+        let mut primary_outcome = ApplyOutcome::Stale;
+        for key in &keys {
+            let outcome = self.stores.opt_outs.apply(&record(key.clone())).await?;
+            if key == &primary {
+                primary_outcome = outcome;
+            }
+        }
+        // The primary key's record decides: it was written with the state it replaced, so a
+        // redelivery after a crash can tell whether its consequences are still owed.
+        let stored = match primary_outcome {
+            ApplyOutcome::Applied { .. } => self.stores.opt_outs.get(&tenant.id, &primary, cmd.scope).await?,
+            ApplyOutcome::Stale => self
+                .stores
+                .opt_outs
+                .get(&tenant.id, &primary, cmd.scope)
+                .await?
+                .filter(|r| r.event_at == cmd.event_at && r.state == state && !r.confirmed),
+        };
+        let Some(stored) = stored else {
+            return Ok(Outcome::Stale);
+        };
+        if !stored.is_change() {
+            self.stores
+                .opt_outs
+                .mark_confirmed(&tenant.id, &primary, cmd.scope, cmd.event_at)
+                .await?;
+            return Ok(Outcome::Unchanged);
+        }
+        let event = PropagationEvent {
+            event: state,
+            tenant: tenant.id.clone(),
+            subject_keys: keys.clone(),
+            scope: cmd.scope,
+            source: cmd.source,
+            at: cmd.event_at,
+        };
+        let body = serde_json::to_string(&event).map_err(|e| QueueError::Backend(e.to_string()))?;
+        self.propagation.send_batch(&[body]).await?;
+        let kind = match state {
+            OptState::OptedOut => ReplyKind::OptOutConfirmation,
+            OptState::OptedIn => ReplyKind::OptInConfirmation,
+        };
+        // Meta's marketing preference is set inside WhatsApp itself: the person needs no reply.
+        if cmd.scope == OptOutScope::All {
+            let dedup = format!("{}:{}:{}", primary, cmd.event_at.unix_millis(), state_tag(state));
+            self.reply(&tenant, cmd, kind, dedup).await?;
+        }
+        self.stores
+            .opt_outs
+            .mark_confirmed(&tenant.id, &primary, cmd.scope, cmd.event_at)
+            .await?;
+        tracing::info!(tenant = %tenant.id, subject = %primary, ?state, scope = ?cmd.scope, "opt-out state changed");
+        Ok(Outcome::Changed)
+    }
+
+    /// The command's keys and every identifier linked to the contact in this tenant.
+    async fn linked_keys(&self, tenant: &Tenant, cmd: &OptOutCommand) -> Result<Vec<SubjectKey>, OptOutError> {
+        let mut keys = cmd.subject_keys.clone();
+        if let Some(contact) = self.stores.conversations.get_contact(&tenant.id, &cmd.contact).await? {
+            for linked in contact.identifiers {
+                if !keys.contains(&linked.subject_key) {
+                    keys.push(linked.subject_key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn reply(
+        &self,
+        tenant: &Tenant,
+        cmd: &OptOutCommand,
+        kind: ReplyKind,
+        dedup: String,
+    ) -> Result<(), OptOutError> {
+        let language = cmd.language.unwrap_or(tenant.locale);
+        let reply = OutboundReply {
+            tenant: tenant.id.clone(),
+            to: cmd.contact.clone(),
+            kind,
+            language,
+            text: replies::text(kind, language, &tenant.name),
+            dedup_key: hex::encode(&Sha256::digest(dedup.as_bytes())[..16]),
+        };
+        let body = serde_json::to_string(&reply).map_err(|e| QueueError::Backend(e.to_string()))?;
+        self.outbound.send_batch(&[body]).await?;
+        Ok(())
+    }
+}
+
+fn state_tag(s: OptState) -> &'static str {
+    match s {
+        OptState::OptedOut => "out",
+        OptState::OptedIn => "in",
+    }
+}
+
+#[cfg(test)]
+mod tests;

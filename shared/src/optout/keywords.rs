@@ -1,0 +1,216 @@
+//! The opt-out keyword policy: which messages opt a person out, back in, or ask for help. The
+//! tables below are the one place to change a keyword. A message counts only when all of it is a
+//! keyword, optionally with courtesy words around it; a keyword inside a longer sentence ("no me
+//! den de baja") is never acted on, only flagged for human review.
+
+use crate::domain::Locale;
+use unicode_normalization::UnicodeNormalization;
+
+/// Opt-out keywords, normalized (lower case, no accents). PARAR and CANCELAR are Spanish and
+/// Portuguese alike.
+pub const OPT_OUT: &[(&str, &[Locale])] = &[
+    ("stop", &[Locale::English]),
+    ("stopall", &[Locale::English]),
+    ("stop all", &[Locale::English]),
+    ("unsubscribe", &[Locale::English]),
+    ("cancel", &[Locale::English]),
+    ("end", &[Locale::English]),
+    ("quit", &[Locale::English]),
+    ("optout", &[Locale::English]),
+    ("opt out", &[Locale::English]),
+    ("revoke", &[Locale::English]),
+    ("remove", &[Locale::English]),
+    ("baja", &[Locale::Spanish]),
+    ("dar de baja", &[Locale::Spanish]),
+    ("darme de baja", &[Locale::Spanish]),
+    ("fin", &[Locale::Spanish]),
+    ("alto", &[Locale::Spanish]),
+    ("detener", &[Locale::Spanish]),
+    ("no mas", &[Locale::Spanish]),
+    ("desuscribir", &[Locale::Spanish]),
+    ("desuscribirme", &[Locale::Spanish]),
+    ("parar", &[Locale::Spanish, Locale::Portuguese]),
+    ("cancelar", &[Locale::Spanish, Locale::Portuguese]),
+    ("pare", &[Locale::Portuguese]),
+    ("sair", &[Locale::Portuguese]),
+    ("descadastrar", &[Locale::Portuguese]),
+];
+
+/// Opt back in. YES counts only while the person is opted out (it is an ordinary answer otherwise).
+pub const OPT_IN: &[(&str, &[Locale])] = &[
+    ("start", &[Locale::English]),
+    ("unstop", &[Locale::English]),
+    ("yes", &[Locale::English]),
+    ("alta", &[Locale::Spanish]),
+    ("volver", &[Locale::Spanish]),
+    ("voltar", &[Locale::Portuguese]),
+];
+
+pub const ONLY_WHILE_OPTED_OUT: &[&str] = &["yes"];
+
+pub const HELP: &[(&str, &[Locale])] = &[
+    ("help", &[Locale::English]),
+    ("info", &[Locale::English]),
+    ("ayuda", &[Locale::Spanish]),
+    ("ajuda", &[Locale::Portuguese]),
+];
+
+/// Words that may surround a keyword without changing what it asks.
+pub const COURTESY: &[(&str, Locale)] = &[
+    ("please", Locale::English),
+    ("pls", Locale::English),
+    ("plz", Locale::English),
+    ("thanks", Locale::English),
+    ("thank you", Locale::English),
+    ("thx", Locale::English),
+    ("now", Locale::English),
+    ("por favor", Locale::Spanish),
+    ("porfa", Locale::Spanish),
+    ("porfavor", Locale::Spanish),
+    ("gracias", Locale::Spanish),
+    ("muchas gracias", Locale::Spanish),
+    ("ya", Locale::Spanish),
+    ("ahora", Locale::Spanish),
+    ("obrigado", Locale::Portuguese),
+    ("obrigada", Locale::Portuguese),
+    ("muito obrigado", Locale::Portuguese),
+    ("agora", Locale::Portuguese),
+];
+
+/// Button and quick-reply ids that mean "opt out" unless a tenant configures its own.
+pub const DEFAULT_OPT_OUT_BUTTON_IDS: &[&str] =
+    &["stop", "optout", "opt_out", "unsubscribe", "baja", "stop_promotions"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    OptOut,
+    OptIn,
+    Help,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Act on it. `language` is the keyword's (or courtesy words') when unambiguous.
+    Act {
+        action: Action,
+        language: Option<Locale>,
+        only_while_opted_out: bool,
+    },
+    /// A keyword inside a longer message: recorded for a person to look at, not acted on.
+    Review,
+    None,
+}
+
+/// A tenant's additions to the tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantKeywords {
+    pub opt_out: Vec<String>,
+    pub opt_out_button_ids: Vec<String>,
+}
+
+/// Unicode NFKC (fullwidth letters become ASCII), case-fold, accents removed, everything that is
+/// not a letter or digit (punctuation, emoji, symbols) turned into a separator; then split.
+pub fn normalize(text: &str) -> Vec<String> {
+    let folded: String = text.nfkc().collect::<String>().to_lowercase();
+    let unaccented: String = folded
+        .nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect();
+    unaccented
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn phrase_tokens(phrase: &str) -> Vec<String> {
+    normalize(phrase)
+}
+
+fn strip_courtesy(tokens: &[String]) -> (&[String], Option<Locale>) {
+    let mut t = tokens;
+    let mut lang = None;
+    loop {
+        let before = t.len();
+        for (word, l) in COURTESY {
+            let w = phrase_tokens(word);
+            if t.len() > w.len() && t[..w.len()] == w[..] {
+                t = &t[w.len()..];
+                lang = lang.or(Some(*l));
+            }
+            if t.len() > w.len() && t[t.len() - w.len()..] == w[..] {
+                t = &t[..t.len() - w.len()];
+                lang = lang.or(Some(*l));
+            }
+        }
+        if t.len() == before {
+            return (t, lang);
+        }
+    }
+}
+
+fn contains_phrase(tokens: &[String], phrase: &[String]) -> bool {
+    !phrase.is_empty() && tokens.windows(phrase.len()).any(|w| w == phrase)
+}
+
+/// Keywords with the languages they belong to (a tenant's own have none).
+type KeywordTable = Vec<(String, &'static [Locale])>;
+
+pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
+    let tokens = normalize(text);
+    if tokens.is_empty() {
+        return Decision::None;
+    }
+    let (core, courtesy_lang) = strip_courtesy(&tokens);
+    let extra: KeywordTable = tenant.opt_out.iter().map(|k| (k.clone(), &[][..])).collect();
+    let tables: [(Action, KeywordTable); 3] = [
+        (
+            Action::OptOut,
+            OPT_OUT
+                .iter()
+                .map(|(k, l)| ((*k).to_owned(), *l))
+                .chain(extra)
+                .collect(),
+        ),
+        (
+            Action::OptIn,
+            OPT_IN.iter().map(|(k, l)| ((*k).to_owned(), *l)).collect(),
+        ),
+        (Action::Help, HELP.iter().map(|(k, l)| ((*k).to_owned(), *l)).collect()),
+    ];
+    for (action, table) in &tables {
+        for (keyword, langs) in table {
+            if core == phrase_tokens(keyword).as_slice() {
+                let language = match langs {
+                    [only] => Some(*only),
+                    _ => courtesy_lang.filter(|l| langs.is_empty() || langs.contains(l)),
+                };
+                return Decision::Act {
+                    action: *action,
+                    language,
+                    only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.as_str()),
+                };
+            }
+        }
+    }
+    let opt_out_inside = tables[0]
+        .1
+        .iter()
+        .any(|(k, _)| contains_phrase(&tokens, &phrase_tokens(k)));
+    if opt_out_inside {
+        Decision::Review
+    } else {
+        Decision::None
+    }
+}
+
+/// A tapped button or quick reply whose id means "opt out".
+pub fn is_opt_out_button(id: &str, tenant: &TenantKeywords) -> bool {
+    let id = id.trim().to_lowercase();
+    DEFAULT_OPT_OUT_BUTTON_IDS.contains(&id.as_str())
+        || tenant.opt_out_button_ids.iter().any(|b| b.to_lowercase() == id)
+}
+
+#[cfg(test)]
+#[path = "keywords/tests.rs"]
+mod tests;
