@@ -4,6 +4,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use shared::clock::SettableClock;
 use shared::deadline::Jurisdiction;
 use shared::meta::envelope;
+use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::store::{ConversationStore, EraseCursor, Page, PageRequest};
 use std::sync::Arc;
 
@@ -258,4 +259,82 @@ async fn a_store_failure_reports_only_that_record_for_redelivery() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, ["needs-store"]);
+}
+
+/// Everything the processor sent to the opt-out queue.
+async fn commands(q: &shared::queue::embedded::EmbeddedQueue) -> Vec<OptOutCommand> {
+    let mut out = Vec::new();
+    loop {
+        let got = q.receive(10, std::time::Duration::ZERO).await.expect("receive");
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            q.delete(&m.receipt).await.expect("delete");
+            out.push(serde_json::from_str(&m.body).expect("command"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let q = optout_queue();
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), q.clone());
+    let message = |i: u32, kind: &str, content: serde_json::Value| {
+        let mut m = serde_json::json!({"from": "5491123456789", "from_user_id": "AR.13491208655302741918",
+            "id": format!("wamid.SIG{i}"), "timestamp": "1800000000", "type": kind});
+        m[kind] = content;
+        m
+    };
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+    "value": {"metadata": {"phone_number_id": "106540352242922"}, "messages": [
+        message(1, "text", serde_json::json!({"body": "STOP"})),
+        message(2, "button", serde_json::json!({"payload": "STOP_PROMOTIONS", "text": "Stop promotions"})),
+        message(3, "text", serde_json::json!({"body": "ayuda"})),
+        message(4, "text", serde_json::json!({"body": "No me den de baja, me encantan sus promos"})),
+        message(5, "text", serde_json::json!({"body": "hola"})),
+    ]}}]}]});
+    let counts = p.process(&envelopes(&body.to_string())[0]).await.expect("processed");
+    assert_eq!((counts.optout_commands, counts.optout_reviews), (3, 1));
+    let sent = commands(&q).await;
+    let summary: Vec<(CommandAction, OptOutSource)> = sent.iter().map(|c| (c.action, c.source)).collect();
+    assert_eq!(
+        summary,
+        [
+            (CommandAction::OptOut, OptOutSource::Keyword),
+            (CommandAction::OptOut, OptOutSource::Button),
+            (CommandAction::Help, OptOutSource::Keyword)
+        ]
+    );
+    let bsuid = secret()
+        .subject_key(&Identifier::parse(IdentifierKind::WhatsAppUserId, "AR.13491208655302741918").expect("valid"));
+    let phone = secret().subject_key(&Identifier::parse(IdentifierKind::Phone, "+5491123456789").expect("valid"));
+    assert_eq!(
+        sent[0].subject_keys,
+        vec![bsuid, phone],
+        "the stable id's key first, then every other identifier"
+    );
+    assert_eq!(sent[0].tenant, tenant);
+
+    // A failed status with 131050: the person stopped marketing messages.
+    p.process(&envelopes(STATUSES)[0]).await.expect("processed");
+    let sent = commands(&q).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].scope, sent[0].source),
+        (OptOutScope::Marketing, OptOutSource::FailedStatus)
+    );
+    let review = stores
+        .quarantine
+        .list(&QuarantineBucket::OptOutReview, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(review.items.len(), 1);
+    assert!(
+        !review.items[0].envelope.contains("promos"),
+        "the review entry points at the message, no copy"
+    );
 }
