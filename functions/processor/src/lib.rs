@@ -344,15 +344,9 @@ impl Processor {
                     Action::Help => CommandAction::Help,
                 };
                 let command = OptOutCommand {
-                    tenant: tenant.id.clone(),
-                    contact: contact.clone(),
-                    subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
-                    action,
-                    scope: OptOutScope::All,
-                    source,
-                    event_at: at,
                     only_while_opted_out,
                     language,
+                    ..command(tenant, contact.clone(), ids, action, OptOutScope::All, source, at)
                 };
                 self.send_command(&command, counts).await
             }
@@ -641,17 +635,16 @@ impl Processor {
         }
         // Error 131050: the person stopped marketing messages inside WhatsApp.
         if state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR)) {
-            let command = OptOutCommand {
-                tenant: tenant.id.clone(),
-                contact: update_contact,
-                subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
-                action: CommandAction::OptOut,
-                scope: OptOutScope::Marketing,
-                source: OptOutSource::FailedStatus,
-                event_at: at,
-                only_while_opted_out: false,
-                language: None,
-            };
+            let source = OptOutSource::FailedStatus;
+            let command = command(
+                tenant,
+                update_contact,
+                &ids,
+                CommandAction::OptOut,
+                OptOutScope::Marketing,
+                source,
+                at,
+            );
             self.send_command(&command, counts).await?;
         }
         Ok(())
@@ -901,20 +894,34 @@ impl Processor {
             self.link(IdentifierKind::WhatsAppUserId, p.user_id.as_deref(), &mut ids);
             self.link(IdentifierKind::Phone, p.wa_id.as_deref(), &mut ids);
             self.upsert(tenant, &contact, None, ids.clone(), at).await?;
-            let command = OptOutCommand {
-                tenant: tenant.id.clone(),
-                contact,
-                subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
-                action,
-                scope: OptOutScope::Marketing,
-                source: OptOutSource::UserPreferences,
-                event_at: at,
-                only_while_opted_out: false,
-                language: None,
-            };
+            let source = OptOutSource::UserPreferences;
+            let command = command(tenant, contact, &ids, action, OptOutScope::Marketing, source, at);
             self.send_command(&command, counts).await?;
         }
         Ok(())
+    }
+}
+
+/// A command for every identifier seen, the contact's stable id first.
+fn command(
+    tenant: &Tenant,
+    contact: ContactId,
+    ids: &[LinkedIdentifier],
+    action: CommandAction,
+    scope: OptOutScope,
+    source: OptOutSource,
+    at: Timestamp,
+) -> OptOutCommand {
+    OptOutCommand {
+        tenant: tenant.id.clone(),
+        contact,
+        subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+        action,
+        scope,
+        source,
+        event_at: at,
+        only_while_opted_out: false,
+        language: None,
     }
 }
 
