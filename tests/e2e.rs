@@ -557,6 +557,24 @@ async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
         "propagation carries subject keys only"
     );
 
+    // Ana's number change arrives after the STOP: the new number is opted out too.
+    assert_eq!(e.post_webhook(&fixture("wa_system_changed_number.json")).await.0, 200);
+    e.drain().await;
+    let changed = e
+        .contactability("tenant-a", "whatsapp", "+54 9 11 3456-7890", "service")
+        .await;
+    assert_eq!(
+        changed["contactable"], false,
+        "a number linked after the STOP: {changed}"
+    );
+    let (status, _) = e
+        .admin_get("/admin/contactability?tenant=tenant-a&channel=instagram&id=ana.perez")
+        .await;
+    assert_eq!(
+        status, 400,
+        "usernames are not linked yet: refused, not answered contactable"
+    );
+
     // A replay of the STOP: no second confirmation, nothing published.
     assert_eq!(e.post_webhook(&fixture("wa_stop.json")).await.0, 200);
     e.drain().await;
@@ -611,7 +629,7 @@ async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
     assert_eq!(e.post_webhook(&fixture("wa_user_preferences_stop.json")).await.0, 200);
     e.drain().await;
     let marketing = e
-        .contactability("tenant-a", "whatsapp", "+54 9 11 3456-7890", "marketing")
+        .contactability("tenant-a", "whatsapp", "+54 9 11 5555-7777", "marketing")
         .await;
     assert_eq!(
         (marketing["contactable"].as_bool(), marketing["scope"].as_str()),

@@ -379,7 +379,8 @@ impl Admin {
         if let Err(e) = self.stores.audit.append(&event).await {
             return store_error(e).into();
         }
-        match contactability::check_key(self.stores.opt_outs.as_ref(), &tenant.id, &key, purpose).await {
+        let (opt_outs, conversations) = (self.stores.opt_outs.as_ref(), self.stores.conversations.as_ref());
+        match contactability::check_key(opt_outs, conversations, &tenant.id, &key, purpose).await {
             Ok(c) => apigw::json(200, &c),
             Err(e) => store_error(e).into(),
         }

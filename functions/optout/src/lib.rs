@@ -120,76 +120,123 @@ impl OptOutHandler {
             .await?;
             return Ok(Outcome::Helped);
         };
+        let keys = self.linked_keys(&tenant, cmd).await?;
+        let existing = self.records(&tenant, &keys, cmd.scope).await?;
+        let newest = OptOutRecord::in_force(&existing);
         if cmd.only_while_opted_out {
-            let current = self.stores.opt_outs.get(&tenant.id, &primary, OptOutScope::All).await?;
-            if current.is_none_or(|r| r.state != OptState::OptedOut) {
+            let all = if cmd.scope == OptOutScope::All {
+                newest.cloned()
+            } else {
+                OptOutRecord::in_force(&self.records(&tenant, &keys, OptOutScope::All).await?).cloned()
+            };
+            if all.is_none_or(|r| r.state != OptState::OptedOut) {
                 return Ok(Outcome::Ignored);
             }
         }
-        let keys = self.linked_keys(&tenant, cmd).await?;
-        let record = |subject_key: SubjectKey| OptOutRecord {
+        let incoming = OptOutRecord {
             tenant: tenant.id.clone(),
-            subject_key,
+            subject_key: primary.clone(),
             scope: cmd.scope,
             state,
             source: cmd.source,
             event_at: cmd.event_at,
-            previous: None,
+            // The person's state before this event is the newest record under any identifier.
+            previous: newest.map(|r| r.state),
             confirmed: false,
         };
-        let mut primary_outcome = ApplyOutcome::Stale;
-        for key in &keys {
-            let outcome = self.stores.opt_outs.apply(&record(key.clone())).await?;
-            if key == &primary {
-                primary_outcome = outcome;
+        if let Some(current) = newest.filter(|n| !incoming.supersedes(n)) {
+            // Every identifier follows the record in force, including ones linked since.
+            self.apply_to_all(&keys, current).await?;
+            let same_event = current.event_at == cmd.event_at && current.state == state;
+            let owed = same_event
+                && current.is_change()
+                && !existing
+                    .iter()
+                    .any(|r| r.event_at == cmd.event_at && r.state == state && r.confirmed);
+            if !owed {
+                return Ok(Outcome::Stale);
             }
+            // The change was applied, but the function died before its consequences went out.
+            self.consequences(&tenant, cmd, &keys, current).await?;
+            return Ok(Outcome::Changed);
         }
-        // The primary key's record decides: it was written with the state it replaced, so a
-        // redelivery after a crash can tell whether its consequences are still owed.
-        let stored = match primary_outcome {
-            ApplyOutcome::Applied { .. } => self.stores.opt_outs.get(&tenant.id, &primary, cmd.scope).await?,
-            ApplyOutcome::Stale => self
-                .stores
-                .opt_outs
-                .get(&tenant.id, &primary, cmd.scope)
-                .await?
-                .filter(|r| r.event_at == cmd.event_at && r.state == state && !r.confirmed),
-        };
-        let Some(stored) = stored else {
-            return Ok(Outcome::Stale);
-        };
-        if !stored.is_change() {
-            self.stores
-                .opt_outs
-                .mark_confirmed(&tenant.id, &primary, cmd.scope, cmd.event_at)
-                .await?;
+        self.apply_to_all(&keys, &incoming).await?;
+        if !incoming.is_change() {
             return Ok(Outcome::Unchanged);
         }
+        self.consequences(&tenant, cmd, &keys, &incoming).await?;
+        Ok(Outcome::Changed)
+    }
+
+    async fn records(
+        &self,
+        tenant: &Tenant,
+        keys: &[SubjectKey],
+        scope: OptOutScope,
+    ) -> Result<Vec<OptOutRecord>, OptOutError> {
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(r) = self.stores.opt_outs.get(&tenant.id, key, scope).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply_to_all(&self, keys: &[SubjectKey], record: &OptOutRecord) -> Result<(), OptOutError> {
+        for key in keys {
+            let copy = OptOutRecord {
+                subject_key: key.clone(),
+                confirmed: false,
+                ..record.clone()
+            };
+            if let ApplyOutcome::Applied { .. } = self.stores.opt_outs.apply(&copy).await? {
+                tracing::debug!(subject = %key, "identifier brought in line");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish the change, confirm it to the person, then record that both went out.
+    async fn consequences(
+        &self,
+        tenant: &Tenant,
+        cmd: &OptOutCommand,
+        keys: &[SubjectKey],
+        change: &OptOutRecord,
+    ) -> Result<(), OptOutError> {
         let event = PropagationEvent {
-            event: state,
+            event: change.state,
             tenant: tenant.id.clone(),
-            subject_keys: keys.clone(),
-            scope: cmd.scope,
-            source: cmd.source,
-            at: cmd.event_at,
+            subject_keys: keys.to_vec(),
+            scope: change.scope,
+            source: change.source,
+            at: change.event_at,
         };
         let body = serde_json::to_string(&event).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.propagation.send_batch(&[body]).await?;
-        let kind = match state {
-            OptState::OptedOut => ReplyKind::OptOutConfirmation,
-            OptState::OptedIn => ReplyKind::OptInConfirmation,
-        };
         // Meta's marketing preference is set inside WhatsApp itself: the person needs no reply.
-        if cmd.scope == OptOutScope::All {
-            let dedup = format!("{}:{}:{}", primary, cmd.event_at.unix_millis(), state_tag(state));
-            self.reply(&tenant, cmd, kind, dedup).await?;
+        if change.scope == OptOutScope::All {
+            let kind = match change.state {
+                OptState::OptedOut => ReplyKind::OptOutConfirmation,
+                OptState::OptedIn => ReplyKind::OptInConfirmation,
+            };
+            let dedup = format!(
+                "{}:{}:{}",
+                keys.first().map(SubjectKey::as_str).unwrap_or_default(),
+                change.event_at.unix_millis(),
+                state_tag(change.state)
+            );
+            self.reply(tenant, cmd, kind, dedup).await?;
         }
-        self.stores
-            .opt_outs
-            .mark_confirmed(&tenant.id, &primary, cmd.scope, cmd.event_at)
-            .await?;
-        tracing::info!(tenant = %tenant.id, subject = %primary, ?state, scope = ?cmd.scope, "opt-out state changed");
-        Ok(Outcome::Changed)
+        for key in keys {
+            self.stores
+                .opt_outs
+                .mark_confirmed(&tenant.id, key, change.scope, change.event_at)
+                .await?;
+        }
+        tracing::info!(tenant = %tenant.id, state = ?change.state, scope = ?change.scope, "opt-out state changed");
+        Ok(())
     }
 
     /// The command's keys and every identifier linked to the contact in this tenant.

@@ -305,13 +305,7 @@ impl Processor {
             opt_out_button_ids: tenant.optout_button_ids.clone(),
         };
         let decision = match signal {
-            Signal::Button { id, .. } if keywords::is_opt_out_button(id, &extra) => Decision::Act {
-                action: Action::OptOut,
-                language: None,
-                only_while_opted_out: false,
-            },
-            Signal::Button { label: Some(label), .. } => keywords::classify(label, &extra),
-            Signal::Button { label: None, .. } => Decision::None,
+            Signal::Button { id, label } => keywords::classify_button(id, label, &extra),
             Signal::Text(text) => keywords::classify(text, &extra),
         };
         let source = match signal {

@@ -11,7 +11,7 @@ pub mod tenant;
 pub use audit::{AuditAction, AuditEvent};
 pub use contact::{BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier};
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
-pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState};
+pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};
 pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};
 pub use quarantine::{QuarantineBucket, QuarantineEntry};
 pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};

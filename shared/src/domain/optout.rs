@@ -39,7 +39,8 @@ pub struct OptOutRecord {
     pub source: OptOutSource,
     /// Meta's event time: the order that counts, whatever order the events arrive in.
     pub event_at: Timestamp,
-    /// Set by the store when it applies the record: the state this one replaced (None: none).
+    /// The person's state before this change, across all their identifiers (None: never
+    /// recorded), as the caller computed it; stored so a redelivery can tell a change from none.
     #[serde(default)]
     pub previous: Option<OptState>,
     /// Set by the store: whether the change's consequences (propagation, confirmation) were
@@ -49,10 +50,29 @@ pub struct OptOutRecord {
 }
 
 impl OptOutRecord {
-    /// Whether applying this record changed the person's state (nobody recorded = opted in).
+    /// Whether this record changed the person's state (nobody recorded = opted in).
     pub fn is_change(&self) -> bool {
         self.previous.unwrap_or(OptState::OptedIn) != self.state
     }
+
+    pub fn supersedes(&self, stored: &OptOutRecord) -> bool {
+        supersedes((self.event_at, self.state), (stored.event_at, stored.state))
+    }
+
+    /// The record in force among a person's records (one per identifier): the one that
+    /// supersedes the others.
+    pub fn in_force(records: &[OptOutRecord]) -> Option<&OptOutRecord> {
+        records.iter().fold(None, |best: Option<&OptOutRecord>, r| match best {
+            Some(b) if !r.supersedes(b) => Some(b),
+            _ => Some(r),
+        })
+    }
+}
+
+/// Whether an event replaces the stored one: the newer wins; within the same second (WhatsApp's
+/// resolution) an opt-out wins, so a STOP and a START sent together leave the person opted out.
+pub fn supersedes(new: (Timestamp, OptState), stored: (Timestamp, OptState)) -> bool {
+    new.0 > stored.0 || (new.0 == stored.0 && new.1 == OptState::OptedOut && stored.1 == OptState::OptedIn)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 //! identifier linked to the contact, so a phone number in any format, a WhatsApp user id or an
 //! Instagram id finds the same answer.
 
-use crate::domain::{Channel, OptOutScope, OptOutSource, OptState, TenantId};
+use crate::domain::{Channel, OptOutRecord, OptOutScope, OptOutSource, OptState, TenantId};
 use crate::identity::{Identifier, IdentifierError, IdentifierKind, SubjectKey, SubjectKeySecret};
-use crate::store::{OptOutStore, StoreError};
+use crate::store::{ConversationStore, OptOutStore, StoreError};
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,8 @@ pub enum ContactabilityError {
 }
 
 /// How an identifier given for a channel is read: WhatsApp user ids look like `CC.<id>`, anything
-/// else on WhatsApp is a phone number; on Instagram digits are an IGSID, anything else a username.
+/// else on WhatsApp is a phone number; on Instagram only the scoped id (IGSID) is accepted, since
+/// usernames are not linked to contacts yet and an unknown username would read as contactable.
 pub fn identifier_for(channel: Channel, raw: &str) -> Result<Identifier, IdentifierError> {
     let raw = raw.trim();
     let kind = match channel {
@@ -43,14 +44,14 @@ pub fn identifier_for(channel: Channel, raw: &str) -> Result<Identifier, Identif
             IdentifierKind::WhatsAppUserId
         }
         Channel::WhatsApp => IdentifierKind::Phone,
-        Channel::Instagram if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => IdentifierKind::InstagramId,
-        Channel::Instagram => IdentifierKind::InstagramUsername,
+        Channel::Instagram => IdentifierKind::InstagramId,
     };
     Identifier::parse(kind, raw)
 }
 
 pub async fn check(
-    store: &dyn OptOutStore,
+    opt_outs: &dyn OptOutStore,
+    conversations: &dyn ConversationStore,
     secret: &SubjectKeySecret,
     tenant: &TenantId,
     channel: Channel,
@@ -58,22 +59,46 @@ pub async fn check(
     purpose: Purpose,
 ) -> Result<Contactability, ContactabilityError> {
     let key = secret.subject_key(&identifier_for(channel, raw)?);
-    Ok(check_key(store, tenant, &key, purpose).await?)
+    Ok(check_key(opt_outs, conversations, tenant, &key, purpose).await?)
 }
 
+/// Decides on every identifier linked to the person in this tenant, not only the one asked
+/// about: a number linked after a STOP is as opted out as the one that sent it.
 pub async fn check_key(
-    store: &dyn OptOutStore,
+    opt_outs: &dyn OptOutStore,
+    conversations: &dyn ConversationStore,
     tenant: &TenantId,
     key: &SubjectKey,
     purpose: Purpose,
 ) -> Result<Contactability, StoreError> {
+    let mut keys = vec![key.clone()];
+    for found in conversations
+        .find_subject(key)
+        .await?
+        .into_iter()
+        .filter(|c| &c.tenant == tenant)
+    {
+        if let Some(contact) = conversations.get_contact(tenant, &found.contact).await? {
+            for linked in contact.identifiers {
+                if !keys.contains(&linked.subject_key) {
+                    keys.push(linked.subject_key);
+                }
+            }
+        }
+    }
     let scopes: &[OptOutScope] = match purpose {
         Purpose::Service => &[OptOutScope::All],
         Purpose::Marketing => &[OptOutScope::All, OptOutScope::Marketing],
     };
-    let mut latest = None;
+    let mut latest: Option<OptOutRecord> = None;
     for scope in scopes {
-        if let Some(r) = store.get(tenant, key, *scope).await? {
+        let mut records = Vec::new();
+        for k in &keys {
+            if let Some(r) = opt_outs.get(tenant, k, *scope).await? {
+                records.push(r);
+            }
+        }
+        if let Some(r) = OptOutRecord::in_force(&records) {
             if r.state == OptState::OptedOut {
                 return Ok(Contactability {
                     contactable: false,
@@ -82,13 +107,15 @@ pub async fn check_key(
                     source: Some(r.source),
                 });
             }
-            latest = latest.max(Some((r.event_at, *scope, r.source)));
+            if latest.as_ref().is_none_or(|l| r.event_at > l.event_at) {
+                latest = Some(r.clone());
+            }
         }
     }
     Ok(Contactability {
         contactable: true,
-        scope: latest.map(|(_, s, _)| s),
-        since: latest.map(|(t, _, _)| t),
-        source: latest.map(|(_, _, s)| s),
+        scope: latest.as_ref().map(|r| r.scope),
+        since: latest.as_ref().map(|r| r.event_at),
+        source: latest.map(|r| r.source),
     })
 }

@@ -23,6 +23,7 @@ pub const OPT_OUT: &[(&str, &[Locale])] = &[
     ("baja", &[Locale::Spanish]),
     ("dar de baja", &[Locale::Spanish]),
     ("darme de baja", &[Locale::Spanish]),
+    ("dame de baja", &[Locale::Spanish]),
     ("fin", &[Locale::Spanish]),
     ("alto", &[Locale::Spanish]),
     ("detener", &[Locale::Spanish]),
@@ -47,6 +48,42 @@ pub const OPT_IN: &[(&str, &[Locale])] = &[
 ];
 
 pub const ONLY_WHILE_OPTED_OUT: &[&str] = &["yes"];
+
+/// Keywords that are ordinary answers when softened ("No más, gracias" answers "¿algo más?";
+/// "Cancelar, por favor" may be about an order): alone they act, with courtesy words they go to
+/// review.
+pub const ALONE_ONLY: &[&str] = &["no mas", "cancel", "cancelar"];
+
+/// Phrases that may be a request to stop without being a keyword ("no pares", "no me manden
+/// más"): never acted on, always sent to review.
+pub const REVIEW_TRIGGERS: &[&str] = &[
+    "pares",
+    "paren",
+    "parem",
+    "dejen de",
+    "no me manden",
+    "no me envien",
+    "no quiero recibir",
+    "nao quero receber",
+    "nao me mandem",
+    "me descadastra",
+    "me descadastre",
+    "stop sending",
+    "unsubscribe me",
+];
+
+/// Button labels that mean "opt out" whatever the button's id (Meta's marketing opt-out button
+/// and its translations). Other labels that contain a keyword ("Cancelar" on an appointment)
+/// are sent to review, never acted on.
+pub const OPT_OUT_BUTTON_LABELS: &[&str] = &[
+    "stop promotions",
+    "stop promos",
+    "detener promociones",
+    "no recibir promociones",
+    "parar promocoes",
+    "sair das promocoes",
+    "unsubscribe",
+];
 
 pub const HELP: &[(&str, &[Locale])] = &[
     ("help", &[Locale::English]),
@@ -162,6 +199,7 @@ pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
         return Decision::None;
     }
     let (core, courtesy_lang) = strip_courtesy(&tokens);
+    let softened = core.len() < tokens.len();
     let extra: KeywordTable = tenant.opt_out.iter().map(|k| (k.clone(), &[][..])).collect();
     let tables: [(Action, KeywordTable); 3] = [
         (
@@ -180,27 +218,66 @@ pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
     ];
     for (action, table) in &tables {
         for (keyword, langs) in table {
-            if core == phrase_tokens(keyword).as_slice() {
-                let language = match langs {
-                    [only] => Some(*only),
-                    _ => courtesy_lang.filter(|l| langs.is_empty() || langs.contains(l)),
-                };
-                return Decision::Act {
-                    action: *action,
-                    language,
-                    only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.as_str()),
-                };
+            if !is_repeated(core, &phrase_tokens(keyword)) {
+                continue;
             }
+            if softened && ALONE_ONLY.contains(&keyword.as_str()) {
+                return Decision::Review;
+            }
+            let language = match langs {
+                [only] => Some(*only),
+                _ => courtesy_lang.filter(|l| langs.is_empty() || langs.contains(l)),
+            };
+            return Decision::Act {
+                action: *action,
+                language,
+                only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.as_str()),
+            };
         }
     }
     let opt_out_inside = tables[0]
         .1
         .iter()
-        .any(|(k, _)| contains_phrase(&tokens, &phrase_tokens(k)));
+        .any(|(k, _)| contains_phrase(&tokens, &phrase_tokens(k)))
+        || REVIEW_TRIGGERS
+            .iter()
+            .any(|t| contains_phrase(&tokens, &phrase_tokens(t)));
     if opt_out_inside {
         Decision::Review
     } else {
         Decision::None
+    }
+}
+
+/// The keyword once or repeated ("STOP STOP").
+fn is_repeated(core: &[String], keyword: &[String]) -> bool {
+    !keyword.is_empty()
+        && !core.is_empty()
+        && core.len().is_multiple_of(keyword.len())
+        && core.chunks(keyword.len()).all(|c| c == keyword)
+}
+
+/// A tapped button or quick reply: its id, or an explicit opt-out label, acts; any other label
+/// with a keyword in it goes to review (a "Cancelar" button is usually about an appointment).
+pub fn classify_button(id: &str, label: Option<&str>, tenant: &TenantKeywords) -> Decision {
+    let opt_out = Decision::Act {
+        action: Action::OptOut,
+        language: None,
+        only_while_opted_out: false,
+    };
+    if is_opt_out_button(id, tenant) {
+        return opt_out;
+    }
+    let Some(label) = label else {
+        return Decision::None;
+    };
+    let normalized = normalize(label).join(" ");
+    if OPT_OUT_BUTTON_LABELS.contains(&normalized.as_str()) {
+        return opt_out;
+    }
+    match classify(label, tenant) {
+        Decision::None => Decision::None,
+        _ => Decision::Review,
     }
 }
 

@@ -314,17 +314,16 @@ impl OptOutStore for EmbeddedOptOutStore {
         let mut items = lock(&self.items);
         let state_key = (pk.clone(), keys::optout_state_sk(r.scope));
         let previous = match items.get(&state_key) {
-            Some(stored) if stored.event_at >= r.event_at => return Ok(ApplyOutcome::Stale),
+            Some(stored) if !r.supersedes(stored) => return Ok(ApplyOutcome::Stale),
             Some(stored) => Some(stored.state),
             None => None,
         };
         let stored = OptOutRecord {
-            previous,
             confirmed: false,
             ..r.clone()
         };
         items.insert(state_key, stored.clone());
-        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope)), stored);
+        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope, r.state)), stored);
         Ok(ApplyOutcome::Applied { previous })
     }
 

@@ -3,7 +3,7 @@
 //! tenant ids, channels and contact ids may not contain it.
 
 use crate::domain::{
-    Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, QuarantineBucket, RequestId, TenantId,
+    Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, OptState, QuarantineBucket, RequestId, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::Timestamp;
@@ -88,8 +88,17 @@ pub fn optout_state_sk(scope: OptOutScope) -> String {
     format!("{OPTOUT_STATE_PREFIX}{}", scope_tag(scope))
 }
 
-pub fn optout_history_sk(event_at: Timestamp, scope: OptOutScope) -> String {
-    format!("{OPTOUT_HISTORY_PREFIX}{}#{}", event_at.sort_key(), scope_tag(scope))
+/// The state is part of the key: a STOP and a START in the same second are both history.
+pub fn optout_history_sk(event_at: Timestamp, scope: OptOutScope, state: OptState) -> String {
+    let state = match state {
+        OptState::OptedIn => "in",
+        OptState::OptedOut => "out",
+    };
+    format!(
+        "{OPTOUT_HISTORY_PREFIX}{}#{}#{state}",
+        event_at.sort_key(),
+        scope_tag(scope)
+    )
 }
 
 // PrivacyRequests: not tenant data (a request may span tenants); open ones are indexed by due time.

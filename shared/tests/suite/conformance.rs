@@ -531,28 +531,32 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
     let store = &h.stores.opt_outs;
     let (t, now) = (tenant("acme"), h.clock.now());
     let key = link(IdentifierKind::Phone, "+54 9 11 5555-0008").subject_key;
-    let record = |state, secs: i64| OptOutRecord {
+    let record = |state, secs: i64, previous| OptOutRecord {
         tenant: t.clone(),
         subject_key: key.clone(),
         scope: OptOutScope::All,
         state,
         source: OptOutSource::Keyword,
         event_at: now.plus(Duration::seconds(secs)),
-        previous: None,
+        previous,
         confirmed: false,
     };
+    use OptState::*;
+    let stop20 = record(OptedOut, 20, None);
     assert_eq!(
-        store.apply(&record(OptState::OptedOut, 20)).await.expect("apply"),
+        store.apply(&stop20).await.expect("apply"),
         ApplyOutcome::Applied { previous: None }
     );
     // START sent before the STOP but delivered after it: stale.
     assert_eq!(
-        store.apply(&record(OptState::OptedIn, 10)).await.expect("apply"),
+        store.apply(&record(OptedIn, 10, None)).await.expect("apply"),
         ApplyOutcome::Stale
     );
     // Redelivery of the same STOP: stale, nothing added to history.
+    assert_eq!(store.apply(&stop20).await.expect("apply"), ApplyOutcome::Stale);
+    // A START in the same second as the STOP: the opt-out wins the tie.
     assert_eq!(
-        store.apply(&record(OptState::OptedOut, 20)).await.expect("apply"),
+        store.apply(&record(OptedIn, 20, Some(OptedOut))).await.expect("apply"),
         ApplyOutcome::Stale
     );
     let current = store
@@ -560,11 +564,14 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
         .await
         .expect("get")
         .expect("stored");
-    assert_eq!(current.state, OptState::OptedOut);
     assert_eq!(
-        (current.previous, current.confirmed),
-        (None, false),
-        "the store records what it replaced"
+        (current.state, current.previous, current.confirmed),
+        (OptedOut, None, false)
+    );
+    assert_eq!(
+        store.get(&t, &key, OptOutScope::Marketing).await.expect("get"),
+        None,
+        "scopes are separate"
     );
     // Confirming an older event does nothing; confirming the current one sticks.
     store
@@ -591,15 +598,11 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
             .expect("stored")
             .confirmed
     );
+
     assert_eq!(
-        store.get(&t, &key, OptOutScope::Marketing).await.expect("get"),
-        None,
-        "scopes are separate"
-    );
-    assert_eq!(
-        store.apply(&record(OptState::OptedIn, 30)).await.expect("apply"),
+        store.apply(&record(OptedIn, 30, Some(OptedOut))).await.expect("apply"),
         ApplyOutcome::Applied {
-            previous: Some(OptState::OptedOut)
+            previous: Some(OptedOut)
         }
     );
     let after = store
@@ -607,12 +610,23 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
         .await
         .expect("get")
         .expect("stored");
-    assert_eq!((after.previous, after.confirmed), (Some(OptState::OptedOut), false));
+    assert_eq!(
+        (after.previous, after.confirmed),
+        (Some(OptedOut), false),
+        "the caller's previous is kept"
+    );
     assert!(after.is_change());
+    // A STOP in the same second as that START wins the tie.
+    assert_eq!(
+        store.apply(&record(OptedOut, 30, Some(OptedIn))).await.expect("apply"),
+        ApplyOutcome::Applied {
+            previous: Some(OptedIn)
+        }
+    );
     let history = store.history(&t, &key, &PageRequest::first(10)).await.expect("history");
     assert_eq!(
         history.items.iter().map(|r| r.state).collect::<Vec<_>>(),
-        vec![OptState::OptedOut, OptState::OptedIn]
+        vec![OptedOut, OptedIn, OptedOut]
     );
     assert!(
         store

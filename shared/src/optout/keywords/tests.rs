@@ -84,7 +84,11 @@ fn the_keyword_table() {
         ("descadastrar", Want::Out(Some(Portuguese))),
         ("parar", Want::Out(None)),
         ("cancelar", Want::Out(None)),
-        ("cancelar, obrigada", Want::Out(Some(Portuguese))),
+        ("cancelar, obrigada", Want::Review),
+        ("No más, gracias", Want::Review),
+        ("STOP STOP", Want::Out(Some(English))),
+        ("baja baja baja", Want::Out(Some(Spanish))),
+        ("dame de baja", Want::Out(Some(Spanish))),
         ("parar por favor", Want::Out(Some(Spanish))),
         // Emoji, odd spacing, fullwidth letters, accents and case.
         ("🛑 STOP 🛑", Want::Out(Some(English))),
@@ -114,7 +118,9 @@ fn the_keyword_table() {
         ("Quiero darme de baja de la promo de zapatillas", Want::Review),
         ("¿Cuándo es el fin de la oferta?", Want::Review),
         ("Hasta el final", Want::Nothing),
-        ("no pares", Want::Nothing),
+        ("no pares", Want::Review),
+        ("No quiero recibir más mensajes", Want::Review),
+        ("parem", Want::Review),
         ("Parece bueno", Want::Nothing),
         ("stopped", Want::Nothing),
         ("Hola, ¿tienen stock?", Want::Nothing),
@@ -158,4 +164,25 @@ fn tenants_add_keywords_and_button_ids() {
     assert!(is_opt_out_button("no_promos", &tenant));
     assert!(is_opt_out_button("STOP", &TenantKeywords::default()));
     assert!(!is_opt_out_button("confirm", &tenant));
+}
+
+#[test]
+fn buttons_act_on_ids_and_explicit_labels_only() {
+    let none = TenantKeywords::default();
+    let out = Decision::Act {
+        action: OptOut,
+        language: None,
+        only_while_opted_out: false,
+    };
+    assert_eq!(classify_button("STOP", None, &none), out);
+    assert_eq!(classify_button("promo_2", Some("Stop promotions"), &none), out);
+    assert_eq!(classify_button("promo_2", Some("Detener promociones"), &none), out);
+    // A template's "Cancelar" or "Yes" button is about something else: a person looks at it.
+    assert_eq!(
+        classify_button("appointment_cancel", Some("Cancelar"), &none),
+        Decision::Review
+    );
+    assert_eq!(classify_button("confirm", Some("Yes"), &none), Decision::Review);
+    assert_eq!(classify_button("confirm", Some("Confirmar"), &none), Decision::None);
+    assert_eq!(classify_button("size_m", None, &none), Decision::None);
 }

@@ -75,7 +75,7 @@ impl OptOutStore for DynamoOptOutStore {
         let pk = keys::optout_pk(&r.tenant, &r.subject_key);
         // One write records the new state and the one it replaced (operands read the old item).
         let update = Expr::new(
-            "SET #tenant = :tenant, #key = :key, #scope = :scope, previous_state = if_not_exists(#state, :none), \
+            "SET #tenant = :tenant, #key = :key, #scope = :scope, previous_state = :prev, \
              #state = :state, #source = :source, event_ms = :e, confirmed = :false",
         )
         .name("#tenant", "tenant")
@@ -86,30 +86,39 @@ impl OptOutStore for DynamoOptOutStore {
         .value(":tenant", s(r.tenant.as_str()))
         .value(":key", s(r.subject_key.as_str()))
         .value(":scope", to_attr(&r.scope)?)
-        .value(":none", s(NO_PREVIOUS))
+        .value(":prev", s(r.previous.map_or(NO_PREVIOUS, state_text)))
         .value(":state", s(state_text(r.state)))
         .value(":source", to_attr(&r.source)?)
         .value(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false));
-        let newer = Expr::new("attribute_not_exists(pk) OR event_ms < :e").value(":e", n(r.event_at.unix_millis()));
-        let stored = match self
+        // `supersedes`: newer wins; at the same millisecond an opt-out beats an opt-in.
+        let newer = match r.state {
+            OptState::OptedOut => {
+                Expr::new("attribute_not_exists(pk) OR event_ms < :e OR (event_ms = :e AND #cur = :in)")
+                    .name("#cur", "state")
+                    .value(":in", s(state_text(OptState::OptedIn)))
+            }
+            OptState::OptedIn => Expr::new("attribute_not_exists(pk) OR event_ms < :e"),
+        }
+        .value(":e", n(r.event_at.unix_millis()));
+        let old = match self
             .table
             .update(key(&pk, keys::optout_state_sk(r.scope)), update, Some(newer))
             .await?
         {
             Written::ConditionFailed => return Ok(ApplyOutcome::Stale),
-            Written::Yes(new) => new.map(from_item::<OptOutItem>).transpose()?,
+            Written::Yes(old) => old.filter(|o| !o.is_empty()).map(from_item::<OptOutItem>).transpose()?,
         };
-        let previous = stored.as_ref().and_then(|i| parse_state(i.previous_state.as_deref()));
+        let previous = old.map(|o| o.state);
         let history = OptOutItem {
             pk,
-            sk: keys::optout_history_sk(r.event_at, r.scope),
+            sk: keys::optout_history_sk(r.event_at, r.scope, r.state),
             tenant: r.tenant.clone(),
             subject_key: r.subject_key.clone(),
             scope: r.scope,
             state: r.state,
             source: r.source,
             event_ms: r.event_at.unix_millis(),
-            previous_state: Some(previous.map_or(NO_PREVIOUS, state_text).to_owned()),
+            previous_state: Some(r.previous.map_or(NO_PREVIOUS, state_text).to_owned()),
             confirmed: false,
         };
         self.table.put(to_item(&history)?, None, false).await?;

@@ -184,6 +184,7 @@ impl Table {
         }
     }
 
+    /// Returns the item as it was before the update (`ReturnValues=ALL_OLD`).
     pub async fn update(&self, key: Item, update: Expr, condition: Option<Expr>) -> Result<Written, StoreError> {
         let (names, values) = merge(Some(&update), condition.as_ref());
         let res = self
@@ -195,7 +196,7 @@ impl Table {
             .set_condition_expression(condition.map(|c| c.text))
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
-            .return_values(ReturnValue::AllNew)
+            .return_values(ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
