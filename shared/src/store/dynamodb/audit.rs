@@ -1,4 +1,4 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, s, to_item};
+use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, s, to_item, to_json};
 use crate::clock::SharedClock;
 use crate::domain::{AuditEvent, TenantId};
 use crate::store::keys;
@@ -34,7 +34,7 @@ impl AuditStore for DynamoAuditStore {
             pk: e.tenant.as_str().to_owned(),
             sk: keys::audit_sk(e.at, e.id),
             expires_at: e.expires_at,
-            event: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+            event: to_json(e)?,
         };
         // An audit trail is append-only: the same event id is never overwritten.
         match self
@@ -58,15 +58,11 @@ impl AuditStore for DynamoAuditStore {
             scope: format!("audit:{tenant}"),
             consistent: true,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| {
+        self.table
+            .query_page(&spec, page, |i| {
                 let item: AuditItem = from_item(i)?;
-                serde_json::from_str(&item.event).map_err(|e| StoreError::Corrupt(e.to_string()))
+                from_json(&item.event)
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+            .await
     }
 }

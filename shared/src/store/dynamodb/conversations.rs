@@ -1,4 +1,4 @@
-use super::table::{Expr, Item, QuerySpec, Table, Written, from_item, key, n, s, to_item};
+use super::table::{Expr, Item, QuerySpec, Table, Written, from_item, from_json, key, key_of, n, s, to_item, to_json};
 use crate::clock::SharedClock;
 use crate::domain::{
     Channel, Contact, ContactId, ContactRef, ContactUpsert, DeliveryState, Direction, LinkedIdentifier, Message,
@@ -103,7 +103,7 @@ fn rank(state: DeliveryState) -> i64 {
 }
 
 fn encode_link(link: &LinkedIdentifier) -> Result<String, StoreError> {
-    serde_json::to_string(link).map_err(|e| StoreError::Corrupt(e.to_string()))
+    to_json(link)
 }
 
 impl ProfileItem {
@@ -111,7 +111,7 @@ impl ProfileItem {
         let mut identifiers = self
             .ids
             .iter()
-            .map(|j| serde_json::from_str::<LinkedIdentifier>(j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|j| from_json::<LinkedIdentifier>(j))
             .collect::<Result<Vec<_>, _>>()?;
         identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
         Ok(Contact {
@@ -135,7 +135,7 @@ impl MessageItem {
             direction: self.direction,
             sent_at: Timestamp::from_unix_millis(self.sent_at_ms),
             kind: self.kind,
-            content: serde_json::from_str(&self.content_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            content: from_json(&self.content_json)?,
             expires_at: self.expires_at,
         })
     }
@@ -253,13 +253,9 @@ impl ConversationStore for DynamoConversationStore {
             scope: format!("contacts:{tenant}"),
             consistent: false,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| from_item::<ProfileItem>(i)?.into_contact())
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+        self.table
+            .query_page(&spec, page, |i| from_item::<ProfileItem>(i)?.into_contact())
+            .await
     }
 
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
@@ -301,13 +297,11 @@ impl ConversationStore for DynamoConversationStore {
             scope: format!("messages:{pk}"),
             consistent: true,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| from_item::<MessageItem>(i)?.into_message(tenant, contact))
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+        self.table
+            .query_page(&spec, page, |i| {
+                from_item::<MessageItem>(i)?.into_message(tenant, contact)
+            })
+            .await
     }
 
     async fn delete_message(
@@ -329,18 +323,7 @@ impl ConversationStore for DynamoConversationStore {
             scope: String::new(),
             consistent: true,
         };
-        let edit_keys: Vec<Item> = self
-            .table
-            .query_all(&edits)
-            .await?
-            .into_iter()
-            .filter_map(|mut i| i.remove("sk"))
-            .map(|sk| {
-                let mut k = key(&pk, "");
-                k.insert("sk".to_owned(), sk);
-                k
-            })
-            .collect();
+        let edit_keys: Vec<Item> = self.table.query_all(&edits).await?.into_iter().map(key_of).collect();
         self.table.delete_keys(edit_keys).await?;
         // The tombstone replaces the message in one write: no moment without either.
         let tombstone = TombstoneItem {
@@ -405,7 +388,7 @@ impl ConversationStore for DynamoConversationStore {
             message_id: st.message_id,
             state: st.state,
             at: Timestamp::from_unix_millis(st.at_ms),
-            detail: serde_json::from_str(&st.detail_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            detail: from_json(&st.detail_json)?,
             expires_at: st.expires_at,
         }))
     }
@@ -462,16 +445,7 @@ impl ConversationStore for DynamoConversationStore {
         // One more than the batch, to know whether anything remains after it.
         let (items, _) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
         let remains = items.len() > max_items;
-        let keys: Vec<Item> = items
-            .into_iter()
-            .take(max_items)
-            .map(|mut i| {
-                let sk = i.remove("sk").unwrap_or_else(|| s(""));
-                let mut k = key(&pk, "");
-                k.insert("sk".to_owned(), sk);
-                k
-            })
-            .collect();
+        let keys: Vec<Item> = items.into_iter().take(max_items).map(key_of).collect();
         let deleted = keys.len() as u64;
         self.table.delete_keys(keys).await?;
         Ok(EraseCursor {

@@ -178,13 +178,9 @@ impl OptOutStore for DynamoOptOutStore {
             scope: format!("optout:{pk}"),
             consistent: true,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| Ok(from_item::<OptOutItem>(i)?.into_record()))
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Page { items, next: page.next })
+        self.table
+            .query_page(&spec, page, |i| Ok(from_item::<OptOutItem>(i)?.into_record()))
+            .await
     }
 }
 

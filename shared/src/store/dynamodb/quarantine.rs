@@ -104,16 +104,12 @@ impl QuarantineStore for DynamoQuarantineStore {
             scope: format!("quarantine:{pk}"),
             consistent: true,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| {
+        self.table
+            .query_page(&spec, page, |i| {
                 let item: QuarantineItem = from_item(i)?;
                 serde_json::from_slice(&gunzip(&item.entry_gz)?).map_err(|e| StoreError::Corrupt(e.to_string()))
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+            .await
     }
 
     async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {

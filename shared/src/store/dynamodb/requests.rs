@@ -1,4 +1,4 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, key, n, s, to_item};
+use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, key, n, s, to_item, to_json};
 use crate::clock::SharedClock;
 use crate::domain::{PrivacyRequest, RequestId};
 use crate::store::keys::{self, OPEN_BY_DUE_INDEX, OPEN_MARKER, REQUEST_SK};
@@ -43,12 +43,12 @@ impl RequestItem {
             due_ms: r.due_at.unix_millis(),
             version: r.version,
             expires_at: r.expires_at,
-            request: serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            request: to_json(r)?,
         })
     }
 
     fn into_request(self) -> Result<PrivacyRequest, StoreError> {
-        serde_json::from_str(&self.request).map_err(|e| StoreError::Corrupt(e.to_string()))
+        from_json(&self.request)
     }
 }
 
@@ -102,12 +102,8 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             scope: format!("open-due:{}", until.unix_millis()),
             consistent: false,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| from_item::<RequestItem>(i)?.into_request())
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+        self.table
+            .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
+            .await
     }
 }

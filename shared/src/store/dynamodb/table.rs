@@ -7,6 +7,7 @@ use crate::store::{Cursor, Page, PageRequest, StoreError};
 use crate::timestamp::Timestamp;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::{delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, DeleteRequest, ReturnConsumedCapacity, ReturnValue, TransactWriteItem,
     WriteRequest,
@@ -60,6 +61,15 @@ pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// JSON text inside an item (payloads Meta nests deeper than DynamoDB maps allow, whole records).
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -70,6 +80,12 @@ pub(crate) fn n(v: i64) -> AttributeValue {
 
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// The key of a table item read back from a query.
+pub(crate) fn key_of(mut item: Item) -> Item {
+    item.retain(|name, _| name == "pk" || name == "sk");
+    item
 }
 
 /// A condition or update expression with its placeholders.
@@ -169,19 +185,9 @@ impl Table {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match res {
-            Ok(out) => {
-                self.meter.record(out.consumed_capacity());
-                Ok(Written::Yes(out.attributes))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        self.written(res, PutItemError::is_conditional_check_failed_exception, |o| {
+            (o.consumed_capacity, o.attributes)
+        })
     }
 
     /// Returns the item as it was before the update (`ReturnValues=ALL_OLD`).
@@ -200,19 +206,9 @@ impl Table {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match res {
-            Ok(out) => {
-                self.meter.record(out.consumed_capacity());
-                Ok(Written::Yes(out.attributes))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(backend(e)),
-        }
+        self.written(res, UpdateItemError::is_conditional_check_failed_exception, |o| {
+            (o.consumed_capacity, o.attributes)
+        })
     }
 
     pub async fn delete(&self, key: Item, condition: Option<Expr>) -> Result<Written, StoreError> {
@@ -228,17 +224,30 @@ impl Table {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
+        self.written(res, DeleteItemError::is_conditional_check_failed_exception, |o| {
+            (o.consumed_capacity, None)
+        })
+    }
+
+    /// A conditional write's answer: written (with any attributes asked for), or its condition
+    /// failed; anything else is a backend error.
+    fn written<O, E, R>(
+        &self,
+        res: Result<O, SdkError<E, R>>,
+        condition_failed: impl Fn(&E) -> bool,
+        parts: impl FnOnce(O) -> (Option<ConsumedCapacity>, Option<Item>),
+    ) -> Result<Written, StoreError>
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
         match res {
             Ok(out) => {
-                self.meter.record(out.consumed_capacity());
-                Ok(Written::Yes(None))
+                let (consumed, attributes) = parts(out);
+                self.meter.record(consumed.as_ref());
+                Ok(Written::Yes(attributes))
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
+            Err(e) if e.as_service_error().is_some_and(&condition_failed) => Ok(Written::ConditionFailed),
             Err(e) => Err(backend(e)),
         }
     }
@@ -259,29 +268,31 @@ impl Table {
     }
 
     /// One page of a query, skipping expired items, following DynamoDB pages until the page is full
-    /// or the partition is exhausted.
-    pub async fn query_page(&self, spec: &QuerySpec, page: &PageRequest) -> Result<Page<Item>, StoreError> {
+    /// or the partition is exhausted; each item decoded with `decode`.
+    pub async fn query_page<T>(
+        &self,
+        spec: &QuerySpec,
+        page: &PageRequest,
+        mut decode: impl FnMut(Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
         let limit = page.checked_limit()?;
         let mut start: Option<Item> = match &page.cursor {
             Some(c) => Some(decode_key(c, &spec.scope)?),
             None => None,
         };
         let mut items = Vec::with_capacity(limit);
-        loop {
+        let next = loop {
             let remaining = limit - items.len();
             let (batch, last) = self.query_once(spec, start.take(), Some(remaining)).await?;
             items.extend(batch);
             match last {
-                Some(k) if items.len() >= limit => {
-                    return Ok(Page {
-                        items,
-                        next: Some(encode_key(&k, &spec.scope)?),
-                    });
-                }
+                Some(k) if items.len() >= limit => break Some(encode_key(&k, &spec.scope)?),
                 Some(k) => start = Some(k),
-                None => return Ok(Page { items, next: None }),
+                None => break None,
             }
-        }
+        };
+        let items = items.into_iter().map(&mut decode).collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
     }
 
     /// Every live item of a query (bounded partitions only: index lookups, not listings).

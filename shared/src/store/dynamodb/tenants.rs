@@ -1,4 +1,4 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, key, s, to_item};
+use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, key, s, to_item, to_json};
 use crate::domain::{ChannelAccount, Tenant, TenantEvent, TenantId};
 use crate::store::keys::{self, ACCOUNT_SK, TENANT_EVENT_PREFIX, TENANT_SK};
 use crate::store::{Page, PageRequest, StoreError, TenantStore, WriteOutcome};
@@ -118,7 +118,7 @@ impl TenantStore for DynamoTenantStore {
         let item = EventItem {
             pk: keys::tenant_pk(&e.tenant),
             sk: keys::tenant_event_sk(&e.id),
-            event: serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?,
+            event: to_json(e)?,
         };
         match self
             .table
@@ -142,15 +142,11 @@ impl TenantStore for DynamoTenantStore {
             scope: format!("events:{tenant}"),
             consistent: true,
         };
-        let page = self.table.query_page(&spec, page).await?;
-        let items = page
-            .items
-            .into_iter()
-            .map(|i| {
+        self.table
+            .query_page(&spec, page, |i| {
                 let item: EventItem = from_item(i)?;
-                serde_json::from_str(&item.event).map_err(|e| StoreError::Corrupt(e.to_string()))
+                from_json(&item.event)
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Page { items, next: page.next })
+            .await
     }
 }
