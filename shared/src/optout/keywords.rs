@@ -4,6 +4,7 @@
 //! den de baja") is never acted on, only flagged for human review.
 
 use crate::domain::Locale;
+use std::sync::LazyLock;
 use unicode_normalization::UnicodeNormalization;
 
 /// Opt-out keywords, normalized (lower case, no accents). PARAR and CANCELAR are Spanish and
@@ -160,17 +161,45 @@ pub fn normalize(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn phrase_tokens(phrase: &str) -> Vec<String> {
-    normalize(phrase)
+/// A keyword as the tokens a normalized message is compared with.
+struct Keyword {
+    phrase: String,
+    tokens: Vec<String>,
+    action: Action,
+    languages: &'static [Locale],
 }
+
+impl Keyword {
+    fn new(phrase: &str, action: Action, languages: &'static [Locale]) -> Self {
+        Self {
+            phrase: phrase.to_owned(),
+            tokens: normalize(phrase),
+            action,
+            languages,
+        }
+    }
+}
+
+/// The tables above, normalized once: opt-out, then opt-in, then help.
+static BUILT_IN: LazyLock<Vec<Keyword>> = LazyLock::new(|| {
+    [(Action::OptOut, OPT_OUT), (Action::OptIn, OPT_IN), (Action::Help, HELP)]
+        .iter()
+        .flat_map(|(action, table)| table.iter().map(|(k, l)| Keyword::new(k, *action, l)))
+        .collect()
+});
+
+static COURTESY_TOKENS: LazyLock<Vec<(Vec<String>, Locale)>> =
+    LazyLock::new(|| COURTESY.iter().map(|(w, l)| (normalize(w), *l)).collect());
+
+static TRIGGER_TOKENS: LazyLock<Vec<Vec<String>>> =
+    LazyLock::new(|| REVIEW_TRIGGERS.iter().map(|t| normalize(t)).collect());
 
 fn strip_courtesy(tokens: &[String]) -> (&[String], Option<Locale>) {
     let mut t = tokens;
     let mut lang = None;
     loop {
         let before = t.len();
-        for (word, l) in COURTESY {
-            let w = phrase_tokens(word);
+        for (w, l) in COURTESY_TOKENS.iter() {
             if t.len() > w.len() && t[..w.len()] == w[..] {
                 t = &t[w.len()..];
                 lang = lang.or(Some(*l));
@@ -190,9 +219,6 @@ fn contains_phrase(tokens: &[String], phrase: &[String]) -> bool {
     !phrase.is_empty() && tokens.windows(phrase.len()).any(|w| w == phrase)
 }
 
-/// Keywords with the languages they belong to (a tenant's own have none).
-type KeywordTable = Vec<(String, &'static [Locale])>;
-
 pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
     let tokens = normalize(text);
     if tokens.is_empty() {
@@ -200,48 +226,34 @@ pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
     }
     let (core, courtesy_lang) = strip_courtesy(&tokens);
     let softened = core.len() < tokens.len();
-    let extra: KeywordTable = tenant.opt_out.iter().map(|k| (k.clone(), &[][..])).collect();
-    let tables: [(Action, KeywordTable); 3] = [
-        (
-            Action::OptOut,
-            OPT_OUT
-                .iter()
-                .map(|(k, l)| ((*k).to_owned(), *l))
-                .chain(extra)
-                .collect(),
-        ),
-        (
-            Action::OptIn,
-            OPT_IN.iter().map(|(k, l)| ((*k).to_owned(), *l)).collect(),
-        ),
-        (Action::Help, HELP.iter().map(|(k, l)| ((*k).to_owned(), *l)).collect()),
-    ];
-    for (action, table) in &tables {
-        for (keyword, langs) in table {
-            if !is_repeated(core, &phrase_tokens(keyword)) {
-                continue;
-            }
-            if softened && ALONE_ONLY.contains(&keyword.as_str()) {
-                return Decision::Review;
-            }
-            let language = match langs {
-                [only] => Some(*only),
-                _ => courtesy_lang.filter(|l| langs.is_empty() || langs.contains(l)),
-            };
-            return Decision::Act {
-                action: *action,
-                language,
-                only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.as_str()),
-            };
-        }
-    }
-    let opt_out_inside = tables[0]
-        .1
+    let extra: Vec<Keyword> = tenant
+        .opt_out
         .iter()
-        .any(|(k, _)| contains_phrase(&tokens, &phrase_tokens(k)))
-        || REVIEW_TRIGGERS
-            .iter()
-            .any(|t| contains_phrase(&tokens, &phrase_tokens(t)));
+        .map(|k| Keyword::new(k, Action::OptOut, &[]))
+        .collect();
+    let built_in_opt_out = BUILT_IN.iter().filter(|k| k.action == Action::OptOut);
+    let opt_outs = || built_in_opt_out.clone().chain(extra.iter());
+    let all = opt_outs().chain(BUILT_IN.iter().filter(|k| k.action != Action::OptOut));
+    for keyword in all {
+        if !is_repeated(core, &keyword.tokens) {
+            continue;
+        }
+        if softened && ALONE_ONLY.contains(&keyword.phrase.as_str()) {
+            return Decision::Review;
+        }
+        let langs = keyword.languages;
+        let language = match langs {
+            [only] => Some(*only),
+            _ => courtesy_lang.filter(|l| langs.is_empty() || langs.contains(l)),
+        };
+        return Decision::Act {
+            action: keyword.action,
+            language,
+            only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.phrase.as_str()),
+        };
+    }
+    let opt_out_inside = opt_outs().any(|k| contains_phrase(&tokens, &k.tokens))
+        || TRIGGER_TOKENS.iter().any(|t| contains_phrase(&tokens, t));
     if opt_out_inside {
         Decision::Review
     } else {
