@@ -177,11 +177,11 @@ impl Processor {
             received_at: envelope.received_at,
         };
         let Some(tenant_id) = self.stores.tenants.resolve(&envelope.account).await? else {
-            self.hold_unrouted(&envelope, body, &mut counts).await?;
+            self.hold_unrouted(&envelope, &origin, body, &mut counts).await?;
             return Ok(counts);
         };
         let Some(tenant) = self.stores.tenants.get(&tenant_id).await? else {
-            self.hold_unrouted(&envelope, body, &mut counts).await?;
+            self.hold_unrouted(&envelope, &origin, body, &mut counts).await?;
             return Ok(counts);
         };
         match (envelope.object, envelope.field.as_deref()) {
@@ -221,24 +221,24 @@ impl Processor {
         Ok(counts)
     }
 
-    async fn hold_unrouted(&self, env: &Envelope, body: &str, counts: &mut Counts) -> Result<(), ProcessError> {
+    async fn hold_unrouted(
+        &self,
+        env: &Envelope,
+        origin: &Origin<'_>,
+        body: &str,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
         tracing::warn!(
             request_id = %env.request_id,
             channel = %env.account.channel,
             account = %env.account.account_id,
             "no tenant owns the receiving account; envelope held until one registers it"
         );
-        let entry = QuarantineEntry {
-            id: digest_id(&["unrouted", body]),
-            bucket: QuarantineBucket::Unrouted {
-                account: env.account.clone(),
-            },
-            reason: "no tenant owns the receiving account".to_owned(),
-            envelope: body.to_owned(),
-            received_at: env.received_at,
-            expires_at: quarantine_expiry(env.received_at),
+        let bucket = QuarantineBucket::Unrouted {
+            account: env.account.clone(),
         };
-        self.stores.quarantine.put(&entry).await?;
+        self.hold(origin, bucket, "no tenant owns the receiving account", &"", body)
+            .await?;
         counts.unrouted += 1;
         Ok(())
     }

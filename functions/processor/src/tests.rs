@@ -53,16 +53,27 @@ fn optout_queue() -> Arc<shared::queue::embedded::EmbeddedQueue> {
     ))
 }
 
+/// A processor on embedded stores with tenant A registered, and the opt-out queue it writes to.
+async fn setup() -> (Processor, Stores, TenantId, Arc<shared::queue::embedded::EmbeddedQueue>) {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let q = optout_queue();
+    (
+        Processor::new(stores.clone(), secret(), Arc::new(c), q.clone()),
+        stores,
+        tenant,
+        q,
+    )
+}
+
 fn ana() -> ContactId {
     ContactId::new(Channel::WhatsApp, "AR.13491208655302741918").expect("valid")
 }
 
 #[tokio::test]
 async fn messages_get_the_tenants_retention_and_replays_are_duplicates() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
+    let (p, stores, tenant, _) = setup().await;
     let body = &envelopes(EVERY_TYPE)[0];
     let first = p.process(body).await.expect("processed");
     assert_eq!((first.stored, first.duplicates, first.quarantined), (18, 0, 0));
@@ -83,10 +94,7 @@ async fn messages_get_the_tenants_retention_and_replays_are_duplicates() {
 
 #[tokio::test]
 async fn an_unknown_account_is_held_not_dropped() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
+    let (p, stores, _, _) = setup().await;
     let counts = p.process(&envelopes(UNKNOWN_ACCOUNT)[0]).await.expect("processed");
     assert_eq!(counts.unrouted, 1);
     let account = ChannelAccount::new(Channel::WhatsApp, "106540352240000").expect("valid");
@@ -109,10 +117,7 @@ async fn an_unknown_account_is_held_not_dropped() {
 
 #[tokio::test]
 async fn a_bad_item_is_quarantined_beside_good_ones() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
+    let (p, stores, tenant, _) = setup().await;
     let mut body: serde_json::Value = serde_json::from_str(EVERY_TYPE).expect("json");
     let messages = body["entry"][0]["changes"][0]["value"]["messages"]
         .as_array_mut()
@@ -144,10 +149,7 @@ async fn a_bad_item_is_quarantined_beside_good_ones() {
 
 #[tokio::test]
 async fn statuses_out_of_order_end_at_the_furthest_state() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let tenant = with_tenant(&stores).await;
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
+    let (p, stores, tenant, _) = setup().await;
     let counts = p.process(&envelopes(STATUSES)[0]).await.expect("processed");
     assert_eq!(
         (counts.statuses, counts.duplicates),
@@ -166,9 +168,7 @@ async fn statuses_out_of_order_end_at_the_furthest_state() {
 
 #[tokio::test]
 async fn an_unreadable_envelope_is_quarantined_and_acknowledged() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue());
+    let (p, _, _, _) = setup().await;
     // Bad input: an SQS body that is not an envelope.
     let counts = p.process("{\"hello\": 1}").await.expect("not retried");
     assert_eq!(counts.quarantined, 1);
@@ -278,11 +278,7 @@ async fn commands(q: &shared::queue::embedded::EmbeddedQueue) -> Vec<OptOutComma
 
 #[tokio::test]
 async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
-    let c = clock();
-    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
-    let tenant = with_tenant(&stores).await;
-    let q = optout_queue();
-    let p = Processor::new(stores.clone(), secret(), Arc::new(c), q.clone());
+    let (p, stores, tenant, q) = setup().await;
     let message = |i: u32, kind: &str, content: serde_json::Value| {
         let mut m = serde_json::json!({"from": "5491123456789", "from_user_id": "AR.13491208655302741918",
             "id": format!("wamid.SIG{i}"), "timestamp": "1800000000", "type": kind});
