@@ -32,6 +32,28 @@ const BODIES: &[&str] = &[
     "ig_tenant_b.json",
 ];
 
+/// Both tenants in one request, then the rest across many; returns once all is processed.
+async fn send_every_body(e: &E2e) {
+    assert_eq!(
+        e.post_webhook(&merged(&["wa_every_type.json", "wa_tenant_b.json"]))
+            .await
+            .0,
+        200
+    );
+    for name in BODIES {
+        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200, "{name}");
+    }
+    e.drain().await;
+}
+
+async fn contact_ids(e: &E2e, tenant: &str) -> Vec<String> {
+    e.contacts(tenant)
+        .await
+        .iter()
+        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 async fn two_tenants(e: &E2e) {
     assert_eq!(
         e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[A_INSTAGRAM])
@@ -87,24 +109,9 @@ async fn status_of(e: &E2e, tenant: &str, contact: &str, wamid: &str) -> Option<
 async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
     let e = E2e::on_emulators().await;
     two_tenants(&e).await;
-    // Both tenants in one request, then the rest across many.
-    assert_eq!(
-        e.post_webhook(&merged(&["wa_every_type.json", "wa_tenant_b.json"]))
-            .await
-            .0,
-        200
-    );
-    for name in BODIES {
-        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200, "{name}");
-    }
-    e.drain().await;
+    send_every_body(&e).await;
 
-    let a_contacts: Vec<String> = e
-        .contacts("tenant-a")
-        .await
-        .iter()
-        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let a_contacts = contact_ids(&e, "tenant-a").await;
     assert_eq!(a_contacts, vec![IG_PERSON.to_owned(), ANA.to_owned(), CARO.to_owned()]);
 
     // WhatsApp: every documented type, an unknown future one, kept with its raw JSON, in order.
@@ -228,12 +235,7 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
     );
 
     // Tenant B sees its own messages only; the same person is a separate contact there.
-    let b_contacts: Vec<String> = e
-        .contacts("tenant-b")
-        .await
-        .iter()
-        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let b_contacts = contact_ids(&e, "tenant-b").await;
     assert_eq!(b_contacts, vec![IG_PERSON.to_owned(), ANA.to_owned()]);
     let b_ana = e.messages("tenant-b", ANA).await;
     assert_eq!(b_ana.len(), 1);
@@ -241,16 +243,7 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
 
     // Replaying every body changes nothing.
     let before = snapshot(&e).await;
-    assert_eq!(
-        e.post_webhook(&merged(&["wa_every_type.json", "wa_tenant_b.json"]))
-            .await
-            .0,
-        200
-    );
-    for name in BODIES {
-        assert_eq!(e.post_webhook(&fixture(name)).await.0, 200, "{name}");
-    }
-    e.drain().await;
+    send_every_body(&e).await;
     assert_eq!(snapshot(&e).await, before);
 
     // Unsend and revoke delete our copy.
