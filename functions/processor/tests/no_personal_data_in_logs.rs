@@ -80,9 +80,7 @@ async fn logs_carry_no_personal_data() {
         let split =
             envelope::split(body.as_bytes(), "req-1", Timestamp::from_unix_seconds(1_800_000_000)).expect("usable");
         for e in split.envelopes {
-            p.process(&serde_json::to_string(&e).expect("json"))
-                .await
-                .expect("processed");
+            p.process(&e).await.expect("processed");
         }
     }
     let logs = String::from_utf8(captured.0.lock().unwrap_or_else(|e| e.into_inner()).clone()).expect("utf8");

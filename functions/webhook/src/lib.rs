@@ -141,10 +141,7 @@ impl Webhook {
                 };
             }
         };
-        let bodies: Result<Vec<String>, _> = split.envelopes.iter().map(serde_json::to_string).collect();
-        let Ok(bodies) = bodies else {
-            return apigw::error(500, "envelope could not be encoded");
-        };
+        let bodies = split.envelopes;
         if let Err(e) = self.ingest.send_batch(&bodies).await {
             tracing::error!(%request_id, error = %e, "ingest queue refused the envelopes; Meta will retry");
             return apigw::error(500, "temporarily unavailable");

@@ -84,7 +84,8 @@ pub struct Unusable {
 
 #[derive(Debug, Default)]
 pub struct Split {
-    pub envelopes: Vec<Envelope>,
+    /// Each envelope as JSON, ready for the queue: encoded once, here, where its size is checked.
+    pub envelopes: Vec<String>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -139,6 +140,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
         }
     };
     let mut split = Split::default();
+    let mut built = Vec::new();
     for (i, entry) in head.entry.iter().enumerate() {
         let reject = |kind: &'static str, detail: String| Rejected {
             kind,
@@ -177,7 +179,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
             }
         };
         if object == MetaObject::Instagram && parsed.messaging.is_some() {
-            split.envelopes.push(base(None, entry_account.clone(), entry));
+            built.push(base(None, entry_account.clone(), entry));
         }
         for (j, change) in parsed.changes.unwrap_or_default().iter().enumerate() {
             let change_reject = |kind: &'static str, detail: String| Rejected {
@@ -213,27 +215,33 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                 }
                 None => entry_account.clone(),
             };
-            split.envelopes.push(base(Some(c.field), account, c.value));
+            built.push(base(Some(c.field), account, c.value));
         }
     }
     // An envelope SQS cannot carry is kept in quarantine rather than lost.
-    let (fit, too_big): (Vec<_>, Vec<_>) = split.envelopes.into_iter().partition(|e| {
-        serde_json::to_vec(e)
-            .map(|v| v.len() <= MAX_BODY_BYTES)
-            .unwrap_or(false)
-    });
-    split.envelopes = fit;
-    split.rejected.extend(too_big.into_iter().map(|e| Rejected {
-        kind: "change larger than a queue message",
-        reason: format!("entry {} change is larger than a queue message", e.entry_id),
-        raw: e.payload.get().to_owned(),
-    }));
+    for e in built {
+        match serde_json::to_string(&e) {
+            Ok(body) if body.len() <= MAX_BODY_BYTES => split.envelopes.push(body),
+            _ => split.rejected.push(Rejected {
+                kind: "change larger than a queue message",
+                reason: format!("entry {} change is larger than a queue message", e.entry_id),
+                raw: e.payload.get().to_owned(),
+            }),
+        }
+    }
     Ok(split)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decoded(s: &Split) -> Vec<Envelope> {
+        s.envelopes
+            .iter()
+            .map(|e| serde_json::from_str(e).expect("an envelope"))
+            .collect()
+    }
 
     fn at() -> Timestamp {
         Timestamp::from_unix_seconds(1_700_000_000)
@@ -246,14 +254,15 @@ mod tests {
             {"field":"message_template_status_update","value":{"event":"APPROVED","message_template_id":1}}]}]}"#;
         let s = split(body, "req-1", at()).expect("usable");
         assert!(s.rejected.is_empty());
-        assert_eq!(s.envelopes.len(), 2);
+        let envelopes = decoded(&s);
+        assert_eq!(envelopes.len(), 2);
         assert_eq!(
-            s.envelopes[0].account,
+            envelopes[0].account,
             ChannelAccount::new(Channel::WhatsApp, "106540352242922").expect("valid")
         );
-        assert_eq!(s.envelopes[0].field.as_deref(), Some("messages"));
+        assert_eq!(envelopes[0].field.as_deref(), Some("messages"));
         assert_eq!(
-            s.envelopes[1].account,
+            envelopes[1].account,
             ChannelAccount::new(Channel::WhatsApp, "102290129340398").expect("valid")
         );
     }
@@ -261,10 +270,10 @@ mod tests {
     #[test]
     fn instagram_entries_route_by_account() {
         let body = br#"{"object":"instagram","entry":[{"id":"17841400000000","time":1700000000000,"messaging":[{"sender":{"id":"1"},"recipient":{"id":"17841400000000"},"timestamp":1700000000000,"message":{"mid":"m1","text":"hi"}}]}]}"#;
-        let s = split(body, "req-1", at()).expect("usable");
-        assert_eq!(s.envelopes.len(), 1);
-        assert_eq!(s.envelopes[0].account.channel, Channel::Instagram);
-        assert!(s.envelopes[0].payload.get().contains("\"messaging\""));
+        let envelopes = decoded(&split(body, "req-1", at()).expect("usable"));
+        assert_eq!(envelopes.len(), 1);
+        assert_eq!(envelopes[0].account.channel, Channel::Instagram);
+        assert!(envelopes[0].payload.get().contains("\"messaging\""));
     }
 
     #[test]
