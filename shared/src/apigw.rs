@@ -73,15 +73,8 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
 
 /// `{"error": message}`: a short, safe sentence for the caller; never personal data.
 pub fn error(status: u16, message: impl std::fmt::Display) -> Response {
-    json_error(status, &message.to_string())
-}
-
-fn json_error(status: u16, message: &str) -> Response {
-    respond(
-        status,
-        "application/json",
-        serde_json::json!({ "error": message }).to_string(),
-    )
+    let body = serde_json::json!({ "error": message.to_string() }).to_string();
+    respond(status, "application/json", body)
 }
 
 /// The text of a response body, for tests and the local stack.
