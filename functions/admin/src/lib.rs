@@ -36,6 +36,13 @@ pub fn principal(req: &Request) -> Option<String> {
     iam.user_arn.clone().or_else(|| iam.caller_id.clone())
 }
 
+/// What an audited request reads.
+enum AuditTarget {
+    Contacts,
+    Contact(ContactId),
+    Subject(shared::identity::SubjectKey),
+}
+
 /// Why an admin request failed; turned into a status and a short, safe message at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -245,30 +252,29 @@ impl Admin {
         }
     }
 
-    async fn audit(
-        &self,
-        tenant: &Tenant,
-        actor: &str,
-        contact: Option<ContactId>,
-        req: &Request,
-    ) -> Result<(), AdminError> {
+    /// Records who reads what, and why, before the read: no audit, no read.
+    async fn audit(&self, tenant: &Tenant, actor: &str, req: &Request, target: AuditTarget) -> Result<(), AdminError> {
+        let (action, contact, subject_key, default_reason) = match target {
+            AuditTarget::Contacts => (AuditAction::Read, None, None, "admin read"),
+            AuditTarget::Contact(c) => (AuditAction::Read, Some(c), None, "admin read"),
+            AuditTarget::Subject(k) => (AuditAction::Lookup, None, Some(k), "contactability check"),
+        };
         let now = self.clock.now();
         let event = AuditEvent {
             id: uuid::Uuid::new_v4(),
             tenant: tenant.id.clone(),
             at: now,
             actor: actor.to_owned(),
-            action: AuditAction::Read,
+            action,
             contact,
-            subject_key: None,
+            subject_key,
             reason: apigw::header(req, "x-audit-reason")
-                .unwrap_or("admin read")
+                .unwrap_or(default_reason)
                 .chars()
                 .take(200)
                 .collect(),
             expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
         };
-        // No audit, no read.
         self.stores.audit.append(&event).await.map_err(store_error)
     }
 
@@ -277,7 +283,7 @@ impl Admin {
             (Ok(t), Ok(p)) => (t, p),
             (Err(r), _) | (_, Err(r)) => return r.into(),
         };
-        if let Err(r) = self.audit(&tenant, actor, None, req).await {
+        if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::Contacts).await {
             return r.into();
         }
         match self.stores.conversations.list_contacts(&tenant.id, &page).await {
@@ -301,7 +307,10 @@ impl Admin {
             Ok(c) => c,
             Err(r) => return r.into(),
         };
-        if let Err(r) = self.audit(&tenant, actor, Some(contact.clone()), req).await {
+        if let Err(r) = self
+            .audit(&tenant, actor, req, AuditTarget::Contact(contact.clone()))
+            .await
+        {
             return r.into();
         }
         match self
@@ -360,24 +369,8 @@ impl Admin {
             Err(e) => return bad_request("id", e).into(),
         };
         let key = self.secret.subject_key(&identifier);
-        let now = self.clock.now();
-        let event = AuditEvent {
-            id: uuid::Uuid::new_v4(),
-            tenant: tenant.id.clone(),
-            at: now,
-            actor: actor.to_owned(),
-            action: AuditAction::Lookup,
-            contact: None,
-            subject_key: Some(key.clone()),
-            reason: apigw::header(req, "x-audit-reason")
-                .unwrap_or("contactability check")
-                .chars()
-                .take(200)
-                .collect(),
-            expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
-        };
-        if let Err(e) = self.stores.audit.append(&event).await {
-            return store_error(e).into();
+        if let Err(e) = self.audit(&tenant, actor, req, AuditTarget::Subject(key.clone())).await {
+            return e.into();
         }
         let (opt_outs, conversations) = (self.stores.opt_outs.as_ref(), self.stores.conversations.as_ref());
         match contactability::check_key(opt_outs, conversations, &tenant.id, &key, purpose).await {
