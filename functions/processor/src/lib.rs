@@ -15,7 +15,6 @@ use shared::meta::{instagram as ig, whatsapp as wa};
 use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::optout::keywords::{self, Action, Decision, TenantKeywords};
 use shared::queue::{Queue, QueueError};
-use shared::retention::quarantine_expiry;
 use shared::store::{StoreError, Stores, WriteOutcome};
 use shared::timestamp::Timestamp;
 use std::collections::HashMap;
@@ -273,14 +272,7 @@ impl Processor {
         } else {
             format!("{kind}: {detail}")
         };
-        let entry = QuarantineEntry {
-            id: digest_id(&[&reason, raw]),
-            bucket,
-            reason,
-            envelope: raw.to_owned(),
-            received_at: origin.received_at,
-            expires_at: quarantine_expiry(origin.received_at),
-        };
+        let entry = QuarantineEntry::new(bucket, reason, raw.to_owned(), origin.received_at);
         self.stores.quarantine.put(&entry).await?;
         Ok(())
     }
@@ -930,13 +922,6 @@ fn digest(parts: &[&str]) -> [u8; 32] {
 
 fn digest_hex(parts: &[&str]) -> String {
     hex::encode(&digest(parts)[..16])
-}
-
-fn digest_id(parts: &[&str]) -> uuid::Uuid {
-    let d = digest(parts);
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&d[..16]);
-    uuid::Uuid::from_bytes(bytes)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use shared::domain::{QuarantineBucket, QuarantineEntry};
 use shared::meta::envelope::{self, Rejected};
 use shared::meta::signature::{self, AppSecret};
 use shared::queue::Queue;
-use shared::retention::quarantine_expiry;
 use shared::store::QuarantineStore;
 use std::sync::Arc;
 
@@ -166,14 +165,7 @@ impl Webhook {
         let now = self.clock.now();
         for part in parts {
             tracing::warn!(%request_id, kind = part.kind, "webhook part quarantined");
-            let entry = QuarantineEntry {
-                id: uuid::Uuid::new_v4(),
-                bucket: QuarantineBucket::Rejected,
-                reason: part.reason,
-                envelope: part.raw,
-                received_at: now,
-                expires_at: quarantine_expiry(now),
-            };
+            let entry = QuarantineEntry::new(QuarantineBucket::Rejected, part.reason, part.raw, now);
             if let Err(e) = self.quarantine.put(&entry).await {
                 tracing::error!(%request_id, error = %e.log_safe(), "quarantine unavailable; Meta will retry");
                 return Err(apigw::error(500, "temporarily unavailable"));

@@ -1,6 +1,8 @@
 use super::tenant::ChannelAccount;
+use crate::retention::quarantine_expiry;
 use crate::timestamp::{Expiry, Timestamp};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Why an envelope is held. Unrouted envelopes are re-processed once their account is registered;
 /// rejected ones wait for a person.
@@ -29,6 +31,29 @@ pub struct QuarantineEntry {
     pub envelope: String,
     pub received_at: Timestamp,
     pub expires_at: Expiry,
+}
+
+impl QuarantineEntry {
+    /// An entry with the quarantine's retention, keyed by its reason and content, so holding the
+    /// same thing again at the same time (a redelivery) stores it once.
+    pub fn new(bucket: QuarantineBucket, reason: String, envelope: String, received_at: Timestamp) -> Self {
+        let mut h = Sha256::new();
+        for part in [reason.as_bytes(), envelope.as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let digest: [u8; 32] = h.finalize().into();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self {
+            id: uuid::Uuid::from_bytes(id),
+            bucket,
+            reason,
+            envelope,
+            received_at,
+            expires_at: quarantine_expiry(received_at),
+        }
+    }
 }
 
 // Debug output may end up in a log line: the envelope holds personal data.
