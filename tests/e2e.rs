@@ -511,8 +511,8 @@ async fn large_changes_pass_the_queue_and_unhandled_fields_are_held() {
 async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
     let e = E2e::on_emulators().await;
     two_tenants(&e).await;
-    let outbound = e.stack.queues.outbound.clone();
-    let propagation = e.stack.queues.propagation.clone();
+    let outbound = e.stack.queues[&shared::config::QueueKind::Outbound].clone();
+    let propagation = e.stack.queues[&shared::config::QueueKind::Propagation].clone();
     let forms = [
         "+54 9 11 2345-6789",
         "011 15 2345-6789",

@@ -4,6 +4,8 @@
 //! Storage and queues are embedded by default, or DynamoDB Local and an SQS server when given
 //! their endpoints (tables and queues then come from template.yaml).
 
+pub mod coldstart;
+
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body as LambdaBody;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -14,14 +16,16 @@ use base64::Engine;
 use http::{HeaderValue, Method, StatusCode};
 use shared::apigw::{self, Request};
 use shared::clock::{Clock, SettableClock, SharedClock, SystemClock};
-use shared::config::{Endpoints, SUBJECT_KEY_SECRET, TableNames, subject_key_secret};
+use shared::config::{Endpoints, QueueKind, TableNames};
 use shared::meta::signature::AppSecret;
-use shared::provision::{self, INGEST_QUEUE, OPTOUT_QUEUE, OUTBOUND_QUEUE, PROPAGATION_QUEUE, QueueSpec, TEMPLATE};
+use shared::provision::{self, QueueSpec, TEMPLATE};
 use shared::queue::Queue;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::queue::sqs::SqsQueue;
+use shared::secrets::{self, SecretValues, StaticSecrets};
 use shared::store::Stores;
 use shared::timestamp::Timestamp;
+use shared::wiring::{LocalResources, WiringError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,8 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use webhook::{META_APP_SECRET, META_VERIFY_TOKEN, Webhook, WebhookConfig};
+use webhook::Webhook;
 
+/// The local stack's environment variables for the secrets a deployed stack reads from Secrets
+/// Manager.
+pub const META_APP_SECRET: &str = "META_APP_SECRET";
+pub const META_VERIFY_TOKEN: &str = "META_VERIFY_TOKEN";
+pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Lambda's synchronous payload limit: larger requests never reach a function in AWS either.
@@ -55,6 +64,8 @@ pub enum StackError {
     Config(String),
     #[error("setting up the emulators: {0}")]
     Provision(#[from] provision::ProvisionError),
+    #[error("building a handler: {0}")]
+    Wiring(#[from] WiringError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -149,19 +160,9 @@ struct App {
     webhook: Webhook,
     admin: admin::Admin,
     clock: SettableClock,
-    queues: Queues,
+    /// The queues that have a consumer, in flow order (the ingest queue first).
+    consumed: Vec<Arc<dyn Queue>>,
     admin_token: String,
-}
-
-/// Every queue of the system, as the handlers see them.
-#[derive(Clone, Debug)]
-pub struct Queues {
-    pub ingest: Arc<dyn Queue>,
-    pub optout: Arc<dyn Queue>,
-    /// Read by other parts of Socio Virtual; nothing in this stack consumes it.
-    pub propagation: Arc<dyn Queue>,
-    /// Read by the outbound sender; nothing in this stack consumes it.
-    pub outbound: Arc<dyn Queue>,
 }
 
 #[derive(Debug)]
@@ -169,7 +170,8 @@ pub struct RunningStack {
     pub addr: SocketAddr,
     pub clock: SettableClock,
     pub stores: Stores,
-    pub queues: Queues,
+    /// Every queue functions send to, by kind.
+    pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
     pub backend: String,
     options: Options,
     shutdown: oneshot::Sender<()>,
@@ -178,7 +180,7 @@ pub struct RunningStack {
 }
 
 /// The template's queues in memory, each with its dead-letter queue and redrive count.
-fn embedded_queues(specs: &BTreeMap<String, QueueSpec>, clock: SharedClock) -> BTreeMap<String, Arc<EmbeddedQueue>> {
+fn embedded_queues(specs: &BTreeMap<String, QueueSpec>, clock: SharedClock) -> BTreeMap<String, Arc<dyn Queue>> {
     let mut made: BTreeMap<String, Arc<EmbeddedQueue>> = BTreeMap::new();
     let mut order: Vec<&String> = specs.keys().collect();
     order.sort_by_key(|id| specs[*id].redrive.is_some());
@@ -195,15 +197,30 @@ fn embedded_queues(specs: &BTreeMap<String, QueueSpec>, clock: SharedClock) -> B
         }
         made.insert(id.clone(), Arc::new(q));
     }
-    made
+    made.into_iter().map(|(id, q)| (id, q as Arc<dyn Queue>)).collect()
 }
 
-fn pick<Q: Queue + 'static>(queues: &BTreeMap<String, Arc<Q>>, id: &str) -> Result<Arc<dyn Queue>, StackError> {
-    queues
-        .get(id)
-        .cloned()
-        .map(|q| q as Arc<dyn Queue>)
-        .ok_or_else(|| StackError::Config(format!("no queue {id} in template.yaml")))
+/// A queue consumer, as Lambda's SQS event source invokes it.
+type Consumer = Arc<dyn Fn(SqsEvent) -> BatchFuture + Send + Sync>;
+
+/// The SQS-triggered functions the stack runs, by their binary name in template.yaml: adding a
+/// function to the stack is one line here.
+async fn consumer(binary: &str, r: &LocalResources) -> Result<Consumer, StackError> {
+    fn serve<H: Clone + Send + Sync + 'static, F: Future<Output = SqsBatchResponse> + Send + 'static>(
+        handler: H,
+        call: fn(H, SqsEvent) -> F,
+    ) -> Consumer {
+        Arc::new(move |event| Box::pin(call(handler.clone(), event)))
+    }
+    Ok(match binary {
+        "processor" => serve(processor::build(r).await?, |h, e| async move { h.handle(e).await }),
+        "optout" => serve(optout::build(r)?, |h, e| async move { h.handle(e).await }),
+        other => {
+            return Err(StackError::Config(format!(
+                "template.yaml has an SQS consumer {other} that the local stack does not run"
+            )));
+        }
+    })
 }
 
 pub async fn start(options: Options) -> Result<RunningStack, StackError> {
@@ -212,30 +229,36 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     // Visibility timeouts are operational, not retention: they run on the wall clock even when
     // the stack's clock is moved.
     let queue_clock: SharedClock = Arc::new(SystemClock);
-    let secret_of = |n: &str| options.secrets.get(n).cloned();
-    let subject_secret = subject_key_secret(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
-    let webhook_config = WebhookConfig::from_lookup(secret_of).map_err(|e| StackError::Config(e.to_string()))?;
+    let secrets = SecretValues::from_pairs(
+        "the local stack's environment",
+        [
+            (
+                secrets::META_APP_SECRET,
+                app_secrets_json(&options.secrets[META_APP_SECRET]),
+            ),
+            (
+                secrets::META_VERIFY_TOKEN,
+                options.secrets[META_VERIFY_TOKEN].clone().into(),
+            ),
+            (
+                secrets::SUBJECT_KEY_SECRET,
+                options.secrets[SUBJECT_KEY_SECRET].clone().into(),
+            ),
+        ],
+    );
 
     let specs = provision::queue_specs(TEMPLATE)?;
-    let (stores, queues, backend) = match &options.emulators {
-        None => {
-            let made = embedded_queues(&specs, queue_clock);
-            let queues = Queues {
-                ingest: pick(&made, INGEST_QUEUE)?,
-                optout: pick(&made, OPTOUT_QUEUE)?,
-                propagation: pick(&made, PROPAGATION_QUEUE)?,
-                outbound: pick(&made, OUTBOUND_QUEUE)?,
-            };
-            (
-                shared::store::embedded::stores(store_clock.clone()),
-                queues,
-                "embedded store and queues".to_owned(),
-            )
-        }
+    let (stores, all_queues, backend) = match &options.emulators {
+        None => (
+            shared::store::embedded::stores(store_clock.clone()),
+            embedded_queues(&specs, queue_clock),
+            "embedded store and queues".to_owned(),
+        ),
         Some(em) => {
             let endpoints = Endpoints {
                 dynamodb: Some(em.dynamodb.clone()),
                 sqs: Some(em.sqs.clone()),
+                secretsmanager: None,
             };
             let sdk = shared::aws::sdk_config().await;
             let dynamo = shared::aws::dynamodb(&sdk, &endpoints);
@@ -243,17 +266,11 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             let prefix = format!("local-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
             let tables = TableNames::with_prefix(&prefix);
             provision::create_tables(&dynamo, TEMPLATE, &tables).await?;
-            let made: BTreeMap<String, Arc<SqsQueue>> = provision::create_queues(&sqs, TEMPLATE, &prefix)
+            let queues = provision::create_queues(&sqs, TEMPLATE, &prefix)
                 .await?
                 .into_iter()
-                .map(|(id, url)| (id, Arc::new(SqsQueue::new(sqs.clone(), url))))
+                .map(|(id, url)| (id, Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>))
                 .collect();
-            let queues = Queues {
-                ingest: pick(&made, INGEST_QUEUE)?,
-                optout: pick(&made, OPTOUT_QUEUE)?,
-                propagation: pick(&made, PROPAGATION_QUEUE)?,
-                outbound: pick(&made, OUTBOUND_QUEUE)?,
-            };
             let stores = shared::store::dynamodb::stores(&dynamo, &tables, store_clock.clone(), &Default::default());
             (
                 stores,
@@ -262,29 +279,34 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             )
         }
     };
-
-    let processor = processor::Processor::new(
-        stores.clone(),
-        subject_secret.clone(),
-        store_clock.clone(),
-        queues.optout.clone(),
-    );
-    let optout = optout::OptOutHandler::new(
-        stores.clone(),
-        queues.propagation.clone(),
-        queues.outbound.clone(),
-        store_clock.clone(),
-    );
-    let app = Arc::new(App {
-        webhook: Webhook::new(
-            webhook_config,
-            queues.ingest.clone(),
-            stores.quarantine.clone(),
-            store_clock.clone(),
-        ),
-        admin: admin::Admin::new(stores.clone(), queues.ingest.clone(), store_clock, subject_secret),
-        clock: clock.clone(),
+    let mut queues = BTreeMap::new();
+    for kind in QueueKind::ALL {
+        let q = all_queues
+            .get(kind.logical_id())
+            .ok_or_else(|| StackError::Config(format!("no queue {} in template.yaml", kind.logical_id())))?;
+        queues.insert(kind, q.clone());
+    }
+    let resources = LocalResources {
+        stores: stores.clone(),
         queues: queues.clone(),
+        secrets: Arc::new(StaticSecrets::new(secrets)),
+        clock: store_clock,
+    };
+
+    let mut consumers = provision::consumers(TEMPLATE)?;
+    consumers.sort_by_key(|c| QueueKind::from_logical_id(&c.queue));
+    let mut pumped = Vec::new();
+    for c in &consumers {
+        let queue = all_queues
+            .get(&c.queue)
+            .ok_or_else(|| StackError::Config(format!("{} consumes {}, which is not a queue", c.binary, c.queue)))?;
+        pumped.push((queue.clone(), consumer(&c.binary, &resources).await?));
+    }
+    let app = Arc::new(App {
+        webhook: webhook::build(&resources).await?,
+        admin: admin::build(&resources).await?,
+        clock: clock.clone(),
+        consumed: pumped.iter().map(|(q, _)| q.clone()).collect(),
         admin_token: options.secrets.get(ADMIN_TOKEN).cloned().unwrap_or_default(),
     });
 
@@ -308,16 +330,10 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             tracing::error!(error = %e, "local stack server stopped");
         }
     });
-    let pumps = vec![
-        tokio::spawn(pump(queues.ingest.clone(), move |event| {
-            let p = processor.clone();
-            Box::pin(async move { p.handle(event).await })
-        })),
-        tokio::spawn(pump(queues.optout.clone(), move |event| {
-            let h = optout.clone();
-            Box::pin(async move { h.handle(event).await })
-        })),
-    ];
+    let pumps = pumped
+        .into_iter()
+        .map(|(queue, handler)| tokio::spawn(pump(queue, handler)))
+        .collect();
     Ok(RunningStack {
         addr,
         clock,
@@ -331,12 +347,20 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     })
 }
 
+/// `META_APP_SECRET` holds one secret, or a JSON list of them while one is rotated.
+fn app_secrets_json(value: &str) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(list @ serde_json::Value::Array(_)) => list,
+        _ => value.into(),
+    }
+}
+
 type BatchFuture = Pin<Box<dyn Future<Output = SqsBatchResponse> + Send>>;
 
 /// Lambda's SQS event source, in process: receive a batch, invoke the handler, delete what it did
 /// not report as failed. Failed messages come back after the visibility timeout and, after the
 /// template's maximum receives, go to the dead-letter queue.
-async fn pump(queue: Arc<dyn Queue>, handler: impl Fn(SqsEvent) -> BatchFuture) {
+async fn pump(queue: Arc<dyn Queue>, handler: Consumer) {
     loop {
         let received = match queue.receive(10, Duration::from_secs(1)).await {
             Ok(r) => r,
@@ -396,8 +420,11 @@ impl RunningStack {
         let secret = |n: &str| self.options.secrets.get(n).cloned().unwrap_or_default();
         let now = self.clock.now().unix_seconds();
         let body = sample_webhook(now);
-        let signature =
-            AppSecret::new(secret(META_APP_SECRET).split(',').next().unwrap_or_default().trim()).sign(body.as_bytes());
+        let signature = AppSecret::new(match app_secrets_json(&secret(META_APP_SECRET)) {
+            serde_json::Value::Array(list) => list.first().and_then(|s| s.as_str()).unwrap_or_default().to_owned(),
+            _ => secret(META_APP_SECRET),
+        })
+        .sign(body.as_bytes());
         let mut out = format!("Socio Virtual local stack on {url} ({})\n", self.backend);
         for name in &self.options.dev_fallbacks {
             out.push_str(&format!(
@@ -483,23 +510,30 @@ fn set_clock(app: &App, body: &[u8]) -> apigw::Response {
     }
 }
 
-/// Waits until the queues this stack consumes are empty. The ingest queue is read first: the
-/// processor sends opt-out commands before it deletes its ingest message, so nothing slips
-/// between the two reads.
+/// Waits until every queue with a consumer is empty. A consumer sends what it produces before it
+/// deletes its own message, so reading the queues in flow order (ingest first) twice in a row and
+/// finding them all empty means nothing is left in between.
 async fn drain(app: &App) -> apigw::Response {
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    let mut empty_passes = 0;
     loop {
-        let pending = match (app.queues.ingest.pending().await, app.queues.optout.pending().await) {
-            (Ok(i), Ok(o)) => i + o,
-            (Err(e), _) | (_, Err(e)) => return apigw::error(503, e),
-        };
-        if pending == 0 {
+        let mut pending = 0;
+        for q in &app.consumed {
+            match q.pending().await {
+                Ok(n) => pending += n,
+                Err(e) => return apigw::error(503, e),
+            }
+        }
+        empty_passes = if pending == 0 { empty_passes + 1 } else { 0 };
+        if empty_passes == 2 {
             return apigw::json(200, &serde_json::json!({ "drained": true }));
         }
         if tokio::time::Instant::now() >= deadline {
             return apigw::error(504, format!("{pending} messages still queued after {DRAIN_TIMEOUT:?}"));
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        if pending > 0 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 

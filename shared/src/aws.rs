@@ -1,18 +1,73 @@
-//! SDK clients, built once per process from the environment's AWS configuration, pointed at an
-//! emulator when an endpoint override is configured.
+//! SDK clients, built once per process, pointed at an emulator when an endpoint override is
+//! configured, and the Lambda side of the wiring ([`AwsResources`]).
+//!
+//! The SDK configuration is assembled here rather than by `aws-config`'s default chain: in Lambda
+//! the credentials and region are always in the environment, and the chain's other providers
+//! (profiles, SSO, STS web identity, IMDS) would add megabytes to every binary. TLS is rustls on
+//! ring, the smaller of the SDK's two providers.
 
-use crate::config::Endpoints;
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, ConfigError, Endpoints, QueueKind, TableKind};
+use crate::queue::Queue;
+use crate::queue::sqs::SqsQueue;
+use crate::secrets::{FETCH_TIMEOUT, SECRETS_ARN, SecretSource, SecretsManagerSource};
+use crate::store::dynamodb::{CapacityMeter, DynamoStores};
+use crate::store::{AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, TenantStore};
+use crate::wiring::{Resources, WiringError};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_types::SdkConfig;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// Attempts per call (first try included) for throttling and transient errors.
 pub const SDK_MAX_ATTEMPTS: u32 = 5;
+/// A connection that is not up in this time will not be: fail the attempt and retry.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most init spends warming connections; warming never fails init.
+pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// The SDK configuration from the environment: `AWS_REGION` (or `AWS_DEFAULT_REGION`), and the
+/// credentials Lambda puts in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+/// Emulators accept any credentials, so a process pointed only at emulators may have none.
+pub fn sdk_config_from(lookup: impl Fn(&str) -> Option<String>, emulated: bool) -> Result<SdkConfig, ConfigError> {
+    let var = |n: &str| lookup(n).filter(|v| !v.is_empty());
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .or_else(|| emulated.then(|| "us-east-1".to_owned()))
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment"),
+        _ if emulated => Credentials::new("local", "local", None, None, "emulator"),
+        (None, _) => return Err(ConfigError::Missing("AWS_ACCESS_KEY_ID")),
+        (Some(_), None) => return Err(ConfigError::Missing("AWS_SECRET_ACCESS_KEY")),
+    };
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    Ok(SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(http)
+        .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().unwrap_or_else(|| unreachable!()))
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
         .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
-        .load()
-        .await
+        .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build())
+        .build())
+}
+
+/// [`sdk_config_from`] on the process environment, for tests and tools that talk to emulators.
+pub async fn sdk_config() -> SdkConfig {
+    match sdk_config_from(|n| std::env::var(n).ok(), true) {
+        Ok(c) => c,
+        Err(e) => unreachable!("an emulated configuration always resolves: {e}"),
+    }
 }
 
 pub fn dynamodb(sdk: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_dynamodb::Client {
@@ -29,4 +84,153 @@ pub fn sqs(sdk: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_sqs::Client {
         b = b.endpoint_url(url);
     }
     aws_sdk_sqs::Client::from_conf(b.build())
+}
+
+pub fn secretsmanager(sdk: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_secretsmanager::Client {
+    let mut b = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(url) = &endpoints.secretsmanager {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(b.build())
+}
+
+/// A Lambda function's resources: tables, queues and the secret named by its environment, on
+/// clients made on first use. It remembers what the handler asked for, so [`Self::warm_up`] opens
+/// exactly the connections the function will use.
+#[derive(Debug)]
+pub struct AwsResources {
+    sdk: SdkConfig,
+    config: Config,
+    lookup: fn(&str) -> Option<String>,
+    clock: SharedClock,
+    meter: CapacityMeter,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    used_tables: Mutex<BTreeSet<String>>,
+    used_queues: Mutex<BTreeSet<String>>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl AwsResources {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_lookup(env)?;
+        let emulated = config.endpoints.dynamodb.is_some() || config.endpoints.sqs.is_some();
+        let sdk = sdk_config_from(env, emulated)?;
+        Ok(Self {
+            sdk,
+            config,
+            lookup: env,
+            clock: Arc::new(SystemClock),
+            meter: CapacityMeter::default(),
+            dynamodb: OnceLock::new(),
+            sqs: OnceLock::new(),
+            used_tables: Mutex::default(),
+            used_queues: Mutex::default(),
+        })
+    }
+
+    fn tables(&self, kind: TableKind) -> DynamoStores {
+        let name = self.config.tables.get(kind).to_owned();
+        lock(&self.used_tables).insert(name);
+        let client = self
+            .dynamodb
+            .get_or_init(|| dynamodb(&self.sdk, &self.config.endpoints));
+        DynamoStores::new(
+            client.clone(),
+            self.config.tables.clone(),
+            self.clock.clone(),
+            self.meter.clone(),
+        )
+    }
+
+    /// Opens the connections the handler will use, and resolves what signing needs, while
+    /// Lambda's init phase runs with a CPU boost: one cheap read per table and queue, each
+    /// bounded by [`WARM_UP_TIMEOUT`] in all. A failure is logged and the function starts anyway;
+    /// its first real call then pays for the connection.
+    pub async fn warm_up(&self) {
+        let tenants = lock(&self.used_tables)
+            .contains(self.config.tables.get(TableKind::Tenants))
+            .then(|| self.config.tables.get(TableKind::Tenants));
+        let queues: Vec<String> = lock(&self.used_queues).iter().cloned().collect();
+        let dynamodb = self.dynamodb.get().cloned();
+        let sqs = self.sqs.get().cloned();
+        let work = async {
+            // One read per client is enough to open its connection; the rest reuse it. Every
+            // function that reads DynamoDB on its hot path reads the tenants table.
+            if let (Some(client), Some(table)) = (&dynamodb, tenants) {
+                let probe = client
+                    .get_item()
+                    .table_name(table)
+                    .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(WARM_UP_KEY.to_owned()))
+                    .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(WARM_UP_KEY.to_owned()))
+                    .projection_expression("pk")
+                    .send();
+                if let Err(e) = probe.await {
+                    tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "DynamoDB warm-up failed");
+                }
+            }
+            if let (Some(client), Some(url)) = (&sqs, queues.first()) {
+                let probe = client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .send();
+                if let Err(e) = probe.await {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "SQS warm-up failed");
+                }
+            }
+        };
+        if tokio::time::timeout(WARM_UP_TIMEOUT, work).await.is_err() {
+            tracing::warn!(timeout = ?WARM_UP_TIMEOUT, "connection warm-up timed out; starting anyway");
+        }
+    }
+}
+
+/// A key no item has: `#` never starts a tenant id, so the probe reads nothing.
+const WARM_UP_KEY: &str = "#warm-up";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Resources for AwsResources {
+    fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+    fn conversations(&self) -> Arc<dyn ConversationStore> {
+        self.tables(TableKind::Conversations).conversations()
+    }
+    fn opt_outs(&self) -> Arc<dyn OptOutStore> {
+        self.tables(TableKind::OptOuts).opt_outs()
+    }
+    fn privacy_requests(&self) -> Arc<dyn PrivacyRequestStore> {
+        self.tables(TableKind::PrivacyRequests).privacy_requests()
+    }
+    fn audit(&self) -> Arc<dyn AuditStore> {
+        self.tables(TableKind::Audit).audit()
+    }
+    fn tenants(&self) -> Arc<dyn TenantStore> {
+        self.tables(TableKind::Tenants).tenants()
+    }
+    fn quarantine(&self) -> Arc<dyn QuarantineStore> {
+        self.tables(TableKind::Quarantine).quarantine()
+    }
+
+    fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {
+        let url = kind.url(self.lookup)?;
+        lock(&self.used_queues).insert(url.clone());
+        let client = self.sqs.get_or_init(|| sqs(&self.sdk, &self.config.endpoints));
+        Ok(Arc::new(SqsQueue::new(client.clone(), url)))
+    }
+
+    fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError> {
+        let arn = (self.lookup)(SECRETS_ARN)
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing(SECRETS_ARN))?;
+        let client = secretsmanager(&self.sdk, &self.config.endpoints);
+        Ok(Arc::new(SecretsManagerSource::new(client, arn, FETCH_TIMEOUT)))
+    }
 }

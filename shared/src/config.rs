@@ -1,8 +1,6 @@
 //! Configuration, read once from the environment into types. A missing or malformed variable is
 //! named in the error, so a bad deployment fails at start-up with a sentence, not at first use.
 
-use crate::identity::{SubjectKeySecret, WeakSecret};
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -117,16 +115,52 @@ impl TableNames {
 pub struct Endpoints {
     pub dynamodb: Option<String>,
     pub sqs: Option<String>,
+    pub secretsmanager: Option<String>,
 }
 
-pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
-pub const INGEST_QUEUE_URL: &str = "INGEST_QUEUE_URL";
-pub const OPTOUT_QUEUE_URL: &str = "OPTOUT_QUEUE_URL";
-pub const PROPAGATION_QUEUE_URL: &str = "PROPAGATION_QUEUE_URL";
-pub const OUTBOUND_QUEUE_URL: &str = "OUTBOUND_QUEUE_URL";
+/// The queues functions send to, as tables have `TableKind`: the one place that ties a queue to
+/// its template resource and the environment variable holding its URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueKind {
+    Ingest,
+    OptOut,
+    Propagation,
+    Outbound,
+}
 
-/// A queue's URL from the variable `name`, for the functions that send to it.
-pub fn queue_url(name: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+impl QueueKind {
+    pub const ALL: [QueueKind; 4] = [Self::Ingest, Self::OptOut, Self::Propagation, Self::Outbound];
+
+    /// Logical id of the queue in template.yaml.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Self::Ingest => "IngestQueue",
+            Self::OptOut => "OptOutQueue",
+            Self::Propagation => "PropagationQueue",
+            Self::Outbound => "OutboundQueue",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Ingest => "INGEST_QUEUE_URL",
+            Self::OptOut => "OPTOUT_QUEUE_URL",
+            Self::Propagation => "PROPAGATION_QUEUE_URL",
+            Self::Outbound => "OUTBOUND_QUEUE_URL",
+        }
+    }
+
+    pub fn from_logical_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.logical_id() == id)
+    }
+
+    /// The queue's URL from its variable.
+    pub fn url(self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        queue_url(self.env_var(), lookup)
+    }
+}
+
+fn queue_url(name: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     match lookup(name).filter(|v| !v.is_empty()) {
         Some(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(v),
         Some(_) => Err(ConfigError::Malformed {
@@ -139,23 +173,13 @@ pub fn queue_url(name: &'static str, lookup: impl Fn(&str) -> Option<String>) ->
 
 pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
 pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
+pub const SECRETSMANAGER_ENDPOINT: &str = "SECRETSMANAGER_ENDPOINT";
 
 /// What every function needs: where the data lives.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub tables: TableNames,
     pub endpoints: Endpoints,
-}
-
-/// The subject-key secret, read only by the functions that compute subject keys.
-pub fn subject_key_secret(lookup: impl Fn(&str) -> Option<String>) -> Result<SubjectKeySecret, ConfigError> {
-    let value = lookup(SUBJECT_KEY_SECRET)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(ConfigError::Missing(SUBJECT_KEY_SECRET))?;
-    SubjectKeySecret::new(value.into_bytes()).map_err(|WeakSecret| ConfigError::Malformed {
-        name: SUBJECT_KEY_SECRET,
-        reason: WeakSecret.to_string(),
-    })
 }
 
 impl Config {
@@ -193,6 +217,7 @@ impl Config {
             endpoints: Endpoints {
                 dynamodb: endpoint(DYNAMODB_ENDPOINT)?,
                 sqs: endpoint(SQS_ENDPOINT)?,
+                secretsmanager: endpoint(SECRETSMANAGER_ENDPOINT)?,
             },
         })
     }
@@ -214,16 +239,31 @@ mod tests {
     use std::collections::HashMap;
 
     fn full_env() -> HashMap<&'static str, String> {
-        let mut env: HashMap<&'static str, String> = TableKind::ALL
+        let env: HashMap<&'static str, String> = TableKind::ALL
             .iter()
             .map(|k| (k.env_var(), format!("sv-{}", k.short_name())))
             .collect();
-        env.insert(SUBJECT_KEY_SECRET, "x".repeat(40));
         env
     }
 
     fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
         Config::from_lookup(|n| env.get(n).cloned())
+    }
+
+    #[test]
+    fn queue_kinds_match_the_template() {
+        let specs = crate::provision::queue_specs(crate::provision::TEMPLATE).expect("template");
+        for kind in QueueKind::ALL {
+            assert!(specs.contains_key(kind.logical_id()), "{kind:?}");
+            assert_eq!(QueueKind::from_logical_id(kind.logical_id()), Some(kind));
+        }
+        assert_eq!(QueueKind::from_logical_id("IngestDeadLetterQueue"), None);
+        let env = |n: &str| (n == "OPTOUT_QUEUE_URL").then(|| "queue".to_owned());
+        assert!(matches!(QueueKind::OptOut.url(env), Err(ConfigError::Malformed { .. })));
+        assert_eq!(
+            QueueKind::Ingest.url(env),
+            Err(ConfigError::Missing("INGEST_QUEUE_URL"))
+        );
     }
 
     #[test]
@@ -238,16 +278,6 @@ mod tests {
         let mut env = full_env();
         env.remove("AUDIT_TABLE");
         assert_eq!(load(&env).err(), Some(ConfigError::Missing("AUDIT_TABLE")));
-
-        let mut env = full_env();
-        env.insert(SUBJECT_KEY_SECRET, "short".into());
-        let err = subject_key_secret(|n| env.get(n).cloned()).expect_err("weak secret refused");
-        assert!(err.to_string().contains("SUBJECT_KEY_SECRET"), "{err}");
-        env.remove(SUBJECT_KEY_SECRET);
-        assert_eq!(
-            subject_key_secret(|n| env.get(n).cloned()).err(),
-            Some(ConfigError::Missing(SUBJECT_KEY_SECRET))
-        );
 
         let mut env = full_env();
         env.insert("TENANTS_TABLE", "a b".into());
@@ -268,12 +298,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn the_secret_never_prints() {
-        let env = full_env();
-        let secret = subject_key_secret(|n| env.get(n).cloned()).expect("valid");
-        assert!(!format!("{secret:?}").contains(&"x".repeat(40)));
     }
 }

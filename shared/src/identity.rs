@@ -3,7 +3,7 @@
 //! phone number can be reversed by enumerating numbers; a keyed one cannot without the secret.
 
 use crate::phone::{self, PhoneError};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::fmt;

@@ -14,12 +14,8 @@ use std::collections::BTreeMap;
 /// The SAM template, compiled in so a binary can provision without the source tree.
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
 
-/// Logical ids of the queues in template.yaml.
-pub const INGEST_QUEUE: &str = "IngestQueue";
+/// Logical id of the ingest queue's dead-letter queue in template.yaml.
 pub const INGEST_DEAD_LETTER_QUEUE: &str = "IngestDeadLetterQueue";
-pub const OPTOUT_QUEUE: &str = "OptOutQueue";
-pub const PROPAGATION_QUEUE: &str = "PropagationQueue";
-pub const OUTBOUND_QUEUE: &str = "OutboundQueue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -45,6 +41,57 @@ struct Resource {
     kind: String,
     #[serde(rename = "Properties", default)]
     properties: serde_yaml::Value,
+    #[serde(rename = "Metadata", default)]
+    metadata: serde_yaml::Value,
+}
+
+/// Which function consumes a queue: the template's SQS event sources, as Lambda wires them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// Logical id of the queue.
+    pub queue: String,
+    /// The function's binary (`Metadata.BuildProperties.Binary`), which names its crate.
+    pub binary: String,
+}
+
+/// Every SQS event source of every function in the template.
+pub fn consumers(template: &str) -> Result<Vec<Consumer>, ProvisionError> {
+    let t: Template = serde_yaml::from_str(template).map_err(|e| ProvisionError::Yaml(e.to_string()))?;
+    let mut out = Vec::new();
+    for (id, r) in t
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == "AWS::Serverless::Function")
+    {
+        let bad = |reason: &str| ProvisionError::BadTable {
+            table: id.clone(),
+            reason: reason.to_owned(),
+        };
+        let Some(events) = r.properties.get("Events").and_then(|e| e.as_mapping()) else {
+            continue;
+        };
+        for event in events
+            .values()
+            .filter(|e| e.get("Type").and_then(|t| t.as_str()) == Some("SQS"))
+        {
+            let queue = event
+                .get("Properties")
+                .and_then(|p| p.get("Queue"))
+                .and_then(get_att_target)
+                .ok_or_else(|| bad("an SQS event's Queue must be !GetAtt <Queue>.Arn"))?;
+            let binary = r
+                .metadata
+                .get("BuildProperties")
+                .and_then(|b| b.get("Binary"))
+                .and_then(|b| b.as_str())
+                .ok_or_else(|| bad("a function needs Metadata.BuildProperties.Binary"))?;
+            out.push(Consumer {
+                queue,
+                binary: binary.to_owned(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The parts of an `AWS::DynamoDB::Table` an emulator needs.
@@ -360,6 +407,16 @@ mod tests {
     }
 
     #[test]
+    fn the_consumers_are_the_template_s_sqs_event_sources() {
+        let found = consumers(TEMPLATE).expect("template parses");
+        let pairs: Vec<(&str, &str)> = found.iter().map(|c| (c.queue.as_str(), c.binary.as_str())).collect();
+        assert!(pairs.contains(&("IngestQueue", "processor")), "{pairs:?}");
+        assert!(pairs.contains(&("OptOutQueue", "optout")), "{pairs:?}");
+        let bad = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Events:\n        Q: { Type: SQS, Properties: { Queue: arn } }\n";
+        assert!(consumers(bad).is_err(), "a queue given as a plain string is refused");
+    }
+
+    #[test]
     fn every_table_of_the_design_is_in_the_template_with_ttl() {
         let specs = specs();
         for kind in TableKind::ALL {
@@ -380,7 +437,7 @@ mod tests {
     #[test]
     fn the_ingest_queue_redrives_to_its_dead_letter_queue() {
         let queues = queue_specs(TEMPLATE).expect("template parses");
-        let ingest = &queues[INGEST_QUEUE];
+        let ingest = &queues[crate::config::QueueKind::Ingest.logical_id()];
         let (dlq, max) = ingest.redrive.clone().expect("redrive policy");
         assert_eq!((dlq.as_str(), max), (INGEST_DEAD_LETTER_QUEUE, 5));
         assert!(queues.contains_key(INGEST_DEAD_LETTER_QUEUE));

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::apigw::{self, Request, Response};
 use shared::clock::SharedClock;
+use shared::config::QueueKind;
 use shared::deadline::Jurisdiction;
 use shared::domain::*;
 use shared::identity::SubjectKeySecret;
@@ -15,6 +16,7 @@ use shared::optout::contactability::{self, Purpose};
 use shared::queue::Queue;
 use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, RetentionMonths, audit_expiry};
 use shared::store::{Cursor, PageRequest, StoreError, Stores};
+use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -137,6 +139,13 @@ struct MessageView<'a> {
     kind: &'a str,
     content: &'a Value,
     expires_at: shared::timestamp::Timestamp,
+}
+
+/// The admin API from its resources: the stores, the ingest queue (replays of held envelopes)
+/// and the subject-key secret.
+pub async fn build(r: &impl Resources) -> Result<Admin, WiringError> {
+    let secret = r.secrets()?.fetch().await?.subject_key_secret()?;
+    Ok(Admin::new(r.stores(), r.queue(QueueKind::Ingest)?, r.clock(), secret))
 }
 
 impl Admin {

@@ -6,12 +6,14 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
+use shared::config::QueueKind;
 use shared::domain::{ApplyOutcome, OptOutRecord, OptOutScope, OptState, Tenant};
 use shared::identity::SubjectKey;
 use shared::optout::command::{OptOutCommand, OutboundReply, PropagationEvent, ReplyKind};
 use shared::optout::replies;
 use shared::queue::{Queue, QueueError};
-use shared::store::{StoreError, Stores};
+use shared::store::{ConversationStore, OptOutStore, StoreError, Stores, TenantStore};
+use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,18 +48,56 @@ pub enum Outcome {
     Helped,
 }
 
+/// The stores the opt-out function uses: built alone in Lambda, so its binary links no other.
+#[derive(Clone, Debug)]
+pub struct OptOutStores {
+    pub conversations: Arc<dyn ConversationStore>,
+    pub opt_outs: Arc<dyn OptOutStore>,
+    pub tenants: Arc<dyn TenantStore>,
+}
+
+impl From<Stores> for OptOutStores {
+    fn from(s: Stores) -> Self {
+        Self {
+            conversations: s.conversations,
+            opt_outs: s.opt_outs,
+            tenants: s.tenants,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct OptOutHandler {
-    stores: Stores,
+    stores: OptOutStores,
     propagation: Arc<dyn Queue>,
     outbound: Arc<dyn Queue>,
     clock: SharedClock,
 }
 
+/// The opt-out handler from its resources: the stores and the propagation and outbound queues.
+pub fn build(r: &impl Resources) -> Result<OptOutHandler, WiringError> {
+    let stores = OptOutStores {
+        conversations: r.conversations(),
+        opt_outs: r.opt_outs(),
+        tenants: r.tenants(),
+    };
+    Ok(OptOutHandler::new(
+        stores,
+        r.queue(QueueKind::Propagation)?,
+        r.queue(QueueKind::Outbound)?,
+        r.clock(),
+    ))
+}
+
 impl OptOutHandler {
-    pub fn new(stores: Stores, propagation: Arc<dyn Queue>, outbound: Arc<dyn Queue>, clock: SharedClock) -> Self {
+    pub fn new(
+        stores: impl Into<OptOutStores>,
+        propagation: Arc<dyn Queue>,
+        outbound: Arc<dyn Queue>,
+        clock: SharedClock,
+    ) -> Self {
         Self {
-            stores,
+            stores: stores.into(),
             propagation,
             outbound,
             clock,

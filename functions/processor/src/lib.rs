@@ -8,6 +8,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
+use shared::config::QueueKind;
 use shared::domain::*;
 use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
 use shared::meta::envelope::{Envelope, MetaObject};
@@ -15,8 +16,9 @@ use shared::meta::{instagram as ig, whatsapp as wa};
 use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::optout::keywords::{self, Action, Decision, TenantKeywords};
 use shared::queue::{Queue, QueueError};
-use shared::store::{StoreError, Stores, WriteOutcome};
+use shared::store::{ConversationStore, QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome};
 use shared::timestamp::Timestamp;
+use shared::wiring::{Resources, WiringError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -82,9 +84,27 @@ impl Counts {
     }
 }
 
+/// The stores the processor writes: built alone in Lambda, so its binary links no other store.
+#[derive(Clone, Debug)]
+pub struct ProcessorStores {
+    pub conversations: Arc<dyn ConversationStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub quarantine: Arc<dyn QuarantineStore>,
+}
+
+impl From<Stores> for ProcessorStores {
+    fn from(s: Stores) -> Self {
+        Self {
+            conversations: s.conversations,
+            tenants: s.tenants,
+            quarantine: s.quarantine,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Processor {
-    stores: Stores,
+    stores: ProcessorStores,
     secret: SubjectKeySecret,
     clock: SharedClock,
     optout_queue: Arc<dyn Queue>,
@@ -106,10 +126,26 @@ struct Origin<'a> {
     received_at: Timestamp,
 }
 
+/// The processor from its resources: the stores, the opt-out queue and the subject-key secret.
+pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
+    let secret = r.secrets()?.fetch().await?.subject_key_secret()?;
+    let stores = ProcessorStores {
+        conversations: r.conversations(),
+        tenants: r.tenants(),
+        quarantine: r.quarantine(),
+    };
+    Ok(Processor::new(stores, secret, r.clock(), r.queue(QueueKind::OptOut)?))
+}
+
 impl Processor {
-    pub fn new(stores: Stores, secret: SubjectKeySecret, clock: SharedClock, optout_queue: Arc<dyn Queue>) -> Self {
+    pub fn new(
+        stores: impl Into<ProcessorStores>,
+        secret: SubjectKeySecret,
+        clock: SharedClock,
+        optout_queue: Arc<dyn Queue>,
+    ) -> Self {
         Self {
-            stores,
+            stores: stores.into(),
             secret,
             clock,
             optout_queue,

@@ -9,25 +9,26 @@
 use http::Method;
 use shared::apigw::{self, Request, Response};
 use shared::clock::SharedClock;
+use shared::config::QueueKind;
 use shared::domain::{QuarantineBucket, QuarantineEntry};
 use shared::meta::envelope::{self, Rejected};
-use shared::meta::signature::{self, AppSecret};
+use shared::meta::signature::{self, AppSecret, SignatureError};
 use shared::queue::Queue;
+use shared::secrets::{SecretError, SecretSource, SecretValues};
 use shared::store::QuarantineStore;
-use std::sync::Arc;
+use shared::wiring::{Resources, WiringError};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub const ROUTE: &str = "/webhooks/meta";
 /// WhatsApp payloads are at most 3 MB; anything larger is not from Meta.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-pub const META_APP_SECRET: &str = "META_APP_SECRET";
-pub const META_VERIFY_TOKEN: &str = "META_VERIFY_TOKEN";
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-}
+/// How often a signature that no cached app secret verifies may trigger a re-read of the secret:
+/// a rotated secret is accepted within seconds, and a flood of bad signatures costs one read a
+/// minute.
+pub const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The app secrets (several during a rotation) and the verify token.
 #[derive(Clone, Debug)]
@@ -37,28 +38,93 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// `META_APP_SECRET` holds one secret, or several separated by commas during rotation.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let secrets: Vec<AppSecret> = lookup(META_APP_SECRET)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(AppSecret::new)
-            .collect();
-        if secrets.is_empty() {
-            return Err(ConfigError::Missing(META_APP_SECRET));
-        }
-        let verify_token = lookup(META_VERIFY_TOKEN)
-            .filter(|t| !t.is_empty())
-            .ok_or(ConfigError::Missing(META_VERIFY_TOKEN))?;
-        Ok(Self { secrets, verify_token })
+    pub fn from_secrets(values: &SecretValues) -> Result<Self, SecretError> {
+        Ok(Self {
+            secrets: values.app_secrets()?,
+            verify_token: values.verify_token()?,
+        })
     }
+}
+
+/// The cached app secrets, re-read from their source when a signature fails with all of them,
+/// at most once per interval.
+#[derive(Debug)]
+pub struct AppSecrets {
+    current: RwLock<Arc<Vec<AppSecret>>>,
+    source: Arc<dyn SecretSource>,
+    reread_interval: Duration,
+    last_read: tokio::sync::Mutex<Instant>,
+}
+
+impl AppSecrets {
+    pub fn new(initial: Vec<AppSecret>, source: Arc<dyn SecretSource>, reread_interval: Duration) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(initial)),
+            source,
+            reread_interval,
+            last_read: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn current(&self) -> Arc<Vec<AppSecret>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Verifies with the cached secrets; on a mismatch, re-reads them if the last read is older
+    /// than the interval, and tries once more.
+    pub async fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
+        let first = signature::verify(header, body, &self.current());
+        if first != Err(SignatureError::Mismatch) {
+            return first;
+        }
+        let refreshed = {
+            let mut last = self.last_read.lock().await;
+            if last.elapsed() < self.reread_interval {
+                None
+            } else {
+                *last = Instant::now();
+                match self.source.fetch().await.and_then(|v| v.app_secrets()) {
+                    Ok(secrets) => {
+                        tracing::info!(count = secrets.len(), "app secrets re-read after a signature mismatch");
+                        let secrets = Arc::new(secrets);
+                        *self.current.write().unwrap_or_else(|p| p.into_inner()) = secrets.clone();
+                        Some(secrets)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "app secrets could not be re-read; keeping the cached ones");
+                        None
+                    }
+                }
+            }
+        };
+        match refreshed {
+            Some(secrets) => signature::verify(header, body, &secrets),
+            None => first,
+        }
+    }
+}
+
+/// The webhook handler from its resources: the ingest queue, the quarantine table and the
+/// secret's app secrets and verify token, read now (a missing or malformed one fails init).
+pub async fn build(r: &impl Resources) -> Result<Webhook, WiringError> {
+    let source = r.secrets()?;
+    let values = source.fetch().await?;
+    let config = WebhookConfig::from_secrets(&values)?;
+    let ingest = r.queue(QueueKind::Ingest)?;
+    let secrets = AppSecrets::new(config.secrets, source, SECRET_REREAD_INTERVAL);
+    Ok(Webhook::new(
+        secrets,
+        config.verify_token,
+        ingest,
+        r.quarantine(),
+        r.clock(),
+    ))
 }
 
 #[derive(Debug)]
 pub struct Webhook {
-    config: WebhookConfig,
+    secrets: AppSecrets,
+    verify_token: String,
     ingest: Arc<dyn Queue>,
     quarantine: Arc<dyn QuarantineStore>,
     clock: SharedClock,
@@ -66,13 +132,15 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(
-        config: WebhookConfig,
+        secrets: AppSecrets,
+        verify_token: String,
         ingest: Arc<dyn Queue>,
         quarantine: Arc<dyn QuarantineStore>,
         clock: SharedClock,
     ) -> Self {
         Self {
-            config,
+            secrets,
+            verify_token,
             ingest,
             quarantine,
             clock,
@@ -98,7 +166,7 @@ impl Webhook {
         ) else {
             return apigw::error(400, "hub.mode, hub.verify_token and hub.challenge are required");
         };
-        if mode != "subscribe" || !constant_time_eq(token.as_bytes(), self.config.verify_token.as_bytes()) {
+        if mode != "subscribe" || !constant_time_eq(token.as_bytes(), self.verify_token.as_bytes()) {
             tracing::warn!("webhook verification refused");
             return apigw::error(403, "verification refused");
         }
@@ -121,7 +189,11 @@ impl Webhook {
         if body.len() > MAX_BODY_BYTES {
             return apigw::error(413, "body larger than 3 MB");
         }
-        if let Err(e) = signature::verify(apigw::header(req, "x-hub-signature-256"), &body, &self.config.secrets) {
+        if let Err(e) = self
+            .secrets
+            .verify(apigw::header(req, "x-hub-signature-256"), &body)
+            .await
+        {
             tracing::warn!(%request_id, reason = %e, "webhook signature refused");
             return apigw::error(401, e);
         }

@@ -1,15 +1,28 @@
 use super::*;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use base64::Engine;
+use serde_json::json;
 use shared::clock::SettableClock;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::queue::{QueueError, ReceivedMessage};
+use shared::secrets::{META_APP_SECRET, META_VERIFY_TOKEN, StaticSecrets};
 use shared::store::PageRequest;
 use shared::store::embedded::EmbeddedQuarantineStore;
 use shared::timestamp::Timestamp;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const SECRET: &str = "app-secret";
+
+fn values(app_secrets: &[&str]) -> SecretValues {
+    SecretValues::from_pairs(
+        "test-secret",
+        [
+            (META_APP_SECRET, json!(app_secrets)),
+            (META_VERIFY_TOKEN, json!("verify-me")),
+        ],
+    )
+}
 
 struct Fixture {
     webhook: Webhook,
@@ -21,13 +34,19 @@ fn fixture() -> Fixture {
     let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
     let queue = Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(30)));
     let quarantine = Arc::new(EmbeddedQuarantineStore::new(clock.clone()));
-    let config = WebhookConfig::from_lookup(|n| match n {
-        META_APP_SECRET => Some(format!("retired-secret, {SECRET}")),
-        META_VERIFY_TOKEN => Some("verify-me".to_owned()),
-        _ => None,
-    })
-    .expect("config");
-    let webhook = Webhook::new(config, queue.clone(), quarantine.clone(), clock);
+    let source = Arc::new(StaticSecrets::new(values(&["retired-secret", SECRET])));
+    let secrets = AppSecrets::new(
+        vec![AppSecret::new("retired-secret"), AppSecret::new(SECRET)],
+        source,
+        SECRET_REREAD_INTERVAL,
+    );
+    let webhook = Webhook::new(
+        secrets,
+        "verify-me".to_owned(),
+        queue.clone(),
+        quarantine.clone(),
+        clock,
+    );
     Fixture {
         webhook,
         queue,
@@ -255,13 +274,105 @@ impl Queue for RefusingQueue {
 #[tokio::test]
 async fn a_refusing_queue_answers_500_so_meta_retries() {
     let f = fixture();
+    let secrets = AppSecrets::new(
+        vec![AppSecret::new(SECRET)],
+        Arc::new(StaticSecrets::new(values(&[SECRET]))),
+        SECRET_REREAD_INTERVAL,
+    );
     let webhook = Webhook::new(
-        f.webhook.config.clone(),
+        secrets,
+        "verify-me".to_owned(),
         Arc::new(RefusingQueue),
         f.quarantine.clone(),
         f.webhook.clock.clone(),
     );
     assert_eq!(webhook.handle(&signed(TEXT)).await.status_code, 500);
+}
+
+/// A secret whose value the test changes, counting how often it is read.
+#[derive(Debug)]
+struct Rotating {
+    value: std::sync::Mutex<Vec<&'static str>>,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl SecretSource for Rotating {
+    async fn fetch(&self) -> Result<SecretValues, SecretError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(values(&self.value.lock().expect("lock")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_secret_is_picked_up_with_at_most_one_reread_a_minute() {
+    let source = Arc::new(Rotating {
+        value: std::sync::Mutex::new(vec!["first"]),
+        reads: AtomicUsize::new(0),
+    });
+    let secrets = AppSecrets::new(vec![AppSecret::new("first")], source.clone(), SECRET_REREAD_INTERVAL);
+    let body = b"{}";
+    let by = |s: &str| AppSecret::new(s).sign(body);
+    assert_eq!(secrets.verify(Some(&by("first")), body).await, Ok(()));
+    *source.value.lock().expect("lock") = vec!["first", "second"];
+    // Within a minute of the init read, a mismatch does not re-read.
+    assert_eq!(
+        secrets.verify(Some(&by("second")), body).await,
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(source.reads.load(Ordering::SeqCst), 0);
+    tokio::time::advance(SECRET_REREAD_INTERVAL).await;
+    assert_eq!(
+        secrets.verify(Some(&by("second")), body).await,
+        Ok(()),
+        "rotation picked up"
+    );
+    assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+    // A flood of forged signatures costs no further read within the minute.
+    for _ in 0..100 {
+        assert_eq!(
+            secrets.verify(Some(&by("forged")), body).await,
+            Err(SignatureError::Mismatch)
+        );
+    }
+    assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+    // Unsigned or malformed headers never trigger a read.
+    tokio::time::advance(SECRET_REREAD_INTERVAL).await;
+    assert_eq!(secrets.verify(None, body).await, Err(SignatureError::Missing));
+    assert_eq!(
+        secrets.verify(Some("sha256=zz"), body).await,
+        Err(SignatureError::Malformed)
+    );
+    assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn build_names_the_missing_secret_key() {
+    let mut stack = shared::wiring::LocalResources {
+        stores: shared::store::embedded::stores(Arc::new(SettableClock::at(Timestamp::from_unix_seconds(0)))),
+        queues: [(
+            QueueKind::Ingest,
+            Arc::new(EmbeddedQueue::new(
+                Arc::new(shared::clock::SystemClock),
+                Duration::from_secs(30),
+            )) as Arc<dyn Queue>,
+        )]
+        .into(),
+        secrets: Arc::new(StaticSecrets::new(SecretValues::from_pairs(
+            "s",
+            [(META_APP_SECRET, json!("x"))],
+        ))),
+        clock: Arc::new(shared::clock::SystemClock),
+    };
+    let err = build(&stack).await.expect_err("no verify token");
+    assert!(err.to_string().contains(META_VERIFY_TOKEN), "{err}");
+    stack.secrets = Arc::new(StaticSecrets::new(values(&[SECRET])));
+    assert!(build(&stack).await.is_ok());
+    stack.queues.clear();
+    assert!(matches!(
+        build(&stack).await,
+        Err(WiringError::NoQueue(QueueKind::Ingest))
+    ));
 }
 
 #[tokio::test]
@@ -276,18 +387,5 @@ async fn other_routes_and_methods() {
             .await
             .status_code,
         405
-    );
-}
-
-#[test]
-fn config_names_what_is_missing() {
-    assert_eq!(
-        WebhookConfig::from_lookup(|_| None).err(),
-        Some(ConfigError::Missing(META_APP_SECRET))
-    );
-    let only_secret = |n: &str| (n == META_APP_SECRET).then(|| "s".to_owned());
-    assert_eq!(
-        WebhookConfig::from_lookup(only_secret).err(),
-        Some(ConfigError::Missing(META_VERIFY_TOKEN))
     );
 }

@@ -1,7 +1,7 @@
 //! `X-Hub-Signature-256` verification: HMAC-SHA256 over the raw body with the app secret,
 //! compared in constant time. Several secrets may be configured while one is being rotated.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::fmt;
 

@@ -5,3 +5,4 @@
 mod conformance;
 mod dynamodb_only;
 mod support;
+mod template;

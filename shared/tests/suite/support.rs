@@ -40,15 +40,15 @@ pub fn unique(prefix: &str) -> String {
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     let endpoints = Endpoints {
         dynamodb: Some(emulator("DYNAMODB_ENDPOINT")),
-        sqs: None,
+        ..Endpoints::default()
     };
     shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints)
 }
 
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
     let endpoints = Endpoints {
-        dynamodb: None,
         sqs: Some(emulator("SQS_ENDPOINT")),
+        ..Endpoints::default()
     };
     shared::aws::sqs(&shared::aws::sdk_config().await, &endpoints)
 }

@@ -14,7 +14,9 @@ pub use table::CapacityMeter;
 
 use crate::clock::SharedClock;
 use crate::config::TableNames;
-use crate::store::Stores;
+use crate::store::{
+    AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, Stores, TenantStore,
+};
 use std::sync::Arc;
 use table::Table;
 
@@ -25,6 +27,67 @@ pub use quarantine::DynamoQuarantineStore;
 pub use requests::DynamoPrivacyRequestStore;
 pub use tenants::DynamoTenantStore;
 
+/// Makes the DynamoDB store of each data class on one client and capacity meter. A function
+/// makes only the stores it uses, so its binary links only those.
+#[derive(Clone, Debug)]
+pub struct DynamoStores {
+    client: aws_sdk_dynamodb::Client,
+    tables: TableNames,
+    clock: SharedClock,
+    meter: CapacityMeter,
+}
+
+impl DynamoStores {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: TableNames, clock: SharedClock, meter: CapacityMeter) -> Self {
+        Self {
+            client,
+            tables,
+            clock,
+            meter,
+        }
+    }
+
+    fn table(&self, name: &str) -> Table {
+        Table::new(self.client.clone(), name, self.meter.clone())
+    }
+
+    pub fn conversations(&self) -> Arc<dyn ConversationStore> {
+        Arc::new(DynamoConversationStore::new(
+            self.table(&self.tables.conversations),
+            self.clock.clone(),
+        ))
+    }
+
+    pub fn opt_outs(&self) -> Arc<dyn OptOutStore> {
+        Arc::new(DynamoOptOutStore::new(self.table(&self.tables.opt_outs)))
+    }
+
+    pub fn privacy_requests(&self) -> Arc<dyn PrivacyRequestStore> {
+        Arc::new(DynamoPrivacyRequestStore::new(
+            self.table(&self.tables.privacy_requests),
+            self.clock.clone(),
+        ))
+    }
+
+    pub fn audit(&self) -> Arc<dyn AuditStore> {
+        Arc::new(DynamoAuditStore::new(
+            self.table(&self.tables.audit),
+            self.clock.clone(),
+        ))
+    }
+
+    pub fn tenants(&self) -> Arc<dyn TenantStore> {
+        Arc::new(DynamoTenantStore::new(self.table(&self.tables.tenants)))
+    }
+
+    pub fn quarantine(&self) -> Arc<dyn QuarantineStore> {
+        Arc::new(DynamoQuarantineStore::new(
+            self.table(&self.tables.quarantine),
+            self.clock.clone(),
+        ))
+    }
+}
+
 /// Every store on DynamoDB, sharing one client and one capacity meter.
 pub fn stores(
     client: &aws_sdk_dynamodb::Client,
@@ -32,19 +95,13 @@ pub fn stores(
     clock: SharedClock,
     meter: &CapacityMeter,
 ) -> Stores {
-    let table = |name: &str| Table::new(client.clone(), name, meter.clone());
+    let make = DynamoStores::new(client.clone(), tables.clone(), clock, meter.clone());
     Stores {
-        conversations: Arc::new(DynamoConversationStore::new(
-            table(&tables.conversations),
-            clock.clone(),
-        )),
-        opt_outs: Arc::new(DynamoOptOutStore::new(table(&tables.opt_outs))),
-        privacy_requests: Arc::new(DynamoPrivacyRequestStore::new(
-            table(&tables.privacy_requests),
-            clock.clone(),
-        )),
-        audit: Arc::new(DynamoAuditStore::new(table(&tables.audit), clock.clone())),
-        tenants: Arc::new(DynamoTenantStore::new(table(&tables.tenants))),
-        quarantine: Arc::new(DynamoQuarantineStore::new(table(&tables.quarantine), clock)),
+        conversations: make.conversations(),
+        opt_outs: make.opt_outs(),
+        privacy_requests: make.privacy_requests(),
+        audit: make.audit(),
+        tenants: make.tenants(),
+        quarantine: make.quarantine(),
     }
 }

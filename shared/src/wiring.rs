@@ -1,0 +1,89 @@
+//! The one wiring: what a function's handler is built from. Each function crate has a
+//! `build(&impl Resources)`; its Lambda `main.rs` calls it with [`crate::aws::AwsResources`] and the
+//! local stack with [`LocalResources`], so the two cannot wire a handler differently. `build` is
+//! generic, so a Lambda binary links only the stores, queues and clients its handler asks for.
+
+use crate::clock::SharedClock;
+use crate::config::{ConfigError, QueueKind};
+use crate::queue::Queue;
+use crate::secrets::{SecretError, SecretSource};
+use crate::store::{
+    AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, Stores, TenantStore,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("no {0:?} queue is configured")]
+    NoQueue(QueueKind),
+}
+
+/// Everything a handler may be built from.
+pub trait Resources: Send + Sync {
+    fn clock(&self) -> SharedClock;
+    fn conversations(&self) -> Arc<dyn ConversationStore>;
+    fn opt_outs(&self) -> Arc<dyn OptOutStore>;
+    fn privacy_requests(&self) -> Arc<dyn PrivacyRequestStore>;
+    fn audit(&self) -> Arc<dyn AuditStore>;
+    fn tenants(&self) -> Arc<dyn TenantStore>;
+    fn quarantine(&self) -> Arc<dyn QuarantineStore>;
+    fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError>;
+    fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError>;
+
+    /// Every store, for handlers that work across data classes.
+    fn stores(&self) -> Stores {
+        Stores {
+            conversations: self.conversations(),
+            opt_outs: self.opt_outs(),
+            privacy_requests: self.privacy_requests(),
+            audit: self.audit(),
+            tenants: self.tenants(),
+            quarantine: self.quarantine(),
+        }
+    }
+}
+
+/// What the local stack and tests hand to `build`: stores and queues already made (embedded or
+/// on emulators), and fixed secrets.
+#[derive(Clone, Debug)]
+pub struct LocalResources {
+    pub stores: Stores,
+    pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub clock: SharedClock,
+}
+
+impl Resources for LocalResources {
+    fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+    fn conversations(&self) -> Arc<dyn ConversationStore> {
+        self.stores.conversations.clone()
+    }
+    fn opt_outs(&self) -> Arc<dyn OptOutStore> {
+        self.stores.opt_outs.clone()
+    }
+    fn privacy_requests(&self) -> Arc<dyn PrivacyRequestStore> {
+        self.stores.privacy_requests.clone()
+    }
+    fn audit(&self) -> Arc<dyn AuditStore> {
+        self.stores.audit.clone()
+    }
+    fn tenants(&self) -> Arc<dyn TenantStore> {
+        self.stores.tenants.clone()
+    }
+    fn quarantine(&self) -> Arc<dyn QuarantineStore> {
+        self.stores.quarantine.clone()
+    }
+    fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {
+        self.queues.get(&kind).cloned().ok_or(WiringError::NoQueue(kind))
+    }
+    fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError> {
+        Ok(self.secrets.clone())
+    }
+}
