@@ -1,7 +1,7 @@
 //! Phone numbers to one canonical E.164 form, so that every way a person's number reaches us
 //! (typed by an operator, WhatsApp's wa_id, a contact card) yields the same subject key.
 //!
-//! The `phonenumber` crate does the parsing and validation. On top of it, rules it does not know:
+//! The `rlibphonenumber` crate (Google's libphonenumber, ported) does the parsing and validation. On top of it, rules it does not know:
 //! - Bare digits are read as international first: that is how WhatsApp sends `wa_id`
 //!   (`5491123456789`, `34600111222`); only if that is not a valid number are they read as a
 //!   national number of the default region.
@@ -11,11 +11,10 @@
 //! - Mexico: WhatsApp still reports mobiles with the legacy `1` (`521 81 ...`), retired in 2019;
 //!   the canonical form drops it.
 
-use phonenumber::country::Id;
-use phonenumber::{Mode, PhoneNumber};
+use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 
 /// Where a number without a country code is assumed to be from: Socio Virtual's home market.
-pub const DEFAULT_REGION: Id = Id::AR;
+pub const DEFAULT_REGION: Region = Region::AR;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PhoneError {
@@ -70,7 +69,7 @@ pub fn normalize(input: &str) -> Result<E164, PhoneError> {
 
 fn parse_international(digits: &str) -> Result<PhoneNumber, PhoneError> {
     let digits = strip_mexican_mobile_prefix(digits);
-    let n = phonenumber::parse(None, format!("+{digits}")).map_err(|_| PhoneError::Invalid)?;
+    let n = PhoneNumber::parse(format!("+{digits}"), None).map_err(|_| PhoneError::Invalid)?;
     if is_valid_or_argentine_without_nine(&n) {
         Ok(n)
     } else {
@@ -79,7 +78,7 @@ fn parse_international(digits: &str) -> Result<PhoneNumber, PhoneError> {
 }
 
 fn parse_national(digits: &str) -> Result<PhoneNumber, PhoneError> {
-    phonenumber::parse(Some(DEFAULT_REGION), digits).map_err(|_| PhoneError::Invalid)
+    PhoneNumber::parse(digits, Some(DEFAULT_REGION)).map_err(|_| PhoneError::Invalid)
 }
 
 /// `52 1 XX XXXX XXXX` (13 digits) is the pre-2019 Mexican mobile form WhatsApp still reports.
@@ -93,33 +92,33 @@ fn strip_mexican_mobile_prefix(digits: &str) -> std::borrow::Cow<'_, str> {
 /// The library validates `+54 11 2345 6789` as a fixed line, and `canonical` turns it into the
 /// mobile form; anything else must be valid as parsed.
 fn is_valid_or_argentine_without_nine(n: &PhoneNumber) -> bool {
-    phonenumber::is_valid(n) || argentine_mobile(n).is_some()
+    n.is_valid() || argentine_mobile(n).is_some()
 }
 
 fn argentine_mobile(n: &PhoneNumber) -> Option<PhoneNumber> {
-    if n.code().value() != 54 {
+    if n.country_code != 54 {
         return None;
     }
-    let national = n.national().value().to_string();
+    let national = n.national_number.to_string();
     let national = if national.starts_with('9') {
         national
     } else {
         format!("9{national}")
     };
-    phonenumber::parse(None, format!("+54{national}"))
+    PhoneNumber::parse(format!("+54{national}"), None)
         .ok()
-        .filter(phonenumber::is_valid)
+        .filter(PhoneNumber::is_valid)
 }
 
 fn canonical(n: PhoneNumber) -> Result<E164, PhoneError> {
-    let n = if n.code().value() == 54 {
+    let n = if n.country_code == 54 {
         argentine_mobile(&n).ok_or(PhoneError::Invalid)?
-    } else if phonenumber::is_valid(&n) {
+    } else if n.is_valid() {
         n
     } else {
         return Err(PhoneError::Invalid);
     };
-    Ok(E164(n.format().mode(Mode::E164).to_string()))
+    Ok(E164(n.format_as(PhoneNumberFormat::E164).into_owned()))
 }
 
 #[cfg(test)]
