@@ -5,8 +5,8 @@ use shared::aws::AwsResources;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init_lambda();
-    let resources = AwsResources::from_env()?;
-    let handler = optout::build(&resources)?;
+    let resources = AwsResources::from_env().map_err(|e| format!("init: {e}"))?;
+    let handler = optout::build(&resources).map_err(|e| format!("init: {e}"))?;
     resources.warm_up().await;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -5,8 +5,8 @@ use shared::aws::AwsResources;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init_lambda();
-    let resources = AwsResources::from_env()?;
-    let webhook = webhook::build(&resources).await?;
+    let resources = AwsResources::from_env().map_err(|e| format!("init: {e}"))?;
+    let webhook = webhook::build(&resources).await.map_err(|e| format!("init: {e}"))?;
     resources.warm_up().await;
     let webhook = &webhook;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Request>| async move {

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The webhook's hot path (signature check of a 1.9 KB body; verify + split of a 5 KB body) with the
+# profile that ships (release: LTO, dependencies at "z", sha2/hmac/serde_json at 3), then with
+# those three crates at "s" instead, to show what the per-package overrides buy.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+echo "== shipping profile (sha2, hmac, serde_json at opt-level 3)"
+cargo bench -p webhook --bench verify_split -- --noplot
+echo "== sha2, hmac, serde_json at opt-level \"s\""
+cargo bench -p webhook --bench verify_split \
+  --config 'profile.release.package.sha2.opt-level="s"' \
+  --config 'profile.release.package.hmac.opt-level="s"' \
+  --config 'profile.release.package.serde_json.opt-level="s"' -- --noplot
