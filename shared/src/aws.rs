@@ -32,6 +32,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most init spends warming connections; warming never fails init.
 pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The roots AWS endpoints chain to (Amazon Root CA 1-4, Starfield Services Root G2). Trusting
+/// only these, compiled in, spares init the system store: scanning it was most of a cold start's
+/// own work (BENCHMARKS.md "Cold start"), and no endpoint these clients call chains elsewhere.
+const AMAZON_TRUST_SERVICES_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+
 /// The SDK configuration from the environment: `AWS_REGION` (or `AWS_DEFAULT_REGION`), and the
 /// credentials Lambda puts in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
 /// Emulators accept any credentials, so a process pointed only at emulators may have none.
@@ -47,8 +52,19 @@ pub fn sdk_config_from(lookup: impl Fn(&str) -> Option<String>, emulated: bool) 
         (None, _) => return Err(ConfigError::Missing("AWS_ACCESS_KEY_ID")),
         (Some(_), None) => return Err(ConfigError::Missing("AWS_SECRET_ACCESS_KEY")),
     };
+    let trust = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS);
+    let tls_context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| ConfigError::Malformed {
+            name: "TLS trust store",
+            reason: e.to_string(),
+        })?;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context)
         .build_https();
     Ok(SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
