@@ -7,5 +7,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/emulators.sh"
 cd "$ROOT"
 FUNCTIONS=(webhook processor optout admin)
 cargo build --release $(printf -- '-p %s ' "${FUNCTIONS[@]}")
-cargo build -p local-stack --bin coldstart
-target/debug/coldstart --bin-dir target/release --dynamodb "$DYNAMODB_ENDPOINT" --sqs "$SQS_ENDPOINT" "$@" "${FUNCTIONS[@]}"
+cargo build --release -p local-stack --bin coldstart
+target/release/coldstart --bin-dir target/release --dynamodb "$DYNAMODB_ENDPOINT" --sqs "$SQS_ENDPOINT" "$@" "${FUNCTIONS[@]}"

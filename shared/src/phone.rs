@@ -67,6 +67,13 @@ pub fn normalize(input: &str) -> Result<E164, PhoneError> {
     canonical(parsed)
 }
 
+/// Loads the phone library's metadata now (it loads lazily, on the first number): a function
+/// calls this at init, which Lambda runs with a CPU boost, so its first invocation costs what
+/// later ones do.
+pub fn prepare() {
+    let _ = normalize("+54 9 11 2345-6789");
+}
+
 fn parse_international(digits: &str) -> Result<PhoneNumber, PhoneError> {
     let digits = strip_mexican_mobile_prefix(digits);
     let n = PhoneNumber::parse(format!("+{digits}"), None).map_err(|_| PhoneError::Invalid)?;

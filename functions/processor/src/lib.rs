@@ -129,6 +129,8 @@ struct Origin<'a> {
 /// The processor from its resources: the stores, the opt-out queue and the subject-key secret.
 pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
     let secret = r.secrets()?.fetch().await?.subject_key_secret()?;
+    shared::phone::prepare();
+    keywords::prepare();
     let stores = ProcessorStores {
         conversations: r.conversations(),
         tenants: r.tenants(),

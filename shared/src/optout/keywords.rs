@@ -194,6 +194,14 @@ static COURTESY_TOKENS: LazyLock<Vec<(Vec<String>, Locale)>> =
 static TRIGGER_TOKENS: LazyLock<Vec<Vec<String>>> =
     LazyLock::new(|| REVIEW_TRIGGERS.iter().map(|t| normalize(t)).collect());
 
+/// Builds the normalized tables now rather than on the first message: a function calls this at
+/// init, which Lambda runs with a CPU boost, so its first invocation costs what later ones do.
+pub fn prepare() {
+    LazyLock::force(&BUILT_IN);
+    LazyLock::force(&COURTESY_TOKENS);
+    LazyLock::force(&TRIGGER_TOKENS);
+}
+
 fn strip_courtesy(tokens: &[String]) -> (&[String], Option<Locale>) {
     let mut t = tokens;
     let mut lang = None;
