@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_types::SdkConfig;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Attempts per call (first try included) for throttling and transient errors.
@@ -111,8 +111,8 @@ pub fn secretsmanager(sdk: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_secrets
 }
 
 /// A Lambda function's resources: tables, queues and the secret named by its environment, on
-/// clients made on first use. It remembers what the handler asked for, so [`Self::warm_up`] opens
-/// exactly the connections the function will use.
+/// clients made on first use. It remembers whether the handler reads the tenants table and the
+/// first queue it sends to, so [`Self::warm_up`] opens the connections the function will use.
 #[derive(Debug)]
 pub struct AwsResources {
     sdk: SdkConfig,
@@ -122,8 +122,8 @@ pub struct AwsResources {
     meter: CapacityMeter,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     sqs: OnceLock<aws_sdk_sqs::Client>,
-    used_tables: Mutex<BTreeSet<String>>,
-    used_queues: Mutex<BTreeSet<String>>,
+    reads_tenants: AtomicBool,
+    first_queue: OnceLock<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -143,14 +143,12 @@ impl AwsResources {
             meter: CapacityMeter::default(),
             dynamodb: OnceLock::new(),
             sqs: OnceLock::new(),
-            used_tables: Mutex::default(),
-            used_queues: Mutex::default(),
+            reads_tenants: AtomicBool::new(false),
+            first_queue: OnceLock::new(),
         })
     }
 
-    fn tables(&self, kind: TableKind) -> DynamoStores {
-        let name = self.config.tables.get(kind).to_owned();
-        lock(&self.used_tables).insert(name);
+    fn dynamo_stores(&self) -> DynamoStores {
         let client = self
             .dynamodb
             .get_or_init(|| dynamodb(&self.sdk, &self.config.endpoints));
@@ -163,19 +161,18 @@ impl AwsResources {
     }
 
     /// Opens the connections the handler will use, and resolves what signing needs, while
-    /// Lambda's init phase runs with a CPU boost: one cheap read per table and queue, each
-    /// bounded by [`WARM_UP_TIMEOUT`] in all. A failure is logged and the function starts anyway;
+    /// Lambda's init phase runs with a CPU boost: one cheap read per client (the other calls reuse
+    /// its connection), bounded by [`WARM_UP_TIMEOUT`] in all. A failure is logged and the function starts anyway;
     /// its first real call then pays for the connection.
     pub async fn warm_up(&self) {
-        let tenants = lock(&self.used_tables)
-            .contains(self.config.tables.get(TableKind::Tenants))
+        let tenants = self
+            .reads_tenants
+            .load(Ordering::Relaxed)
             .then(|| self.config.tables.get(TableKind::Tenants));
-        let queues: Vec<String> = lock(&self.used_queues).iter().cloned().collect();
         let dynamodb = self.dynamodb.get().cloned();
         let sqs = self.sqs.get().cloned();
         let work = async {
-            // One read per client is enough to open its connection; the rest reuse it. Every
-            // function that reads DynamoDB on its hot path reads the tenants table.
+            // Every function that reads DynamoDB on its hot path reads the tenants table.
             if let (Some(client), Some(table)) = (&dynamodb, tenants) {
                 let probe = client
                     .get_item()
@@ -188,7 +185,7 @@ impl AwsResources {
                     tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "DynamoDB warm-up failed");
                 }
             }
-            if let (Some(client), Some(url)) = (&sqs, queues.first()) {
+            if let (Some(client), Some(url)) = (&sqs, self.first_queue.get()) {
                 let probe = client
                     .get_queue_attributes()
                     .queue_url(url)
@@ -208,36 +205,33 @@ impl AwsResources {
 /// A key no item has: `#` never starts a tenant id, so the probe reads nothing.
 const WARM_UP_KEY: &str = "#warm-up";
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Resources for AwsResources {
     fn clock(&self) -> SharedClock {
         self.clock.clone()
     }
     fn conversations(&self) -> Arc<dyn ConversationStore> {
-        self.tables(TableKind::Conversations).conversations()
+        self.dynamo_stores().conversations()
     }
     fn opt_outs(&self) -> Arc<dyn OptOutStore> {
-        self.tables(TableKind::OptOuts).opt_outs()
+        self.dynamo_stores().opt_outs()
     }
     fn privacy_requests(&self) -> Arc<dyn PrivacyRequestStore> {
-        self.tables(TableKind::PrivacyRequests).privacy_requests()
+        self.dynamo_stores().privacy_requests()
     }
     fn audit(&self) -> Arc<dyn AuditStore> {
-        self.tables(TableKind::Audit).audit()
+        self.dynamo_stores().audit()
     }
     fn tenants(&self) -> Arc<dyn TenantStore> {
-        self.tables(TableKind::Tenants).tenants()
+        self.reads_tenants.store(true, Ordering::Relaxed);
+        self.dynamo_stores().tenants()
     }
     fn quarantine(&self) -> Arc<dyn QuarantineStore> {
-        self.tables(TableKind::Quarantine).quarantine()
+        self.dynamo_stores().quarantine()
     }
 
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {
         let url = kind.url(self.lookup)?;
-        lock(&self.used_queues).insert(url.clone());
+        let _ = self.first_queue.set(url.clone());
         let client = self.sqs.get_or_init(|| sqs(&self.sdk, &self.config.endpoints));
         Ok(Arc::new(SqsQueue::new(client.clone(), url)))
     }
