@@ -117,7 +117,6 @@ pub struct Run {
 #[derive(Default)]
 struct RuntimeState {
     events: VecDeque<String>,
-    started: Option<Instant>,
     first_next: Option<Instant>,
     in_flight: Option<(String, Instant, Duration)>,
     done: Vec<(Duration, Duration)>,
@@ -235,7 +234,6 @@ pub async fn cold_start(
     });
     let base = spent.now();
     let started = Instant::now();
-    rt.lock().started = Some(started);
     let mut child = tokio::process::Command::new(binary)
         .envs(env)
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())

@@ -174,6 +174,8 @@ pub struct RunningStack {
     pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
     pub backend: String,
     options: Options,
+    /// The first app secret, which the banner's example request is signed with.
+    signer: AppSecret,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     pumps: Vec<JoinHandle<()>>,
@@ -286,10 +288,16 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             .ok_or_else(|| StackError::Config(format!("no queue {} in template.yaml", kind.logical_id())))?;
         queues.insert(kind, q.clone());
     }
+    let signer = secrets
+        .app_secrets()
+        .map_err(WiringError::from)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StackError::Config("META_APP_SECRET holds no secret".into()))?;
     let resources = LocalResources {
         stores: stores.clone(),
         queues: queues.clone(),
-        secrets: Arc::new(StaticSecrets::new(secrets)),
+        secrets: Arc::new(StaticSecrets::new(secrets.clone())),
         clock: store_clock,
     };
 
@@ -341,6 +349,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         queues,
         backend,
         options,
+        signer,
         shutdown,
         server,
         pumps,
@@ -420,11 +429,7 @@ impl RunningStack {
         let secret = |n: &str| self.options.secrets.get(n).cloned().unwrap_or_default();
         let now = self.clock.now().unix_seconds();
         let body = sample_webhook(now);
-        let signature = AppSecret::new(match app_secrets_json(&secret(META_APP_SECRET)) {
-            serde_json::Value::Array(list) => list.first().and_then(|s| s.as_str()).unwrap_or_default().to_owned(),
-            _ => secret(META_APP_SECRET),
-        })
-        .sign(body.as_bytes());
+        let signature = self.signer.sign(body.as_bytes());
         let mut out = format!("Socio Virtual local stack on {url} ({})\n", self.backend);
         for name in &self.options.dev_fallbacks {
             out.push_str(&format!(

@@ -14,7 +14,7 @@ use shared::domain::{QuarantineBucket, QuarantineEntry};
 use shared::meta::envelope::{self, Rejected};
 use shared::meta::signature::{self, AppSecret, SignatureError};
 use shared::queue::Queue;
-use shared::secrets::{SecretError, SecretSource, SecretValues};
+use shared::secrets::SecretSource;
 use shared::store::QuarantineStore;
 use shared::wiring::{Resources, WiringError};
 use std::sync::{Arc, RwLock};
@@ -29,22 +29,6 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// a rotated secret is accepted within seconds, and a flood of bad signatures costs one read a
 /// minute.
 pub const SECRET_REREAD_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The app secrets (several during a rotation) and the verify token.
-#[derive(Clone, Debug)]
-pub struct WebhookConfig {
-    pub secrets: Vec<AppSecret>,
-    pub verify_token: String,
-}
-
-impl WebhookConfig {
-    pub fn from_secrets(values: &SecretValues) -> Result<Self, SecretError> {
-        Ok(Self {
-            secrets: values.app_secrets()?,
-            verify_token: values.verify_token()?,
-        })
-    }
-}
 
 /// The cached app secrets, re-read from their source when a signature fails with all of them,
 /// at most once per interval.
@@ -109,16 +93,10 @@ impl AppSecrets {
 pub async fn build(r: &impl Resources) -> Result<Webhook, WiringError> {
     let source = r.secrets()?;
     let values = source.fetch().await?;
-    let config = WebhookConfig::from_secrets(&values)?;
+    let verify_token = values.verify_token()?;
+    let secrets = AppSecrets::new(values.app_secrets()?, source, SECRET_REREAD_INTERVAL);
     let ingest = r.queue(QueueKind::Ingest)?;
-    let secrets = AppSecrets::new(config.secrets, source, SECRET_REREAD_INTERVAL);
-    Ok(Webhook::new(
-        secrets,
-        config.verify_token,
-        ingest,
-        r.quarantine(),
-        r.clock(),
-    ))
+    Ok(Webhook::new(secrets, verify_token, ingest, r.quarantine(), r.clock()))
 }
 
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use serde_json::json;
 use shared::clock::SettableClock;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::queue::{QueueError, ReceivedMessage};
-use shared::secrets::{META_APP_SECRET, META_VERIFY_TOKEN, StaticSecrets};
+use shared::secrets::{META_APP_SECRET, META_VERIFY_TOKEN, SecretError, SecretValues, StaticSecrets};
 use shared::store::PageRequest;
 use shared::store::embedded::EmbeddedQuarantineStore;
 use shared::timestamp::Timestamp;
