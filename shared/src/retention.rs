@@ -43,7 +43,19 @@ impl RetentionMonths {
     pub fn expiry_for(self, event_time: Timestamp) -> Expiry {
         Expiry::at(event_time.plus_months(u32::from(self.0)))
     }
+
+    /// Expiry of a contact's profile and identifier links after an event at `event_time`: the
+    /// message's expiry rounded up to the next whole step, so the contact outlives its newest
+    /// message while its profile is rewritten at most once a step, not on every message.
+    pub fn contact_expiry_for(self, event_time: Timestamp) -> Expiry {
+        let exact = self.expiry_for(event_time).epoch_seconds();
+        let step = CONTACT_EXPIRY_STEP.whole_seconds();
+        Expiry::from_epoch_seconds(exact.div_euclid(step) * step + if exact.rem_euclid(step) == 0 { 0 } else { step })
+    }
 }
+
+/// How far a contact's expiry moves at a time (see `RetentionMonths::contact_expiry_for`).
+pub const CONTACT_EXPIRY_STEP: Duration = Duration::days(1);
 
 impl Default for RetentionMonths {
     fn default() -> Self {
@@ -93,5 +105,19 @@ mod tests {
         let event = Timestamp::parse_rfc3339("2026-03-15T12:00:00Z").expect("valid");
         let exp = RetentionMonths::MAX.expiry_for(event);
         assert_eq!(exp.as_timestamp().to_string(), "2028-03-15T12:00:00Z");
+    }
+
+    #[test]
+    fn a_contact_outlives_its_message_by_less_than_a_step() {
+        let r = RetentionMonths::MAX;
+        let event = Timestamp::parse_rfc3339("2026-03-15T12:00:00Z").expect("valid");
+        let contact = r.contact_expiry_for(event);
+        assert_eq!(contact.as_timestamp().to_string(), "2028-03-16T00:00:00Z");
+        // Every message of the same day gives the same contact expiry: no rewrite.
+        let evening = Timestamp::parse_rfc3339("2026-03-15T23:59:59Z").expect("valid");
+        assert_eq!(r.contact_expiry_for(evening), contact);
+        // An expiry already on a step boundary stays there.
+        let midnight = Timestamp::parse_rfc3339("2026-03-15T00:00:00Z").expect("valid");
+        assert_eq!(r.contact_expiry_for(midnight), r.expiry_for(midnight));
     }
 }

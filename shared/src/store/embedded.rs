@@ -3,6 +3,7 @@
 //! runs the same cases against both.
 
 use super::keys;
+use super::profile::{self, ProfileState};
 use super::{
     AuditStore, ConversationStore, Cursor, EraseCursor, OptOutStore, Page, PageRequest, PrivacyRequestStore,
     QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome,
@@ -63,12 +64,15 @@ fn page_of<T>(sorted: Vec<(String, T)>, page: &PageRequest, scope: &str) -> Resu
     Ok(Page { items, next })
 }
 
+/// One contact's partition, item for item as the DynamoDB adapter stores it.
 #[derive(Debug, Default)]
 struct ContactState {
-    profile: Option<Contact>,
+    profile: Option<ProfileState>,
     links: BTreeMap<SubjectKey, Expiry>,
-    messages: BTreeMap<MetaMessageId, Message>,
-    tombstones: BTreeMap<MetaMessageId, Expiry>,
+    /// By `keys::message_sk`: event order.
+    messages: BTreeMap<String, Message>,
+    tombstones: BTreeMap<String, (MetaMessageId, Expiry)>,
+    gone: BTreeMap<MetaMessageId, Expiry>,
     statuses: BTreeMap<MetaMessageId, StatusUpdate>,
 }
 
@@ -78,14 +82,32 @@ impl ContactState {
             + self.links.len()
             + self.messages.len()
             + self.tombstones.len()
+            + self.gone.len()
             + self.statuses.len()
     }
+
+    fn live_profile(&self, now: Timestamp) -> Option<&ProfileState> {
+        self.profile.as_ref().filter(|p| !p.expires_at.is_expired(now))
+    }
+}
+
+fn contact_of(pk: &str, p: &ProfileState) -> Option<Contact> {
+    let (tenant, contact) = keys::parse_contact_pk(pk)?;
+    Some(Contact {
+        tenant,
+        contact,
+        profile_name: p.profile_name.clone(),
+        identifiers: p.identifiers.clone(),
+        first_seen: p.first_seen,
+        last_seen: p.last_seen,
+        expires_at: p.expires_at,
+    })
 }
 
 #[derive(Debug)]
 pub struct EmbeddedConversationStore {
     clock: SharedClock,
-    /// Keyed by the same partition key the DynamoDB adapter uses, so listings sort alike.
+    /// Keyed by the same partition key the DynamoDB adapter uses.
     contacts: Mutex<BTreeMap<String, ContactState>>,
 }
 
@@ -104,58 +126,49 @@ impl ConversationStore for EmbeddedConversationStore {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&u.tenant, &u.contact)).or_default();
-        if state.profile.as_ref().is_some_and(|p| p.expires_at.is_expired(now)) {
-            state.profile = None;
-        }
-        let profile = state.profile.get_or_insert_with(|| Contact {
-            tenant: u.tenant.clone(),
-            contact: u.contact.clone(),
-            profile_name: None,
-            identifiers: Vec::new(),
-            first_seen: u.seen_at,
-            last_seen: u.seen_at,
-            expires_at: u.expires_at,
+        let Some(change) = profile::rewrite(state.live_profile(now), u) else {
+            return Ok(WriteOutcome::Unchanged);
+        };
+        let mut identifiers = change.profile.identifiers.clone();
+        identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        let expires_at = change.profile.expires_at;
+        state.profile = Some(ProfileState {
+            identifiers,
+            ..change.profile
         });
-        for link in &u.identifiers {
-            if !profile.identifiers.contains(link) {
-                profile.identifiers.push(link.clone());
-            }
+        for link in change.links {
+            let e = state.links.entry(link.subject_key).or_insert(expires_at);
+            *e = (*e).max(expires_at);
         }
-        profile.identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-        let outcome = if profile.last_seen <= u.seen_at {
-            profile.last_seen = u.seen_at;
-            profile.expires_at = u.expires_at;
-            if u.profile_name.is_some() {
-                profile.profile_name.clone_from(&u.profile_name);
-            }
+        Ok(if change.forward {
             WriteOutcome::Written
         } else {
             WriteOutcome::Unchanged
-        };
-        for link in &u.identifiers {
-            let e = state.links.entry(link.subject_key.clone()).or_insert(u.expires_at);
-            *e = (*e).max(u.expires_at);
-        }
-        Ok(outcome)
+        })
     }
 
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError> {
         let now = self.clock.now();
+        let pk = keys::contact_pk(tenant, contact);
         let contacts = lock(&self.contacts);
         Ok(contacts
-            .get(&keys::contact_pk(tenant, contact))
-            .and_then(|s| s.profile.clone())
-            .filter(|p| !p.expires_at.is_expired(now)))
+            .get(&pk)
+            .and_then(|s| s.live_profile(now))
+            .and_then(|p| contact_of(&pk, p)))
     }
 
     async fn list_contacts(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Contact>, StoreError> {
         let now = self.clock.now();
-        let sorted = lock(&self.contacts)
+        // The DynamoDB index orders a tenant's contacts by their oldest item.
+        let mut sorted: Vec<(String, Contact)> = lock(&self.contacts)
             .iter()
-            .filter_map(|(pk, s)| s.profile.as_ref().map(|p| (pk, p)))
-            .filter(|(_, p)| &p.tenant == tenant && !p.expires_at.is_expired(now))
-            .map(|(pk, p)| (pk.clone(), p.clone()))
+            .filter_map(|(pk, s)| s.live_profile(now).map(|p| (pk, p)))
+            .filter_map(|(pk, p)| {
+                let c = contact_of(pk, p)?;
+                (&c.tenant == tenant).then(|| (format!("{}#{pk}", p.oldest.sort_key()), c))
+            })
             .collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
         page_of(sorted, page, &format!("contacts:{tenant}"))
     }
 
@@ -163,13 +176,19 @@ impl ConversationStore for EmbeddedConversationStore {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&m.tenant, &m.contact)).or_default();
-        let live_copy = state.messages.get(&m.id).is_some_and(|s| !s.expires_at.is_expired(now));
-        let tombstoned = state.tombstones.get(&m.id).is_some_and(|e| !e.is_expired(now));
-        if live_copy || tombstoned {
+        let original = keys::original_of(&m.id);
+        let gone = state
+            .gone
+            .iter()
+            .any(|(id, e)| (id == &m.id || id.as_str() == original) && !e.is_expired(now));
+        let sk = keys::message_sk(m.sent_at, &m.id);
+        let live_copy = state.messages.get(&sk).is_some_and(|s| !s.expires_at.is_expired(now));
+        let tombstoned = state.tombstones.get(&sk).is_some_and(|(_, e)| !e.is_expired(now));
+        if gone || live_copy || tombstoned {
             return Ok(WriteOutcome::Unchanged);
         }
-        state.tombstones.remove(&m.id);
-        state.messages.insert(m.id.clone(), m.clone());
+        state.tombstones.remove(&sk);
+        state.messages.insert(sk, m.clone());
         Ok(WriteOutcome::Written)
     }
 
@@ -181,17 +200,16 @@ impl ConversationStore for EmbeddedConversationStore {
     ) -> Result<Page<Message>, StoreError> {
         let now = self.clock.now();
         let pk = keys::contact_pk(tenant, contact);
-        let mut sorted: Vec<(String, Message)> = lock(&self.contacts)
+        let sorted: Vec<(String, Message)> = lock(&self.contacts)
             .get(&pk)
             .map(|s| {
                 s.messages
-                    .values()
-                    .filter(|m| !m.expires_at.is_expired(now))
-                    .map(|m| (keys::message_order(m.sent_at, &m.id), m.clone()))
+                    .iter()
+                    .filter(|(_, m)| !m.expires_at.is_expired(now))
+                    .map(|(sk, m)| (sk.clone(), m.clone()))
                     .collect()
             })
             .unwrap_or_default();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
         page_of(sorted, page, &format!("messages:{pk}"))
     }
 
@@ -205,11 +223,18 @@ impl ConversationStore for EmbeddedConversationStore {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(tenant, contact)).or_default();
-        let edit_prefix = format!("{}{}", message.as_str(), keys::EDIT_SEPARATOR);
-        state.messages.retain(|id, _| !id.as_str().starts_with(&edit_prefix));
-        let removed = state.messages.remove(message);
-        state.tombstones.insert(message.clone(), tombstone_expires);
-        Ok(removed.is_some_and(|m| !m.expires_at.is_expired(now)))
+        let edits = keys::edits_prefix(message);
+        state.messages.retain(|_, m| !m.id.as_str().starts_with(&edits));
+        let stored = state.messages.iter().find(|(_, m)| m.id == *message).map(|(sk, _)| sk.clone());
+        if let Some(sk) = stored {
+            let removed = state.messages.remove(&sk);
+            state.tombstones.insert(sk, (message.clone(), tombstone_expires));
+            return Ok(removed.is_some_and(|m| !m.expires_at.is_expired(now)));
+        }
+        if !state.tombstones.values().any(|(id, _)| id == message) {
+            state.gone.insert(message.clone(), tombstone_expires);
+        }
+        Ok(false)
     }
 
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
@@ -271,19 +296,26 @@ impl ConversationStore for EmbeddedConversationStore {
             });
         };
         let mut deleted = 0;
+        // The DynamoDB order: messages (tombstones among them), statuses, unsend markers, then
+        // the profile's links and the profile.
         while deleted < max_items {
-            let removed = if let Some(k) = state.links.keys().next().cloned() {
-                state.links.remove(&k).is_some()
-            } else if let Some(k) = state.messages.keys().next().cloned() {
-                state.messages.remove(&k).is_some()
-            } else if let Some(k) = state.tombstones.keys().next().cloned() {
-                state.tombstones.remove(&k).is_some()
-            } else if state.profile.take().is_some() {
-                true
-            } else if let Some(k) = state.statuses.keys().next().cloned() {
-                state.statuses.remove(&k).is_some()
-            } else {
-                false
+            let first_message = state.messages.keys().next().cloned();
+            let first_tombstone = state.tombstones.keys().next().cloned();
+            let removed = match (first_message, first_tombstone) {
+                (Some(m), Some(t)) if t < m => state.tombstones.remove(&t).is_some(),
+                (Some(m), _) => state.messages.remove(&m).is_some(),
+                (None, Some(t)) => state.tombstones.remove(&t).is_some(),
+                (None, None) => {
+                    if let Some(k) = state.statuses.keys().next().cloned() {
+                        state.statuses.remove(&k).is_some()
+                    } else if let Some(k) = state.gone.keys().next().cloned() {
+                        state.gone.remove(&k).is_some()
+                    } else if let Some(k) = state.links.keys().next().cloned() {
+                        state.links.remove(&k).is_some()
+                    } else {
+                        state.profile.take().is_some()
+                    }
+                }
             };
             if !removed {
                 break;

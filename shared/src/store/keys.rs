@@ -13,21 +13,22 @@ pub const EXPIRES_AT: &str = "expires_at";
 
 // Index names, as declared in template.yaml.
 pub const CONTACTS_BY_TENANT_INDEX: &str = "contacts-by-tenant";
-pub const BY_SUBJECT_INDEX: &str = "by-subject";
-pub const MESSAGES_BY_TIME_INDEX: &str = "messages-by-time";
 pub const OPEN_BY_DUE_INDEX: &str = "open-by-due";
 
-// Conversations: one partition per contact.
-pub const PROFILE_SK: &str = "PROFILE";
-pub const LINK_PREFIX: &str = "LINK#";
+// Conversations: one partition per contact, sorted so that one range holds each item kind:
+// messages in event order, statuses, then the contact's head (unsend markers and profile) last.
 pub const MESSAGE_PREFIX: &str = "MSG#";
 pub const STATUS_PREFIX: &str = "STATUS#";
+/// Everything a write needs to know about a contact: one query reads it.
+pub const HEAD_PREFIX: &str = "~";
+pub const GONE_PREFIX: &str = "~GONE#";
+pub const PROFILE_SK: &str = "~PROFILE";
 
 pub fn contact_pk(tenant: &TenantId, contact: &ContactId) -> String {
     format!("{tenant}#{}#{}", contact.channel, contact.stable_id)
 }
 
-/// Inverse of `contact_pk`, for index entries that carry only keys.
+/// Inverse of `contact_pk`, for link items that carry only keys.
 pub fn parse_contact_pk(pk: &str) -> Option<(TenantId, ContactId)> {
     let mut parts = pk.splitn(3, '#');
     let tenant = TenantId::new(parts.next()?).ok()?;
@@ -40,12 +41,21 @@ pub fn parse_contact_pk(pk: &str) -> Option<(TenantId, ContactId)> {
     Some((tenant, contact))
 }
 
-pub fn link_sk(key: &SubjectKey) -> String {
-    format!("{LINK_PREFIX}{key}")
+/// Identifier links live in their own partition per subject key, so finding a person across
+/// tenants is a query on the table, and writing a link costs one unit (no index copy).
+pub fn link_pk(key: &SubjectKey) -> String {
+    format!("SUBJ#{key}")
 }
 
-pub fn message_sk(id: &MetaMessageId) -> String {
-    format!("{MESSAGE_PREFIX}{}", id.as_str())
+/// Event time first, so a contact's messages are in order and a redelivery (same time, same id)
+/// lands on the same key.
+pub fn message_sk(sent_at: Timestamp, id: &MetaMessageId) -> String {
+    format!("{MESSAGE_PREFIX}{}#{}", sent_at.sort_key(), id.as_str())
+}
+
+/// Marker of a message unsent before its original arrived.
+pub fn gone_sk(id: &MetaMessageId) -> String {
+    format!("{GONE_PREFIX}{}", id.as_str())
 }
 
 /// Edits are stored under their original's id, so deleting the original finds them by prefix.
@@ -55,14 +65,14 @@ pub fn edit_id(original: &str, edit: &str) -> String {
 
 pub const EDIT_SEPARATOR: &str = "#edit#";
 
-/// Prefix of every edit of a message.
+/// Prefix of every edit's id of a message.
 pub fn edits_prefix(original: &MetaMessageId) -> String {
-    format!("{MESSAGE_PREFIX}{}{EDIT_SEPARATOR}", original.as_str())
+    format!("{}{EDIT_SEPARATOR}", original.as_str())
 }
 
-/// Sort key of the messages-by-time index: event time, then id for ties.
-pub fn message_order(sent_at: Timestamp, id: &MetaMessageId) -> String {
-    format!("{}#{}", sent_at.sort_key(), id.as_str())
+/// The message an edit belongs to (itself when it is not an edit).
+pub fn original_of(id: &MetaMessageId) -> &str {
+    id.as_str().split(EDIT_SEPARATOR).next().unwrap_or(id.as_str())
 }
 
 pub fn status_sk(id: &MetaMessageId) -> String {
@@ -159,5 +169,23 @@ mod tests {
         assert_eq!(pk, "acme#whatsapp#AR.123abc");
         assert_eq!(parse_contact_pk(&pk), Some((tenant, contact)));
         assert_eq!(parse_contact_pk("acme#sms#1"), None);
+    }
+
+    #[test]
+    fn a_partition_sorts_messages_by_time_then_statuses_then_its_head() {
+        let id = MetaMessageId::new("wamid.z").expect("valid");
+        let early = message_sk(Timestamp::from_unix_seconds(1), &id);
+        let late = message_sk(Timestamp::from_unix_seconds(2_000_000_000), &id);
+        let mut keys = [PROFILE_SK.to_owned(), gone_sk(&id), status_sk(&id), late.clone(), early.clone()];
+        keys.sort();
+        assert_eq!(keys, [early, late, status_sk(&id), gone_sk(&id), PROFILE_SK.to_owned()]);
+        assert!(gone_sk(&id).starts_with(HEAD_PREFIX) && PROFILE_SK.starts_with(HEAD_PREFIX));
+    }
+
+    #[test]
+    fn an_edit_knows_its_original() {
+        let edit = MetaMessageId::new(edit_id("wamid.a", "wamid.b")).expect("valid");
+        assert_eq!(original_of(&edit), "wamid.a");
+        assert_eq!(original_of(&MetaMessageId::new("wamid.a").expect("valid")), "wamid.a");
     }
 }

@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod dynamodb;
 pub mod embedded;
 pub mod keys;
+mod profile;
 
 use crate::domain::{
     ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
@@ -109,11 +110,27 @@ pub struct EraseCursor {
 
 #[async_trait]
 pub trait ConversationStore: Send + Sync + Debug {
-    async fn upsert_contact(&self, upsert: &ContactUpsert) -> Result<WriteOutcome, StoreError>;
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError>;
     async fn list_contacts(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Contact>, StoreError>;
-    /// Conditional on the Meta message id: a redelivery returns `Unchanged`.
+    /// Creates or updates a contact's profile and identifier links. The profile is rewritten only
+    /// when the event changes it (a new identifier, a new name, a later expiry, an older item),
+    /// and `last_seen` moves only then; an event older than the stored profile links its
+    /// identifiers without rolling the profile back. Links expire with the profile.
+    async fn upsert_contact(&self, upsert: &ContactUpsert) -> Result<WriteOutcome, StoreError>;
+    /// Conditional on the Meta message id and event time: a redelivery returns `Unchanged`, and
+    /// so does a message unsent before it arrived.
     async fn put_message(&self, message: &Message) -> Result<WriteOutcome, StoreError>;
+    /// What one message does to its contact: `upsert_contact`, then `put_message`, for the cost
+    /// of one read of the contact. Returns the message's outcome.
+    async fn record_message(&self, upsert: &ContactUpsert, message: &Message) -> Result<WriteOutcome, StoreError> {
+        self.upsert_contact(upsert).await?;
+        self.put_message(message).await
+    }
+    /// `upsert_contact`, then `put_status`, for the cost of one read of the contact.
+    async fn record_status(&self, upsert: &ContactUpsert, status: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
+        self.upsert_contact(upsert).await?;
+        self.put_status(status).await
+    }
     /// Messages of one contact, oldest first.
     async fn list_messages(
         &self,
@@ -139,7 +156,7 @@ pub trait ConversationStore: Send + Sync + Debug {
         contact: &ContactId,
         message: &MetaMessageId,
     ) -> Result<Option<StatusUpdate>, StoreError>;
-    /// Every contact, in any tenant, linked to this subject key: one query on a sparse index.
+    /// Every contact, in any tenant, linked to this subject key: one query on its link partition.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError>;
     /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
     /// index links, expired or not) and returns the cursor advanced by what it deleted.

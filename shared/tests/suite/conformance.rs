@@ -40,6 +40,10 @@ conformance!(
     quarantine_lists_by_bucket_and_expires,
     an_unsent_message_is_deleted,
     tenant_events_are_idempotent,
+    a_message_unsent_before_it_arrives_is_refused_when_it_comes,
+    recording_a_message_upserts_its_contact_and_stores_it_once,
+    a_profile_moves_only_when_an_event_changes_it,
+    links_live_as_long_as_their_contact,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -225,7 +229,7 @@ async fn expired_items_are_invisible_while_still_stored(h: Harness) {
             )
             .key(
                 "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::message_sk(&m.id)),
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::message_sk(m.sent_at, &m.id)),
             )
             .send()
             .await
@@ -1089,4 +1093,97 @@ mod queue {
             Err(shared::queue::QueueError::BadBatchSize)
         ));
     }
+}
+
+async fn a_message_unsent_before_it_arrives_is_refused_when_it_comes(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1011"), h.clock.now());
+    let original = message(&t, &c, "mid.late", now, "sent, then unsent");
+    // The unsend is delivered first (Meta retried the original after a failure).
+    assert!(
+        !conv
+            .delete_message(&t, &c, &original.id, months24(now))
+            .await
+            .expect("delete"),
+        "nothing was stored yet"
+    );
+    assert_eq!(conv.put_message(&original).await.expect("w"), WriteOutcome::Unchanged);
+    let edit = message(&t, &c, &shared::store::keys::edit_id("mid.late", "mid.e1"), now, "edited");
+    assert_eq!(
+        conv.record_message(&upsert(&t, &c, None, vec![], now), &edit).await.expect("w"),
+        WriteOutcome::Unchanged,
+        "an edit of an unsent message is refused too"
+    );
+    assert!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // Other messages of the contact are stored as usual.
+    let other = message(&t, &c, "mid.other", now, "hola");
+    assert_eq!(conv.put_message(&other).await.expect("w"), WriteOutcome::Written);
+}
+
+async fn recording_a_message_upserts_its_contact_and_stores_it_once(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1012"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0012");
+    let u = upsert(&t, &c, Some("Ana"), vec![phone.clone()], now);
+    let m = message(&t, &c, "wamid.rec1", now, "hola");
+    assert_eq!(conv.record_message(&u, &m).await.expect("w"), WriteOutcome::Written);
+    assert_eq!(conv.record_message(&u, &m).await.expect("w"), WriteOutcome::Unchanged, "a replay");
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!((got.profile_name.as_deref(), got.identifiers.clone()), (Some("Ana"), vec![phone.clone()]));
+    assert_eq!(conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list").items, vec![m]);
+    let st = status(&t, &c, "wamid.out9", DeliveryState::Delivered, now);
+    assert_eq!(conv.record_status(&u, &st).await.expect("w"), WriteOutcome::Written);
+    assert_eq!(conv.record_status(&u, &st).await.expect("w"), WriteOutcome::Unchanged);
+    assert_eq!(conv.find_subject(&phone.subject_key).await.expect("find").len(), 1);
+}
+
+async fn a_profile_moves_only_when_an_event_changes_it(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1013"), h.clock.now());
+    let step = Expiry::at(now.plus(Duration::days(30)));
+    let mut first = upsert(&t, &c, Some("Ana"), vec![], now);
+    first.expires_at = step;
+    conv.upsert_contact(&first).await.expect("u");
+    // An hour later, nothing new (same name, same expiry step): the profile stays as it was.
+    let mut same = upsert(&t, &c, Some("Ana"), vec![], now.plus(Duration::hours(1)));
+    same.expires_at = step;
+    assert_eq!(conv.upsert_contact(&same).await.expect("u"), WriteOutcome::Unchanged);
+    assert_eq!(conv.get_contact(&t, &c).await.expect("get").expect("stored").last_seen, now);
+    // A new name moves it.
+    let mut renamed = upsert(&t, &c, Some("Ana María"), vec![], now.plus(Duration::hours(2)));
+    renamed.expires_at = step;
+    assert_eq!(conv.upsert_contact(&renamed).await.expect("u"), WriteOutcome::Written);
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!((got.profile_name.as_deref(), got.last_seen), (Some("Ana María"), now.plus(Duration::hours(2))));
+    // A later expiry moves it, and the contact then outlives that expiry's message.
+    let later = upsert(&t, &c, None, vec![], now.plus(Duration::days(1)));
+    assert_eq!(conv.upsert_contact(&later).await.expect("u"), WriteOutcome::Written);
+    assert_eq!(conv.get_contact(&t, &c).await.expect("get").expect("stored").expires_at, later.expires_at);
+}
+
+async fn links_live_as_long_as_their_contact(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1014"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0014");
+    let mut first = upsert(&t, &c, None, vec![phone.clone()], now);
+    first.expires_at = Expiry::at(now.plus(Duration::days(1)));
+    conv.upsert_contact(&first).await.expect("u");
+    // A later event that does not mention the phone still carries its link along.
+    let mut later = upsert(&t, &c, None, vec![], now.plus(Duration::hours(12)));
+    later.expires_at = Expiry::at(now.plus(Duration::days(3)));
+    conv.upsert_contact(&later).await.expect("u");
+    h.clock.advance(Duration::days(2));
+    assert_eq!(
+        conv.find_subject(&phone.subject_key).await.expect("find"),
+        vec![ContactRef { tenant: t.clone(), contact: c.clone() }]
+    );
+    h.clock.advance(Duration::days(1));
+    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty(), "gone with the contact");
+    assert_eq!(conv.get_contact(&t, &c).await.expect("get"), None);
 }

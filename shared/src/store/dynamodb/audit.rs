@@ -57,6 +57,8 @@ impl AuditStore for DynamoAuditStore {
             hide_expired_at: Some(self.clock.now()),
             scope: format!("audit:{tenant}"),
             consistent: true,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| {

@@ -5,11 +5,11 @@ use crate::domain::{
     MetaMessageId, StatusUpdate, TenantId,
 };
 use crate::identity::SubjectKey;
-use crate::store::keys::{self, BY_SUBJECT_INDEX, CONTACTS_BY_TENANT_INDEX, MESSAGES_BY_TIME_INDEX, PROFILE_SK};
+use crate::store::keys::{self, CONTACTS_BY_TENANT_INDEX, PROFILE_SK};
+use crate::store::profile::{self, ProfileState};
 use crate::store::{ConversationStore, EraseCursor, Page, PageRequest, StoreError, WriteOutcome};
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
@@ -24,14 +24,16 @@ impl DynamoConversationStore {
     }
 }
 
-/// Profile of a contact. `ids` is a string set of JSON-encoded linked identifiers, so that merging
-/// identifiers is one idempotent `ADD`.
+/// Profile of a contact, the last item of its partition. `ids` is a string set of JSON-encoded
+/// linked identifiers; `version` makes each rewrite conditional on what was read.
 #[derive(Serialize, Deserialize)]
 struct ProfileItem {
     pk: String,
     sk: String,
     /// Key of the contacts-by-tenant index; only profile items carry it.
     tenant_contacts: String,
+    /// Sort key of that index: the retention sweep finds contacts with old items by it.
+    oldest_ms: i64,
     tenant: TenantId,
     channel: Channel,
     stable_id: String,
@@ -42,14 +44,22 @@ struct ProfileItem {
     first_seen_ms: i64,
     last_seen_ms: i64,
     expires_at: Expiry,
+    version: u64,
 }
 
-/// An identifier link: the only items carrying `subject_key`, which makes the by-subject index sparse.
+/// An identifier link, in the subject key's own partition: `sk` is the contact's partition key.
 #[derive(Serialize, Deserialize)]
 struct LinkItem {
     pk: String,
     sk: String,
-    subject_key: SubjectKey,
+    expires_at: Expiry,
+}
+
+/// A message unsent before it arrived: the original is refused when it comes.
+#[derive(Serialize, Deserialize)]
+struct GoneItem {
+    pk: String,
+    sk: String,
     expires_at: Expiry,
 }
 
@@ -57,8 +67,6 @@ struct LinkItem {
 struct MessageItem {
     pk: String,
     sk: String,
-    /// Sort key of the messages-by-time local index.
-    msg_order: String,
     id: MetaMessageId,
     direction: Direction,
     sent_at_ms: i64,
@@ -68,11 +76,12 @@ struct MessageItem {
     expires_at: Expiry,
 }
 
-/// What remains of a deleted message: it blocks redeliveries and is not in the time index.
+/// What remains of a deleted message, under its key: it blocks redeliveries, listings skip it.
 #[derive(Serialize, Deserialize)]
 struct TombstoneItem {
     pk: String,
     sk: String,
+    id: MetaMessageId,
     tombstone: bool,
     expires_at: Expiry,
 }
@@ -80,10 +89,24 @@ struct TombstoneItem {
 /// Enough of a stored message item to tell a live message from a tombstone.
 #[derive(Deserialize)]
 struct StoredMessageHead {
+    id: MetaMessageId,
     #[serde(default)]
     tombstone: bool,
-    msg_order: Option<String>,
     expires_at: Expiry,
+}
+
+/// The head of a contact's partition: its live profile and the unsend markers, read at once.
+#[derive(Default)]
+struct Head {
+    profile: Option<(ProfileItem, ProfileState)>,
+    gone: Vec<String>,
+}
+
+impl Head {
+    fn is_gone(&self, id: &MetaMessageId) -> bool {
+        let original = keys::original_of(id);
+        self.gone.iter().any(|g| g == id.as_str() || g == original)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,26 +125,52 @@ fn rank(state: DeliveryState) -> i64 {
     state as i64
 }
 
-fn encode_link(link: &LinkedIdentifier) -> Result<String, StoreError> {
-    to_json(link)
-}
-
 impl ProfileItem {
-    fn into_contact(self) -> Result<Contact, StoreError> {
+    fn state(&self) -> Result<ProfileState, StoreError> {
         let mut identifiers = self
             .ids
             .iter()
             .map(|j| from_json::<LinkedIdentifier>(j))
             .collect::<Result<Vec<_>, _>>()?;
         identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-        Ok(Contact {
-            contact: ContactId::new(self.channel, self.stable_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            tenant: self.tenant,
-            profile_name: self.profile_name,
+        Ok(ProfileState {
+            profile_name: self.profile_name.clone(),
             identifiers,
             first_seen: Timestamp::from_unix_millis(self.first_seen_ms),
             last_seen: Timestamp::from_unix_millis(self.last_seen_ms),
+            oldest: Timestamp::from_unix_millis(self.oldest_ms),
             expires_at: self.expires_at,
+        })
+    }
+
+    fn into_contact(self) -> Result<Contact, StoreError> {
+        let state = self.state()?;
+        Ok(Contact {
+            contact: ContactId::new(self.channel, self.stable_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            tenant: self.tenant,
+            profile_name: state.profile_name,
+            identifiers: state.identifiers,
+            first_seen: state.first_seen,
+            last_seen: state.last_seen,
+            expires_at: state.expires_at,
+        })
+    }
+
+    fn new(u: &ContactUpsert, p: &ProfileState, version: u64) -> Result<Self, StoreError> {
+        Ok(Self {
+            pk: keys::contact_pk(&u.tenant, &u.contact),
+            sk: PROFILE_SK.to_owned(),
+            tenant_contacts: u.tenant.as_str().to_owned(),
+            oldest_ms: p.oldest.unix_millis(),
+            tenant: u.tenant.clone(),
+            channel: u.contact.channel,
+            stable_id: u.contact.stable_id.clone(),
+            profile_name: p.profile_name.clone(),
+            ids: p.identifiers.iter().map(to_json).collect::<Result<_, _>>()?,
+            first_seen_ms: p.first_seen.unix_millis(),
+            last_seen_ms: p.last_seen.unix_millis(),
+            expires_at: p.expires_at,
+            version,
         })
     }
 }
@@ -151,79 +200,176 @@ fn absent_or_expired(now: Timestamp) -> Expr {
     Expr::new("attribute_not_exists(pk) OR expires_at <= :now").value(":now", n(now.unix_seconds()))
 }
 
+/// How many times a profile rewrite is retried when another writer got there first.
+const PROFILE_ATTEMPTS: usize = 4;
+
+/// How many message items an unsend reads per page while looking for its original.
+const UNSEND_PAGE: usize = 100;
+
+impl DynamoConversationStore {
+    /// The contact's head: one query over the last range of its partition. Eventually
+    /// consistent (half the read cost) unless a conditional write just lost to another writer.
+    async fn head(&self, pk: &str, consistent: bool) -> Result<Head, StoreError> {
+        let now = self.clock.now();
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk),
+            sk_prefix: Some(keys::HEAD_PREFIX.to_owned()),
+            sort_at_most: None,
+            hide_expired_at: Some(now),
+            scope: String::new(),
+            consistent,
+            filter: None,
+            newest_first: false,
+        };
+        let mut head = Head::default();
+        for item in self.table.query_all(&spec).await? {
+            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if sk == PROFILE_SK {
+                let profile: ProfileItem = from_item(item)?;
+                let state = profile.state()?;
+                head.profile = Some((profile, state));
+            } else if let Some(id) = sk.strip_prefix(keys::GONE_PREFIX) {
+                head.gone.push(id.to_owned());
+            }
+        }
+        Ok(head)
+    }
+
+    /// Applies the upsert rule to what `head` holds, rereading (consistently) when another
+    /// writer changed the profile since.
+    async fn upsert_with(&self, u: &ContactUpsert, head: Head) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now();
+        let pk = keys::contact_pk(&u.tenant, &u.contact);
+        let mut head = head;
+        for _ in 0..PROFILE_ATTEMPTS {
+            let stored = head.profile.as_ref();
+            let Some(change) = profile::rewrite(stored.map(|(_, state)| state), u) else {
+                return Ok(WriteOutcome::Unchanged);
+            };
+            let (version, condition) = match stored {
+                Some((item, _)) => (
+                    item.version + 1,
+                    Expr::new("version = :v").value(":v", n(item.version as i64)),
+                ),
+                None => (1, absent_or_expired(now)),
+            };
+            let item = ProfileItem::new(u, &change.profile, version)?;
+            match self.table.put(to_item(&item)?, Some(condition), false).await? {
+                Written::Yes(_) => {
+                    self.write_links(&pk, &change.links, change.profile.expires_at).await?;
+                    return Ok(if change.forward {
+                        WriteOutcome::Written
+                    } else {
+                        WriteOutcome::Unchanged
+                    });
+                }
+                Written::ConditionFailed => head = self.head(&pk, true).await?,
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Each link carries the profile's expiry; a link already kept longer is left alone.
+    async fn write_links(&self, pk: &str, links: &[LinkedIdentifier], expires_at: Expiry) -> Result<(), StoreError> {
+        for link in links {
+            let item = LinkItem {
+                pk: keys::link_pk(&link.subject_key),
+                sk: pk.to_owned(),
+                expires_at,
+            };
+            let longer = Expr::new("attribute_not_exists(pk) OR expires_at < :exp")
+                .value(":exp", n(expires_at.epoch_seconds()));
+            self.table.put(to_item(&item)?, Some(longer), false).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_message_with(&self, m: &Message, head: &Head) -> Result<WriteOutcome, StoreError> {
+        if head.is_gone(&m.id) {
+            return Ok(WriteOutcome::Unchanged);
+        }
+        let item = MessageItem {
+            pk: keys::contact_pk(&m.tenant, &m.contact),
+            sk: keys::message_sk(m.sent_at, &m.id),
+            id: m.id.clone(),
+            direction: m.direction,
+            sent_at_ms: m.sent_at.unix_millis(),
+            kind: m.kind.clone(),
+            content_json: m.content.to_string(),
+            expires_at: m.expires_at,
+        };
+        match self
+            .table
+            .put(to_item(&item)?, Some(absent_or_expired(self.clock.now())), false)
+            .await?
+        {
+            Written::Yes(_) => Ok(WriteOutcome::Written),
+            Written::ConditionFailed => Ok(WriteOutcome::Unchanged),
+        }
+    }
+
+    /// The stored items of a message and its edits, newest first, read back until the
+    /// original: unsends are of recent messages, so this reads little.
+    async fn find_message(&self, pk: &str, id: &MetaMessageId) -> Result<Vec<(Item, StoredMessageHead)>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk),
+            sk_prefix: Some(keys::MESSAGE_PREFIX.to_owned()),
+            sort_at_most: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: Some(
+                Expr::new("#id = :id OR begins_with(#id, :edits)")
+                    .name("#id", "id")
+                    .value(":id", s(id.as_str()))
+                    .value(":edits", s(keys::edits_prefix(id))),
+            ),
+            newest_first: true,
+        };
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let (items, last) = self.table.query_once(&spec, start.take(), Some(UNSEND_PAGE)).await?;
+            for item in items {
+                let head: StoredMessageHead = from_item(item.clone())?;
+                let original = head.id == *id;
+                found.push((key_of(item), head));
+                if original {
+                    return Ok(found);
+                }
+            }
+            match last {
+                Some(k) => start = Some(k),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    fn messages_spec(&self, pk: &str) -> QuerySpec {
+        QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk),
+            sk_prefix: Some(keys::MESSAGE_PREFIX.to_owned()),
+            sort_at_most: None,
+            hide_expired_at: Some(self.clock.now()),
+            scope: format!("messages:{pk}"),
+            consistent: true,
+            filter: Some(Expr::new("attribute_not_exists(tombstone)")),
+            newest_first: false,
+        }
+    }
+}
+
 #[async_trait]
 impl ConversationStore for DynamoConversationStore {
     async fn upsert_contact(&self, u: &ContactUpsert) -> Result<WriteOutcome, StoreError> {
-        let now = self.clock.now();
-        let pk = keys::contact_pk(&u.tenant, &u.contact);
-        let ids = u.identifiers.iter().map(encode_link).collect::<Result<Vec<_>, _>>()?;
-
-        // 1. Create or merge identifiers, unless the stored profile is an expired leftover.
-        let mut merge = Expr::new(format!(
-            "SET tenant_contacts = :t, tenant = :t, channel = :ch, stable_id = :sid, \
-             first_seen_ms = if_not_exists(first_seen_ms, :seen), last_seen_ms = if_not_exists(last_seen_ms, :seen), \
-             expires_at = if_not_exists(expires_at, :exp){}",
-            if ids.is_empty() { "" } else { " ADD ids :ids" }
-        ))
-        .value(":t", s(u.tenant.as_str()))
-        .value(":ch", s(u.contact.channel.as_str()))
-        .value(":sid", s(u.contact.stable_id.clone()))
-        .value(":seen", n(u.seen_at.unix_millis()))
-        .value(":exp", n(u.expires_at.epoch_seconds()));
-        if !ids.is_empty() {
-            merge = merge.value(":ids", AttributeValue::Ss(ids.clone()));
-        }
-        let fresh = Expr::new("attribute_not_exists(pk) OR expires_at > :now").value(":now", n(now.unix_seconds()));
-        if let Written::ConditionFailed = self.table.update(key(&pk, PROFILE_SK), merge, Some(fresh)).await? {
-            let item = ProfileItem {
-                pk: pk.clone(),
-                sk: PROFILE_SK.to_owned(),
-                tenant_contacts: u.tenant.as_str().to_owned(),
-                tenant: u.tenant.clone(),
-                channel: u.contact.channel,
-                stable_id: u.contact.stable_id.clone(),
-                profile_name: u.profile_name.clone(),
-                ids,
-                first_seen_ms: u.seen_at.unix_millis(),
-                last_seen_ms: u.seen_at.unix_millis(),
-                expires_at: u.expires_at,
-            };
-            self.table.put(to_item(&item)?, None, false).await?;
-        }
-
-        // 2. Newer-or-equal events move the profile forward; older ones leave it.
-        let mut forward = Expr::new(format!(
-            "SET last_seen_ms = :seen, expires_at = :exp{}",
-            if u.profile_name.is_some() {
-                ", profile_name = :name"
-            } else {
-                ""
-            }
-        ))
-        .value(":seen", n(u.seen_at.unix_millis()))
-        .value(":exp", n(u.expires_at.epoch_seconds()));
-        if let Some(name) = &u.profile_name {
-            forward = forward.value(":name", s(name.clone()));
-        }
-        let newer = Expr::new("last_seen_ms <= :seen");
-        let outcome = match self.table.update(key(&pk, PROFILE_SK), forward, Some(newer)).await? {
-            Written::Yes(_) => WriteOutcome::Written,
-            Written::ConditionFailed => WriteOutcome::Unchanged,
-        };
-
-        // 3. Index links, each kept as long as the newest event that mentioned it.
-        for link in &u.identifiers {
-            let item = LinkItem {
-                pk: pk.clone(),
-                sk: keys::link_sk(&link.subject_key),
-                subject_key: link.subject_key.clone(),
-                expires_at: u.expires_at,
-            };
-            let longer = Expr::new("attribute_not_exists(pk) OR expires_at < :exp")
-                .value(":exp", n(u.expires_at.epoch_seconds()));
-            self.table.put(to_item(&item)?, Some(longer), false).await?;
-        }
-        Ok(outcome)
+        let head = self.head(&keys::contact_pk(&u.tenant, &u.contact), false).await?;
+        self.upsert_with(u, head).await
     }
 
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError> {
@@ -252,6 +398,8 @@ impl ConversationStore for DynamoConversationStore {
             hide_expired_at: Some(self.clock.now()),
             scope: format!("contacts:{tenant}"),
             consistent: false,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| from_item::<ProfileItem>(i)?.into_contact())
@@ -259,25 +407,21 @@ impl ConversationStore for DynamoConversationStore {
     }
 
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
-        let item = MessageItem {
-            pk: keys::contact_pk(&m.tenant, &m.contact),
-            sk: keys::message_sk(&m.id),
-            msg_order: keys::message_order(m.sent_at, &m.id),
-            id: m.id.clone(),
-            direction: m.direction,
-            sent_at_ms: m.sent_at.unix_millis(),
-            kind: m.kind.clone(),
-            content_json: m.content.to_string(),
-            expires_at: m.expires_at,
-        };
-        match self
-            .table
-            .put(to_item(&item)?, Some(absent_or_expired(self.clock.now())), false)
-            .await?
-        {
-            Written::Yes(_) => Ok(WriteOutcome::Written),
-            Written::ConditionFailed => Ok(WriteOutcome::Unchanged),
-        }
+        let head = self.head(&keys::contact_pk(&m.tenant, &m.contact), false).await?;
+        self.put_message_with(m, &head).await
+    }
+
+    async fn record_message(&self, u: &ContactUpsert, m: &Message) -> Result<WriteOutcome, StoreError> {
+        let head = self.head(&keys::contact_pk(&u.tenant, &u.contact), false).await?;
+        let outcome = self.put_message_with(m, &head).await?;
+        self.upsert_with(u, head).await?;
+        Ok(outcome)
+    }
+
+    async fn record_status(&self, u: &ContactUpsert, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
+        let head = self.head(&keys::contact_pk(&u.tenant, &u.contact), false).await?;
+        self.upsert_with(u, head).await?;
+        self.put_status(st).await
     }
 
     async fn list_messages(
@@ -286,17 +430,7 @@ impl ConversationStore for DynamoConversationStore {
         contact: &ContactId,
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        let pk = keys::contact_pk(tenant, contact);
-        let spec = QuerySpec {
-            index: Some(MESSAGES_BY_TIME_INDEX),
-            pk_attr: "pk",
-            pk: s(pk.clone()),
-            sk_prefix: None,
-            sort_at_most: None,
-            hide_expired_at: Some(self.clock.now()),
-            scope: format!("messages:{pk}"),
-            consistent: true,
-        };
+        let spec = self.messages_spec(&keys::contact_pk(tenant, contact));
         self.table
             .query_page(&spec, page, |i| {
                 from_item::<MessageItem>(i)?.into_message(tenant, contact)
@@ -313,33 +447,36 @@ impl ConversationStore for DynamoConversationStore {
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let pk = keys::contact_pk(tenant, contact);
-        let edits = QuerySpec {
-            index: None,
-            pk_attr: "pk",
-            pk: s(pk.clone()),
-            sk_prefix: Some(keys::edits_prefix(message)),
-            sort_at_most: None,
-            hide_expired_at: None,
-            scope: String::new(),
-            consistent: true,
+        let mut found = self.find_message(&pk, message).await?;
+        let original = match found.last() {
+            Some((_, head)) if head.id == *message => found.pop(),
+            _ => None,
         };
-        let edit_keys: Vec<Item> = self.table.query_all(&edits).await?.into_iter().map(key_of).collect();
-        self.table.delete_keys(edit_keys).await?;
-        // The tombstone replaces the message in one write: no moment without either.
-        let tombstone = TombstoneItem {
-            pk: pk.clone(),
-            sk: keys::message_sk(message),
-            tombstone: true,
-            expires_at: tombstone_expires,
-        };
-        let Written::Yes(old) = self.table.put(to_item(&tombstone)?, None, true).await? else {
+        self.table.delete_keys(found.into_iter().map(|(k, _)| k).collect()).await?;
+        let Some((original_key, original)) = original else {
+            // Unsent before it arrived: the marker refuses it when it comes.
+            let gone = GoneItem {
+                pk,
+                sk: keys::gone_sk(message),
+                expires_at: tombstone_expires,
+            };
+            self.table.put(to_item(&gone)?, None, false).await?;
             return Ok(false);
         };
-        let was_live = old
-            .map(from_item::<StoredMessageHead>)
-            .transpose()?
-            .is_some_and(|h| !h.tombstone && h.msg_order.is_some() && live(h.expires_at, now));
-        Ok(was_live)
+        if original.tombstone {
+            return Ok(false);
+        }
+        // The tombstone replaces the message in one write: no moment without either.
+        let mut tombstone = to_item(&TombstoneItem {
+            pk: String::new(),
+            sk: String::new(),
+            id: message.clone(),
+            tombstone: true,
+            expires_at: tombstone_expires,
+        })?;
+        tombstone.extend(original_key);
+        self.table.put(tombstone, None, false).await?;
+        Ok(live(original.expires_at, now))
     }
 
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
@@ -395,14 +532,16 @@ impl ConversationStore for DynamoConversationStore {
 
     async fn find_subject(&self, subject: &SubjectKey) -> Result<Vec<ContactRef>, StoreError> {
         let spec = QuerySpec {
-            index: Some(BY_SUBJECT_INDEX),
-            pk_attr: "subject_key",
-            pk: s(subject.as_str()),
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::link_pk(subject)),
             sk_prefix: None,
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
             scope: String::new(),
-            consistent: false,
+            consistent: true,
+            filter: None,
+            newest_first: false,
         };
         let mut found = self
             .table
@@ -411,7 +550,7 @@ impl ConversationStore for DynamoConversationStore {
             .into_iter()
             .map(|item| {
                 let link: LinkItem = from_item(item)?;
-                keys::parse_contact_pk(&link.pk)
+                keys::parse_contact_pk(&link.sk)
                     .map(|(tenant, contact)| ContactRef { tenant, contact })
                     .ok_or_else(|| StoreError::Corrupt("link item with a malformed contact key".to_owned()))
             })
@@ -441,13 +580,48 @@ impl ConversationStore for DynamoConversationStore {
             hide_expired_at: None,
             scope: String::new(),
             consistent: true,
+            filter: None,
+            newest_first: false,
         };
         // One more than the batch, to know whether anything remains after it.
         let (items, _) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
         let remains = items.len() > max_items;
-        let keys: Vec<Item> = items.into_iter().take(max_items).map(key_of).collect();
-        let deleted = keys.len() as u64;
-        self.table.delete_keys(keys).await?;
+        let mut batch: Vec<Item> = Vec::new();
+        let mut deleted = 0u64;
+        for item in items.into_iter().take(max_items) {
+            let is_profile = item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == PROFILE_SK);
+            if !is_profile {
+                batch.push(key_of(item));
+                continue;
+            }
+            // The profile is the partition's last item and the only list of its links: its links
+            // go first, one by one (so only those still there are counted), then the profile.
+            let budget = max_items - batch.len();
+            let profile: ProfileItem = from_item(item)?;
+            let mut used = 0;
+            for link in profile.state()?.identifiers {
+                if used == budget {
+                    break;
+                }
+                if let Written::Yes(Some(_)) = self.table.delete(key(keys::link_pk(&link.subject_key), &pk), None).await? {
+                    used += 1;
+                    deleted += 1;
+                }
+            }
+            if used < budget {
+                batch.push(key(&pk, PROFILE_SK));
+            } else {
+                // Out of room: the profile (and any link left) waits for the next batch.
+                deleted += batch.len() as u64;
+                self.table.delete_keys(batch).await?;
+                return Ok(EraseCursor {
+                    deleted: cursor.deleted + deleted,
+                    done: false,
+                });
+            }
+        }
+        deleted += batch.len() as u64;
+        self.table.delete_keys(batch).await?;
         Ok(EraseCursor {
             deleted: cursor.deleted + deleted,
             done: !remains,

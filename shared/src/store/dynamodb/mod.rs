@@ -10,7 +10,7 @@ mod requests;
 mod table;
 mod tenants;
 
-pub use table::CapacityMeter;
+pub use table::{CapacityMeter, Units};
 
 use crate::clock::SharedClock;
 use crate::config::TableNames;

@@ -177,6 +177,8 @@ impl OptOutStore for DynamoOptOutStore {
             hide_expired_at: None,
             scope: format!("optout:{pk}"),
             consistent: true,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| Ok(from_item::<OptOutItem>(i)?.into_record()))

@@ -103,6 +103,8 @@ impl QuarantineStore for DynamoQuarantineStore {
             hide_expired_at: Some(self.clock.now()),
             scope: format!("quarantine:{pk}"),
             consistent: true,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| {

@@ -101,6 +101,8 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             hide_expired_at: None,
             scope: format!("open-due:{}", until.unix_millis()),
             consistent: false,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())

@@ -21,31 +21,66 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 type Names = HashMap<String, String>;
 type Values = HashMap<String, AttributeValue>;
 
-/// Capacity units consumed per table since the meter was made.
+/// Capacity units consumed per table since the meter was made, reads and writes apart.
 #[derive(Clone, Debug, Default)]
-pub struct CapacityMeter(Arc<Mutex<BTreeMap<String, f64>>>);
+pub struct CapacityMeter(Arc<Mutex<BTreeMap<String, Units>>>);
+
+/// Read and write capacity units.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Units {
+    pub read: f64,
+    pub write: f64,
+}
 
 impl CapacityMeter {
-    fn record<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+    fn add(&self, table: &str, read: f64, write: f64) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let u = m.entry(table.to_owned()).or_default();
+        u.read += read;
+        u.write += write;
+    }
+
+    fn read<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
         for c in consumed {
             if let (Some(table), Some(units)) = (c.table_name(), c.capacity_units()) {
-                *m.entry(table.to_owned()).or_default() += units;
+                self.add(table, units, 0.0);
             }
         }
     }
 
-    pub fn units(&self, table: &str) -> f64 {
+    fn write<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        for c in consumed {
+            if let (Some(table), Some(units)) = (c.table_name(), c.capacity_units()) {
+                self.add(table, 0.0, units);
+            }
+        }
+    }
+
+    /// A write whose condition failed: DynamoDB bills it (at least one unit) but its error
+    /// carries no consumed capacity, so it is counted here as one unit.
+    fn failed_condition(&self, table: &str) {
+        self.add(table, 0.0, 1.0);
+    }
+
+    pub fn units(&self, table: &str) -> Units {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(table)
             .copied()
-            .unwrap_or(0.0)
+            .unwrap_or_default()
     }
 
-    pub fn total(&self) -> f64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    /// Every table's units, summed.
+    pub fn total(&self) -> Units {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .fold(Units::default(), |a, u| Units {
+                read: a.read + u.read,
+                write: a.write + u.write,
+            })
     }
 }
 
@@ -143,6 +178,9 @@ pub(crate) struct QuerySpec {
     pub scope: String,
     /// Strongly consistent read; global secondary indexes do not offer it.
     pub consistent: bool,
+    /// A further filter on the items read (they are billed whether they pass or not).
+    pub filter: Option<Expr>,
+    pub newest_first: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -211,6 +249,7 @@ impl Table {
         })
     }
 
+    /// Returns the deleted item, if there was one.
     pub async fn delete(&self, key: Item, condition: Option<Expr>) -> Result<Written, StoreError> {
         let (names, values) = merge(condition.as_ref(), None);
         let res = self
@@ -221,11 +260,12 @@ impl Table {
             .set_condition_expression(condition.map(|c| c.text))
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
+            .return_values(ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         self.written(res, DeleteItemError::is_conditional_check_failed_exception, |o| {
-            (o.consumed_capacity, None)
+            (o.consumed_capacity, o.attributes)
         })
     }
 
@@ -244,10 +284,13 @@ impl Table {
         match res {
             Ok(out) => {
                 let (consumed, attributes) = parts(out);
-                self.meter.record(consumed.as_ref());
+                self.meter.write(consumed.as_ref());
                 Ok(Written::Yes(attributes))
             }
-            Err(e) if e.as_service_error().is_some_and(&condition_failed) => Ok(Written::ConditionFailed),
+            Err(e) if e.as_service_error().is_some_and(&condition_failed) => {
+                self.meter.failed_condition(&self.name);
+                Ok(Written::ConditionFailed)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -263,7 +306,7 @@ impl Table {
             .send()
             .await
             .map_err(backend)?;
-        self.meter.record(out.consumed_capacity());
+        self.meter.read(out.consumed_capacity());
         Ok(out.item)
     }
 
@@ -328,11 +371,18 @@ impl Table {
             names.insert("#sort".to_owned(), attr.to_owned());
             values.insert(":max".to_owned(), n(max));
         }
-        let filter = spec.hide_expired_at.map(|now| {
+        let mut filters = Vec::new();
+        if let Some(now) = spec.hide_expired_at {
             names.insert("#exp".to_owned(), EXPIRES_AT.to_owned());
             values.insert(":now".to_owned(), n(now.unix_seconds()));
-            "attribute_not_exists(#exp) OR #exp > :now".to_owned()
-        });
+            filters.push("(attribute_not_exists(#exp) OR #exp > :now)".to_owned());
+        }
+        if let Some(f) = &spec.filter {
+            names.extend(f.names.clone());
+            values.extend(f.values.clone());
+            filters.push(format!("({})", f.text));
+        }
+        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
         let out = self
             .client
             .query()
@@ -345,11 +395,12 @@ impl Table {
             .set_exclusive_start_key(start)
             .set_limit(limit.map(|l| l as i32))
             .consistent_read(spec.consistent)
+            .scan_index_forward(!spec.newest_first)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(backend)?;
-        self.meter.record(out.consumed_capacity());
+        self.meter.read(out.consumed_capacity());
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
@@ -376,7 +427,7 @@ impl Table {
                     .send()
                     .await
                     .map_err(backend)?;
-                self.meter.record(out.consumed_capacity());
+                self.meter.write(out.consumed_capacity());
                 pending = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.name))
@@ -404,7 +455,7 @@ impl Table {
             .await;
         match res {
             Ok(out) => {
-                self.meter.record(out.consumed_capacity());
+                self.meter.write(out.consumed_capacity());
                 Ok(Ok(()))
             }
             Err(e) => {
@@ -416,7 +467,10 @@ impl Table {
                     _ => None,
                 });
                 match failed {
-                    Some(i) => Ok(Err(i)),
+                    Some(i) => {
+                        self.meter.failed_condition(&self.name);
+                        Ok(Err(i))
+                    }
                     None => Err(backend(e)),
                 }
             }

@@ -141,6 +141,8 @@ impl TenantStore for DynamoTenantStore {
             hide_expired_at: None,
             scope: format!("events:{tenant}"),
             consistent: true,
+            filter: None,
+            newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| {
