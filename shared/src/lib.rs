@@ -21,5 +21,6 @@ pub mod queue;
 pub mod retention;
 pub mod secrets;
 pub mod store;
+pub mod tenant_cache;
 pub mod timestamp;
 pub mod wiring;

@@ -1,66 +1,128 @@
 //! Instagram messaging entries (`messaging[]`), read tolerantly; each event kept raw beside the
-//! parts the processor interprets.
+//! parts the processor interprets. Borrowed from the input, as in `whatsapp`.
 
+use super::whatsapp::{ValidJson, ValidJsonStr, non_empty_seq, opt_str, scalars};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 #[derive(Debug, Deserialize)]
-pub struct Entry {
-    pub id: String,
-    #[serde(default)]
-    pub messaging: Vec<Box<RawValue>>,
+pub struct Entry<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub messaging: Vec<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Event {
-    pub sender: IdRef,
-    pub recipient: IdRef,
+pub struct Event<'a> {
+    #[serde(borrow)]
+    pub sender: IdRef<'a>,
+    #[serde(borrow)]
+    pub recipient: IdRef<'a>,
     pub timestamp: i64,
-    pub message: Option<Message>,
-    pub reaction: Option<Reaction>,
-    pub read: Option<Read>,
-    pub postback: Option<Postback>,
-    pub referral: Option<serde_json::Value>,
-    pub message_edit: Option<MessageEdit>,
+    #[serde(borrow)]
+    pub message: Option<Message<'a>>,
+    #[serde(borrow)]
+    pub reaction: Option<Reaction<'a>>,
+    #[serde(borrow)]
+    pub read: Option<Read<'a>>,
+    #[serde(borrow)]
+    pub postback: Option<Postback<'a>>,
+    /// Any JSON; only its presence matters.
+    pub referral: Option<ValidJson>,
+    #[serde(borrow)]
+    pub message_edit: Option<MessageEdit<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct IdRef {
-    pub id: String,
+pub struct IdRef<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Message {
-    pub mid: String,
+pub struct Message<'a> {
+    #[serde(borrow)]
+    pub mid: Cow<'a, str>,
     #[serde(default)]
     pub is_echo: bool,
     #[serde(default)]
     pub is_deleted: bool,
-    pub text: Option<String>,
-    #[serde(default)]
-    pub attachments: Vec<serde_json::Value>,
-    pub quick_reply: Option<serde_json::Value>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub text: Option<Cow<'a, str>>,
+    /// Whether `attachments` has any (each any JSON).
+    #[serde(rename = "attachments", default, deserialize_with = "non_empty_seq")]
+    pub has_attachments: bool,
+    #[serde(borrow)]
+    pub quick_reply: Option<QuickReply<'a>>,
+}
+
+/// A `quick_reply`: any JSON; its `payload` when it is an object with a string one.
+#[derive(Debug)]
+pub struct QuickReply<'a> {
+    pub payload: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for QuickReply<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = QuickReply<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut payload = None;
+                while let Some(ValidJsonStr(key)) = map.next_key()? {
+                    if key.as_deref() == Some("payload") {
+                        payload = map.next_value::<ValidJsonStr<'a>>()?.0;
+                    } else {
+                        map.next_value::<ValidJson>()?;
+                    }
+                }
+                Ok(QuickReply { payload })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<ValidJson>()?.is_some() {}
+                Ok(QuickReply { payload: None })
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(QuickReply { payload: None })
+            }
+            scalars!(QuickReply { payload: None });
+        }
+        d.deserialize_any(V(PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Reaction {
-    pub mid: String,
-    pub action: Option<String>,
+pub struct Reaction<'a> {
+    #[serde(borrow)]
+    pub mid: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub action: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Read {
-    pub mid: String,
+pub struct Read<'a> {
+    #[serde(borrow)]
+    pub mid: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Postback {
-    pub mid: Option<String>,
+pub struct Postback<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub mid: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct MessageEdit {
-    pub mid: String,
+pub struct MessageEdit<'a> {
+    #[serde(borrow)]
+    pub mid: Cow<'a, str>,
     pub num_edit: Option<u32>,
 }
 

@@ -2,6 +2,7 @@
 //! WhatsApp Cloud API and Instagram messaging payloads the processor reads.
 
 pub mod envelope;
+pub mod events;
 pub mod instagram;
 pub mod signature;
 pub mod whatsapp;

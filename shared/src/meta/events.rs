@@ -1,0 +1,569 @@
+//! One envelope turned into typed events, with no I/O: what Meta said (messages, statuses,
+//! identifiers, opt-out signals, tombstones, tenant events) and what could not be read, each with
+//! its reason. The processor only applies these to the stores and queues.
+//!
+//! Events borrow from the envelope: message content stays the raw JSON Meta sent, parsed once,
+//! here. Identifiers are kept as Meta sent them; normalizing and keying them is the processor's.
+
+use super::envelope::{Envelope, MetaObject};
+use super::{instagram as ig, whatsapp as wa};
+use crate::domain::{Channel, ContactId, DeliveryState, Direction, Locale, MetaMessageId, OptOutScope, OptOutSource};
+use crate::identity::IdentifierKind;
+use crate::optout::command::CommandAction;
+use crate::optout::keywords::{self, Action, Decision, TenantKeywords};
+use crate::store::keys::edit_id;
+use crate::timestamp::Timestamp;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// An identifier as Meta sent it, not yet normalized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawIdentifier<'a> {
+    pub kind: IdentifierKind,
+    pub value: Cow<'a, str>,
+}
+
+/// The person an event is about, and what it tells about them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen<'a> {
+    pub contact: ContactId,
+    /// WhatsApp profile name, when the change carried one.
+    pub profile_name: Option<Cow<'a, str>>,
+    /// Every identifier the event carried, the contact's stable id first, without repeats.
+    pub identifiers: Vec<RawIdentifier<'a>>,
+    /// Meta's event time.
+    pub at: Timestamp,
+}
+
+/// A detected opt-out, opt-in or help request, to be sent to the opt-out function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptOutSignal {
+    pub action: CommandAction,
+    pub scope: OptOutScope,
+    pub source: OptOutSource,
+    pub only_while_opted_out: bool,
+    pub language: Option<Locale>,
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A message from or to the person (echoes are outbound), to store under `id`. Edits carry
+    /// the id from `keys::edit_id`, so deleting the original takes them along.
+    Message {
+        seen: Seen<'a>,
+        id: MetaMessageId,
+        direction: Direction,
+        kind: Cow<'a, str>,
+        content: &'a RawValue,
+        /// What the message says about the person's opt-out state, by the tenant's keywords.
+        signal: Option<OptOutSignal>,
+        /// An opt-out keyword inside a longer message: for a person to review.
+        review: bool,
+    },
+    /// Delivery progress of an outbound message.
+    Status {
+        seen: Seen<'a>,
+        message_id: MetaMessageId,
+        state: DeliveryState,
+        detail: &'a RawValue,
+        /// A failed status saying the person stopped marketing messages (marketing opt-out).
+        signal: Option<OptOutSignal>,
+    },
+    /// The person unsent or revoked a message: its copy goes, a tombstone stays.
+    Unsend { seen: Seen<'a>, message_id: MetaMessageId },
+    /// A preference set inside WhatsApp (`user_preferences`): marketing stop or resume.
+    Preference { seen: Seen<'a>, signal: OptOutSignal },
+    /// A template or account notification: no personal data, kept per tenant.
+    TenantEvent {
+        /// Stable per notification, so a redelivery stores nothing new.
+        id: String,
+        field: &'a str,
+        payload: &'a RawValue,
+    },
+    /// Well-formed, but nothing here handles it (yet): held as it came.
+    Unhandled {
+        kind: &'static str,
+        /// Safe to log: which field or event kind, never content.
+        detail: &'a str,
+        raw: &'a str,
+    },
+    /// Malformed: held with why.
+    Rejected {
+        /// Safe to log: a fixed phrase.
+        kind: &'static str,
+        /// May quote the payload (parser messages do): for the quarantine record only.
+        detail: String,
+        raw: &'a str,
+    },
+}
+
+/// What the pure parse needs to know about the tenant.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub keywords: &'a TenantKeywords,
+}
+
+/// Everything one envelope says, in order: per message, then per status (WhatsApp), per
+/// preference, per Instagram event. What cannot be read is a `Rejected` beside the rest.
+pub fn parse<'a>(envelope: &'a Envelope, cx: Context<'_>) -> Vec<Event<'a>> {
+    let mut out = Vec::new();
+    let payload: &'a RawValue = &envelope.payload;
+    match (envelope.object, envelope.field.as_deref()) {
+        (MetaObject::WhatsAppBusinessAccount, Some("messages")) => whatsapp_messages(payload, cx, &mut out),
+        (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => user_preferences(payload, &mut out),
+        (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
+            out.push(tenant_event(&envelope.entry_id, field, payload))
+        }
+        (MetaObject::Instagram, None) => instagram_entry(payload, cx, &mut out),
+        (_, field) => out.push(Event::Unhandled {
+            kind: "unhandled webhook field",
+            detail: field.unwrap_or("entry without messaging"),
+            raw: payload.get(),
+        }),
+    }
+    out
+}
+
+fn rejected<'a>(kind: &'static str, detail: impl ToString, raw: &'a RawValue) -> Event<'a> {
+    Event::Rejected {
+        kind,
+        detail: detail.to_string(),
+        raw: raw.get(),
+    }
+}
+
+/// A rejection whose reason is its kind alone.
+fn rejected_plain<'a>(kind: &'static str, raw: &'a RawValue) -> Event<'a> {
+    Event::Rejected {
+        kind,
+        detail: String::new(),
+        raw: raw.get(),
+    }
+}
+
+/// Adds an identifier unless it is absent or already there.
+fn add<'a>(ids: &mut Vec<RawIdentifier<'a>>, kind: IdentifierKind, value: Option<&Cow<'a, str>>) {
+    if let Some(value) = value
+        && !ids.iter().any(|i| i.kind == kind && i.value == *value)
+    {
+        ids.push(RawIdentifier {
+            kind,
+            value: value.clone(),
+        });
+    }
+}
+
+/// The `contacts[]` entry for a person, by the first of `keys` any entry carries as `user_id`
+/// or `wa_id`; the last such entry, as a map filled in order would hold.
+fn profile<'c, 'a>(contacts: &'c [wa::Contact<'a>], keys: [Option<&Cow<'a, str>>; 2]) -> Option<&'c wa::Contact<'a>> {
+    keys.into_iter().flatten().find_map(|k| {
+        contacts
+            .iter()
+            .rev()
+            .find(|c| c.user_id.as_ref() == Some(k) || c.wa_id.as_ref() == Some(k))
+    })
+}
+
+fn profile_name<'a>(contact: Option<&wa::Contact<'a>>) -> Option<Cow<'a, str>> {
+    contact.and_then(|c| c.profile.as_ref()).and_then(|p| p.name.clone())
+}
+
+/// What in an inbound message may be an opt-out signal.
+enum Said<'s> {
+    Text(&'s str),
+    /// A tapped button or quick reply: its id, and its label when it has one.
+    Button {
+        id: &'s str,
+        label: Option<&'s str>,
+    },
+}
+
+/// What a message says about the person's opt-out state, by the tenant's keywords: a signal to
+/// act on, a keyword inside a longer message to review (`true`), or neither.
+fn detect(said: Option<Said<'_>>, cx: Context<'_>) -> (Option<OptOutSignal>, bool) {
+    let (decision, source) = match said {
+        None => return (None, false),
+        Some(Said::Button { id, label }) => (keywords::classify_button(id, label, cx.keywords), OptOutSource::Button),
+        Some(Said::Text(text)) => (keywords::classify(text, cx.keywords), OptOutSource::Keyword),
+    };
+    match decision {
+        Decision::None => (None, false),
+        Decision::Review => (None, true),
+        Decision::Act {
+            action,
+            language,
+            only_while_opted_out,
+        } => {
+            let action = match action {
+                Action::OptOut => CommandAction::OptOut,
+                Action::OptIn => CommandAction::OptIn,
+                Action::Help => CommandAction::Help,
+            };
+            let signal = OptOutSignal {
+                action,
+                scope: OptOutScope::All,
+                source,
+                only_while_opted_out,
+                language,
+            };
+            (Some(signal), false)
+        }
+    }
+}
+
+/// A marketing-only opt-out or opt-in Meta reported.
+fn marketing(action: CommandAction, source: OptOutSource) -> OptOutSignal {
+    OptOutSignal {
+        action,
+        scope: OptOutScope::Marketing,
+        source,
+        only_while_opted_out: false,
+        language: None,
+    }
+}
+
+fn whatsapp_messages<'a>(payload: &'a RawValue, cx: Context<'_>, out: &mut Vec<Event<'a>>) {
+    let value: wa::MessagesValue<'a> = match serde_json::from_str(payload.get()) {
+        Ok(v) => v,
+        Err(e) => return out.push(rejected("WhatsApp messages value", e, payload)),
+    };
+    out.reserve(value.messages.len() + value.statuses.len());
+    for raw in &value.messages {
+        if let Some(event) = whatsapp_message(raw, &value.contacts, cx) {
+            out.push(event);
+        }
+    }
+    for raw in &value.statuses {
+        out.push(whatsapp_status(raw, &value.contacts));
+    }
+}
+
+fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Context<'_>) -> Option<Event<'a>> {
+    let m: wa::Message<'a> = match serde_json::from_str(raw.get()) {
+        Ok(m) => m,
+        Err(e) => return Some(rejected("WhatsApp message", e, raw)),
+    };
+    let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
+        return Some(rejected_plain("WhatsApp message: bad timestamp", raw));
+    };
+    let Ok(id) = MetaMessageId::new(m.id.as_ref()) else {
+        return Some(rejected_plain("WhatsApp message: bad id", raw));
+    };
+    // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
+    let Some(Ok(contact)) = m
+        .from_user_id
+        .as_deref()
+        .or(m.from.as_deref())
+        .map(|s| ContactId::new(Channel::WhatsApp, s))
+    else {
+        return Some(rejected_plain("WhatsApp message: no usable sender", raw));
+    };
+    let profile = profile(contacts, [m.from_user_id.as_ref(), m.from.as_ref()]);
+    let mut identifiers = Vec::with_capacity(2);
+    add(
+        &mut identifiers,
+        IdentifierKind::WhatsAppUserId,
+        m.from_user_id.as_ref(),
+    );
+    add(&mut identifiers, IdentifierKind::Phone, m.from.as_ref());
+    if let Some(p) = profile {
+        add(&mut identifiers, IdentifierKind::WhatsAppUserId, p.user_id.as_ref());
+        add(&mut identifiers, IdentifierKind::Phone, p.wa_id.as_ref());
+    }
+    // A changed number or user id stays linked to the same contact.
+    if let Some(system) = &m.system {
+        add(&mut identifiers, IdentifierKind::Phone, system.wa_id.as_ref());
+        add(
+            &mut identifiers,
+            IdentifierKind::WhatsAppUserId,
+            system.user_id.as_ref(),
+        );
+    }
+    let seen = Seen {
+        contact,
+        profile_name: profile_name(profile),
+        identifiers,
+        at,
+    };
+    if let Some(revoke) = &m.revoke {
+        // The person deleted the message: so do we. An unusable original id names nothing.
+        return MetaMessageId::new(revoke.original_message_id.as_ref())
+            .ok()
+            .map(|message_id| Event::Unsend { seen, message_id });
+    }
+    // An edit is kept under its original, so that deleting the original takes its edits along.
+    let id = match &m.edit {
+        Some(e) => match MetaMessageId::new(edit_id(&e.original_message_id, id.as_str())) {
+            Ok(edit_id) => edit_id,
+            Err(_) => return Some(rejected_plain("WhatsApp edit: bad original id", raw)),
+        },
+        None => id,
+    };
+    let said = match m.kind.as_ref() {
+        "text" => m.text.0.as_ref().and_then(|t| t.body.0.as_deref()).map(Said::Text),
+        "button" => m.button.0.as_ref().and_then(|b| {
+            b.payload.0.as_deref().map(|id| Said::Button {
+                id,
+                label: b.text.0.as_deref(),
+            })
+        }),
+        "interactive" => m
+            .interactive
+            .0
+            .as_ref()
+            .and_then(|i| {
+                [&i.button_reply, &i.list_reply]
+                    .into_iter()
+                    .find_map(|r| r.0.as_ref().and_then(|r| r.id.0.as_deref()))
+            })
+            .map(|id| Said::Button { id, label: None }),
+        _ => None,
+    };
+    let (signal, review) = detect(said, cx);
+    Some(Event::Message {
+        seen,
+        id,
+        direction: Direction::Inbound,
+        kind: m.kind,
+        content: raw,
+        signal,
+        review,
+    })
+}
+
+fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event<'a> {
+    let s: wa::Status<'a> = match serde_json::from_str(raw.get()) {
+        Ok(s) => s,
+        Err(e) => return rejected("WhatsApp status", e, raw),
+    };
+    let Some(state) = wa::delivery_state(&s.status) else {
+        return rejected_plain("WhatsApp status: unknown status", raw);
+    };
+    let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
+        return rejected_plain("WhatsApp status: bad timestamp", raw);
+    };
+    let (Ok(message_id), Some(Ok(contact))) = (
+        MetaMessageId::new(s.id.as_ref()),
+        s.recipient_user_id
+            .as_deref()
+            .or(s.recipient_id.as_deref())
+            .map(|r| ContactId::new(Channel::WhatsApp, r)),
+    ) else {
+        return rejected_plain("WhatsApp status: no usable id or recipient", raw);
+    };
+    let mut identifiers = Vec::with_capacity(2);
+    add(
+        &mut identifiers,
+        IdentifierKind::WhatsAppUserId,
+        s.recipient_user_id.as_ref(),
+    );
+    add(&mut identifiers, IdentifierKind::Phone, s.recipient_id.as_ref());
+    let profile = profile(contacts, [s.recipient_user_id.as_ref(), s.recipient_id.as_ref()]);
+    // Error 131050: the person stopped marketing messages inside WhatsApp.
+    let stopped =
+        state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR));
+    Event::Status {
+        seen: Seen {
+            contact,
+            profile_name: profile_name(profile),
+            identifiers,
+            at,
+        },
+        message_id,
+        state,
+        detail: raw,
+        signal: stopped.then(|| marketing(CommandAction::OptOut, OptOutSource::FailedStatus)),
+    }
+}
+
+/// Meta's marketing preference: stop or resume marketing messages, set inside WhatsApp.
+fn user_preferences<'a>(payload: &'a RawValue, out: &mut Vec<Event<'a>>) {
+    let value: wa::UserPreferencesValue<'a> = match serde_json::from_str(payload.get()) {
+        Ok(v) => v,
+        Err(e) => return out.push(rejected("user_preferences value", e, payload)),
+    };
+    out.extend(value.user_preferences.iter().map(|raw| user_preference(raw)));
+}
+
+fn user_preference(raw: &RawValue) -> Event<'_> {
+    let Ok(p) = serde_json::from_str::<wa::UserPreference<'_>>(raw.get()) else {
+        return rejected_plain("user_preferences item", raw);
+    };
+    let action = match (p.category.as_ref(), p.value.as_ref()) {
+        ("marketing_messages", "stop") => CommandAction::OptOut,
+        ("marketing_messages", "resume") => CommandAction::OptIn,
+        _ => {
+            return Event::Unhandled {
+                kind: "unhandled user preference",
+                detail: "",
+                raw: raw.get(),
+            };
+        }
+    };
+    let (Some(seconds), Some(Ok(contact))) = (
+        Some(p.timestamp).filter(|t| wa::PLAUSIBLE_SECONDS.contains(t)),
+        p.user_id
+            .as_deref()
+            .or(p.wa_id.as_deref())
+            .map(|id| ContactId::new(Channel::WhatsApp, id)),
+    ) else {
+        return rejected_plain("user_preferences item: bad timestamp or person", raw);
+    };
+    let mut identifiers = Vec::with_capacity(2);
+    add(&mut identifiers, IdentifierKind::WhatsAppUserId, p.user_id.as_ref());
+    add(&mut identifiers, IdentifierKind::Phone, p.wa_id.as_ref());
+    Event::Preference {
+        seen: Seen {
+            contact,
+            profile_name: None,
+            identifiers,
+            at: Timestamp::from_unix_seconds(seconds),
+        },
+        signal: marketing(action, OptOutSource::UserPreferences),
+    }
+}
+
+fn tenant_event<'a>(entry_id: &str, field: &'a str, payload: &'a RawValue) -> Event<'a> {
+    // The same check as reading it into a `serde_json::Value` (a `RawValue` is checked for
+    // syntax only), without building one.
+    if serde_json::from_str::<wa::ValidJson>(payload.get()).is_err() {
+        return rejected("tenant event value is not JSON", field, payload);
+    }
+    Event::TenantEvent {
+        id: digest_hex(&[entry_id, field, payload.get()]),
+        field,
+        payload,
+    }
+}
+
+fn instagram_entry<'a>(payload: &'a RawValue, cx: Context<'_>, out: &mut Vec<Event<'a>>) {
+    let entry: ig::Entry<'a> = match serde_json::from_str(payload.get()) {
+        Ok(e) => e,
+        Err(e) => return out.push(rejected("Instagram entry", e, payload)),
+    };
+    out.reserve(entry.messaging.len());
+    for raw in &entry.messaging {
+        if let Some(event) = instagram_event(&entry.id, raw, cx) {
+            out.push(event);
+        }
+    }
+}
+
+fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Option<Event<'a>> {
+    let e: ig::Event<'a> = match serde_json::from_str(raw.get()) {
+        Ok(e) => e,
+        Err(err) => return Some(rejected("Instagram event", err, raw)),
+    };
+    let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
+        return Some(rejected_plain("Instagram event: bad timestamp", raw));
+    };
+    // Echoes (business-sent) reverse sender and recipient: the person is the other side.
+    let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
+    let person = if outbound { &e.recipient.id } else { &e.sender.id };
+    let Ok(contact) = ContactId::new(Channel::Instagram, person.as_ref()) else {
+        return Some(rejected_plain("Instagram event: unusable IGSID", raw));
+    };
+    let seen = Seen {
+        contact,
+        profile_name: None,
+        identifiers: vec![RawIdentifier {
+            kind: IdentifierKind::InstagramId,
+            value: person.clone(),
+        }],
+        at,
+    };
+    let direction = if outbound {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let ts = at.unix_millis();
+    let (id, kind): (Cow<'_, str>, &'static str) = if let Some(m) = &e.message {
+        if m.is_deleted {
+            // The person unsent it: our copy goes too. An unusable mid names nothing.
+            return MetaMessageId::new(m.mid.as_ref())
+                .ok()
+                .map(|message_id| Event::Unsend { seen, message_id });
+        }
+        let kind = if m.has_attachments {
+            "attachment"
+        } else if m.quick_reply.is_some() {
+            "quick_reply"
+        } else if m.text.is_some() {
+            "text"
+        } else {
+            "message"
+        };
+        (Cow::Borrowed(m.mid.as_ref()), kind)
+    } else if let Some(r) = &e.reaction {
+        let action = r.action.as_deref().unwrap_or("react");
+        (Cow::Owned(format!("{}#{action}#{ts}", r.mid)), "reaction")
+    } else if let Some(read) = &e.read {
+        let Ok(message_id) = MetaMessageId::new(read.mid.as_ref()) else {
+            return Some(rejected_plain("Instagram read: bad mid", raw));
+        };
+        return Some(Event::Status {
+            seen,
+            message_id,
+            state: DeliveryState::Read,
+            detail: raw,
+            signal: None,
+        });
+    } else if let Some(p) = &e.postback {
+        let id = match &p.mid {
+            Some(mid) => Cow::Borrowed(mid.as_ref()),
+            None => Cow::Owned(format!("postback#{ts}")),
+        };
+        (id, "postback")
+    } else if let Some(edit) = &e.message_edit {
+        let id = edit_id(&edit.mid, &edit.num_edit.unwrap_or_default().to_string());
+        (Cow::Owned(id), "edit")
+    } else if e.referral.is_some() {
+        (Cow::Owned(format!("referral#{ts}")), "referral")
+    } else {
+        return Some(Event::Unhandled {
+            kind: "unhandled Instagram event",
+            detail: "",
+            raw: raw.get(),
+        });
+    };
+    let Ok(id) = MetaMessageId::new(id) else {
+        return Some(rejected_plain("Instagram event: bad message id", raw));
+    };
+    let inbound_message = e.message.as_ref().filter(|_| !outbound);
+    let quick_reply = inbound_message
+        .and_then(|m| m.quick_reply.as_ref())
+        .and_then(|q| q.payload.as_deref());
+    let text = inbound_message.and_then(|m| m.text.as_deref());
+    let said = match (quick_reply, text) {
+        (Some(payload), label) => Some(Said::Button { id: payload, label }),
+        (None, Some(text)) => Some(Said::Text(text)),
+        (None, None) => None,
+    };
+    let (signal, review) = detect(said, cx);
+    Some(Event::Message {
+        seen,
+        id,
+        direction,
+        kind: Cow::Borrowed(kind),
+        content: raw,
+        signal,
+        review,
+    })
+}
+
+/// Hex of the first 16 bytes of SHA-256 over each part, length-prefixed: stable per
+/// notification, and no two part lists share one.
+fn digest_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests;
