@@ -46,12 +46,16 @@ async fn send_every_body(e: &E2e) {
     e.drain().await;
 }
 
+/// A tenant's contacts, sorted: the listing itself is in order of each contact's oldest item.
 async fn contact_ids(e: &E2e, tenant: &str) -> Vec<String> {
-    e.contacts(tenant)
+    let mut ids: Vec<String> = e
+        .contacts(tenant)
         .await
         .iter()
         .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
-        .collect()
+        .collect();
+    ids.sort();
+    ids
 }
 
 async fn two_tenants(e: &E2e) {

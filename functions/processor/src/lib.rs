@@ -1,25 +1,25 @@
 //! The ingest-queue consumer. Each SQS record is one envelope (one entry/change of a webhook):
-//! route it to its tenant by the receiving account, then store contacts, identifier links,
-//! messages and statuses with their expiry, idempotently. What cannot be processed is quarantined
+//! route it to its tenant by the receiving account, read it into events (`shared::meta::events`,
+//! no I/O), then apply them: contacts, identifier links, messages and statuses with their expiry,
+//! idempotently; opt-out signals to the opt-out queue. What cannot be processed is quarantined
 //! with its reason; an envelope for an account no tenant owns waits in quarantine until the
-//! tenant is registered. Only store failures are reported back to SQS, so only they are retried.
+//! tenant is registered. Only store and queue failures are reported back to SQS, so only they are
+//! retried.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
 use shared::domain::*;
-use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
-use shared::meta::envelope::{Envelope, MetaObject};
-use shared::meta::{instagram as ig, whatsapp as wa};
-use shared::optout::command::{CommandAction, OptOutCommand};
-use shared::optout::keywords::{self, Action, Decision, TenantKeywords};
+use shared::identity::{Identifier, SubjectKeySecret};
+use shared::meta::envelope::Envelope;
+use shared::meta::events::{self, Context, Event, OptOutSignal, RawIdentifier, Seen};
+use shared::optout::command::OptOutCommand;
+use shared::optout::keywords::{self, TenantKeywords};
 use shared::queue::{Queue, QueueError};
 use shared::store::{ConversationStore, QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome};
+use shared::tenant_cache::{self, TenantCache};
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,19 +105,11 @@ impl From<Stores> for ProcessorStores {
 #[derive(Clone, Debug)]
 pub struct Processor {
     stores: ProcessorStores,
+    /// Which tenant owns a receiving account, for at most `tenant_cache::MAX_AGE`.
+    tenants: Arc<TenantCache>,
     secret: SubjectKeySecret,
     clock: SharedClock,
     optout_queue: Arc<dyn Queue>,
-}
-
-/// What in an inbound message may be an opt-out signal.
-enum Signal<'a> {
-    Text(&'a str),
-    /// A tapped button or quick reply: its id, and its label when it has one.
-    Button {
-        id: &'a str,
-        label: Option<&'a str>,
-    },
 }
 
 /// Where a bad item came from, for its quarantine entry.
@@ -146,8 +138,15 @@ impl Processor {
         clock: SharedClock,
         optout_queue: Arc<dyn Queue>,
     ) -> Self {
+        let stores = stores.into();
+        let tenants = Arc::new(TenantCache::new(
+            stores.tenants.clone(),
+            clock.clone(),
+            tenant_cache::MAX_AGE,
+        ));
         Self {
-            stores: stores.into(),
+            stores,
+            tenants,
             secret,
             clock,
             optout_queue,
@@ -197,13 +196,12 @@ impl Processor {
     /// Processes one envelope. `Err` only for failures worth retrying.
     pub async fn process(&self, body: &str) -> Result<Counts, ProcessError> {
         let mut counts = Counts::default();
-        let now = self.clock.now();
         let envelope: Envelope = match serde_json::from_str(body) {
             Ok(e) => e,
             Err(e) => {
                 let origin = Origin {
                     request_id: "unknown",
-                    received_at: now,
+                    received_at: self.clock.now(),
                 };
                 self.reject(&origin, "not an envelope", &e, body, &mut counts).await?;
                 return Ok(counts);
@@ -213,38 +211,16 @@ impl Processor {
             request_id: &envelope.request_id,
             received_at: envelope.received_at,
         };
-        let Some(tenant_id) = self.stores.tenants.resolve(&envelope.account).await? else {
+        let Some(tenant) = self.tenants.tenant_for(&envelope.account).await? else {
             self.hold_unrouted(&envelope, &origin, body, &mut counts).await?;
             return Ok(counts);
         };
-        let Some(tenant) = self.stores.tenants.get(&tenant_id).await? else {
-            self.hold_unrouted(&envelope, &origin, body, &mut counts).await?;
-            return Ok(counts);
+        let keywords = TenantKeywords {
+            opt_out: tenant.optout_keywords.clone(),
+            opt_out_button_ids: tenant.optout_button_ids.clone(),
         };
-        match (envelope.object, envelope.field.as_deref()) {
-            (MetaObject::WhatsAppBusinessAccount, Some("messages")) => {
-                self.whatsapp_messages(&tenant, &envelope, &origin, &mut counts).await?
-            }
-            (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => {
-                self.user_preferences(&tenant, &envelope, &origin, &mut counts).await?
-            }
-            (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
-                self.tenant_event(&tenant, &envelope, field, &origin, &mut counts)
-                    .await?
-            }
-            (MetaObject::Instagram, None) => self.instagram_entry(&tenant, &envelope, &origin, &mut counts).await?,
-            (_, field) => {
-                let what = field.unwrap_or("entry without messaging");
-                self.hold(
-                    &origin,
-                    QuarantineBucket::Unhandled,
-                    "unhandled webhook field",
-                    &what,
-                    body,
-                )
-                .await?;
-                counts.unhandled += 1;
-            }
+        for event in events::parse(&envelope, Context { keywords: &keywords }) {
+            self.apply(&tenant, event, &origin, &mut counts).await?;
         }
         tracing::info!(
             request_id = %envelope.request_id,
@@ -256,6 +232,137 @@ impl Processor {
             "envelope processed"
         );
         Ok(counts)
+    }
+
+    async fn apply(
+        &self,
+        tenant: &Tenant,
+        event: Event<'_>,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let retention = tenant.retention_months;
+        match event {
+            Event::Message {
+                seen,
+                id,
+                direction,
+                kind,
+                content,
+                signal,
+                review,
+            } => {
+                let (contact, upsert) = self.upsert(tenant, &seen);
+                let message = Message {
+                    tenant: tenant.id.clone(),
+                    contact: contact.clone(),
+                    id: id.clone(),
+                    direction,
+                    sent_at: seen.at,
+                    kind: kind.into_owned(),
+                    content: serde_json::from_str(content.get()).unwrap_or(serde_json::Value::Null),
+                    expires_at: retention.expiry_for(seen.at),
+                };
+                match self.stores.conversations.record_message(&upsert, &message).await? {
+                    WriteOutcome::Written => counts.stored += 1,
+                    WriteOutcome::Unchanged => counts.duplicates += 1,
+                }
+                // Signals are acted on for redeliveries too: the opt-out function ignores what
+                // it has already applied.
+                if review {
+                    self.hold_for_review(tenant, &contact, &id, origin, counts).await?;
+                }
+                if let Some(signal) = signal {
+                    self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
+                        .await?;
+                }
+            }
+            Event::Status {
+                seen,
+                message_id,
+                state,
+                detail,
+                signal,
+            } => {
+                let (contact, upsert) = self.upsert(tenant, &seen);
+                let status = StatusUpdate {
+                    tenant: tenant.id.clone(),
+                    contact: contact.clone(),
+                    message_id,
+                    state,
+                    at: seen.at,
+                    detail: serde_json::from_str(detail.get()).unwrap_or(serde_json::Value::Null),
+                    expires_at: retention.expiry_for(seen.at),
+                };
+                match self.stores.conversations.record_status(&upsert, &status).await? {
+                    WriteOutcome::Written => counts.statuses += 1,
+                    WriteOutcome::Unchanged => counts.duplicates += 1,
+                }
+                if let Some(signal) = signal {
+                    self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
+                        .await?;
+                }
+            }
+            Event::Unsend { seen, message_id } => {
+                let (contact, upsert) = self.upsert(tenant, &seen);
+                self.stores.conversations.upsert_contact(&upsert).await?;
+                // The person deleted the message: so do we, and a tombstone refuses it again.
+                self.stores
+                    .conversations
+                    .delete_message(&tenant.id, &contact, &message_id, retention.expiry_for(seen.at))
+                    .await?;
+                counts.deleted += 1;
+            }
+            Event::Preference { seen, signal } => {
+                let (contact, upsert) = self.upsert(tenant, &seen);
+                self.stores.conversations.upsert_contact(&upsert).await?;
+                self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
+                    .await?;
+            }
+            Event::TenantEvent { id, field, payload } => {
+                let event = TenantEvent {
+                    tenant: tenant.id.clone(),
+                    id,
+                    field: field.to_owned(),
+                    received_at: origin.received_at,
+                    payload: serde_json::from_str(payload.get()).unwrap_or(serde_json::Value::Null),
+                };
+                match self.stores.tenants.record_event(&event).await? {
+                    WriteOutcome::Written => counts.tenant_events += 1,
+                    WriteOutcome::Unchanged => counts.duplicates += 1,
+                }
+            }
+            Event::Unhandled { kind, detail, raw } => {
+                self.hold(origin, QuarantineBucket::Unhandled, kind, &detail, raw)
+                    .await?;
+                counts.unhandled += 1;
+            }
+            Event::Rejected { kind, detail, raw } => self.reject(origin, kind, &detail, raw, counts).await?,
+        }
+        Ok(())
+    }
+
+    /// The contact an event is about, and the upsert it makes: identifiers normalized and keyed,
+    /// expiry in whole steps so most messages leave the profile as it is.
+    fn upsert(&self, tenant: &Tenant, seen: &Seen<'_>) -> (ContactId, ContactUpsert) {
+        let mut identifiers: Vec<LinkedIdentifier> = Vec::with_capacity(seen.identifiers.len());
+        for RawIdentifier { kind, value } in &seen.identifiers {
+            if let Ok(id) = Identifier::parse(*kind, value) {
+                let linked = LinkedIdentifier::new(&self.secret, id);
+                if !identifiers.contains(&linked) {
+                    identifiers.push(linked);
+                }
+            }
+        }
+        let upsert = ContactUpsert {
+            tenant: tenant.id.clone(),
+            contact: seen.contact.clone(),
+            profile_name: seen.profile_name.as_deref().map(str::to_owned),
+            identifiers,
+            seen_at: seen.at,
+            expires_at: tenant.retention_months.contact_expiry_for(seen.at),
+        };
+        (seen.contact.clone(), upsert)
     }
 
     async fn hold_unrouted(
@@ -315,651 +422,57 @@ impl Processor {
         Ok(())
     }
 
-    /// Acts on what a message says about the person's opt-out state: a command to the opt-out
-    /// queue, a review entry for a keyword inside a longer message, or nothing. Runs on
-    /// redeliveries too; the opt-out function ignores what it has already applied.
-    #[allow(clippy::too_many_arguments)]
-    async fn detect(
+    /// A keyword inside a longer message: a pointer to it (no copy of the text) for a person.
+    async fn hold_for_review(
         &self,
         tenant: &Tenant,
         contact: &ContactId,
-        ids: &[LinkedIdentifier],
-        signal: Signal<'_>,
-        message_id: &str,
-        at: Timestamp,
+        message_id: &MetaMessageId,
         origin: &Origin<'_>,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
-        let extra = TenantKeywords {
-            opt_out: tenant.optout_keywords.clone(),
-            opt_out_button_ids: tenant.optout_button_ids.clone(),
-        };
-        let decision = match signal {
-            Signal::Button { id, label } => keywords::classify_button(id, label, &extra),
-            Signal::Text(text) => keywords::classify(text, &extra),
-        };
-        let source = match signal {
-            Signal::Button { .. } => OptOutSource::Button,
-            Signal::Text(_) => OptOutSource::Keyword,
-        };
-        match decision {
-            Decision::None => Ok(()),
-            Decision::Review => {
-                let pointer = serde_json::json!({ "tenant": tenant.id, "contact": contact, "message_id": message_id });
-                self.hold(
-                    origin,
-                    QuarantineBucket::OptOutReview,
-                    "opt-out keyword inside a longer message",
-                    &"",
-                    &pointer.to_string(),
-                )
-                .await?;
-                counts.optout_reviews += 1;
-                Ok(())
-            }
-            Decision::Act {
-                action,
-                language,
-                only_while_opted_out,
-            } => {
-                let action = match action {
-                    Action::OptOut => CommandAction::OptOut,
-                    Action::OptIn => CommandAction::OptIn,
-                    Action::Help => CommandAction::Help,
-                };
-                let command = OptOutCommand {
-                    only_while_opted_out,
-                    language,
-                    ..command(tenant, contact.clone(), ids, action, OptOutScope::All, source, at)
-                };
-                self.send_command(&command, counts).await
-            }
-        }
+        let pointer = serde_json::json!({ "tenant": tenant.id, "contact": contact, "message_id": message_id });
+        self.hold(
+            origin,
+            QuarantineBucket::OptOutReview,
+            "opt-out keyword inside a longer message",
+            &"",
+            &pointer.to_string(),
+        )
+        .await?;
+        counts.optout_reviews += 1;
+        Ok(())
     }
 
-    async fn send_command(&self, command: &OptOutCommand, counts: &mut Counts) -> Result<(), ProcessError> {
-        if command.subject_keys.is_empty() {
+    /// A command for every identifier seen, the contact's stable id first.
+    async fn send_command(
+        &self,
+        tenant: &Tenant,
+        contact: ContactId,
+        ids: &[LinkedIdentifier],
+        signal: OptOutSignal,
+        at: Timestamp,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let body = serde_json::to_string(command).map_err(|e| QueueError::Backend(e.to_string()))?;
+        let command = OptOutCommand {
+            tenant: tenant.id.clone(),
+            contact,
+            subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+            action: signal.action,
+            scope: signal.scope,
+            source: signal.source,
+            event_at: at,
+            only_while_opted_out: signal.only_while_opted_out,
+            language: signal.language,
+        };
+        let body = serde_json::to_string(&command).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.optout_queue.send_batch(&[body]).await?;
         counts.optout_commands += 1;
         Ok(())
     }
-
-    fn link(&self, kind: IdentifierKind, raw: Option<&str>, into: &mut Vec<LinkedIdentifier>) {
-        if let Some(id) = raw.and_then(|r| Identifier::parse(kind, r).ok()) {
-            let linked = LinkedIdentifier::new(&self.secret, id);
-            if !into.contains(&linked) {
-                into.push(linked);
-            }
-        }
-    }
-
-    async fn upsert(
-        &self,
-        tenant: &Tenant,
-        contact: &ContactId,
-        profile_name: Option<String>,
-        identifiers: Vec<LinkedIdentifier>,
-        at: Timestamp,
-    ) -> Result<(), ProcessError> {
-        let upsert = ContactUpsert {
-            tenant: tenant.id.clone(),
-            contact: contact.clone(),
-            profile_name,
-            identifiers,
-            seen_at: at,
-            expires_at: tenant.retention_months.expiry_for(at),
-        };
-        self.stores.conversations.upsert_contact(&upsert).await?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn store_message(
-        &self,
-        tenant: &Tenant,
-        contact: &ContactId,
-        id: MetaMessageId,
-        direction: Direction,
-        at: Timestamp,
-        kind: &str,
-        raw: &RawValue,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let message = Message {
-            tenant: tenant.id.clone(),
-            contact: contact.clone(),
-            id,
-            direction,
-            sent_at: at,
-            kind: kind.to_owned(),
-            content: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
-            expires_at: tenant.retention_months.expiry_for(at),
-        };
-        match self.stores.conversations.put_message(&message).await? {
-            WriteOutcome::Written => counts.stored += 1,
-            WriteOutcome::Unchanged => counts.duplicates += 1,
-        }
-        Ok(())
-    }
-
-    async fn whatsapp_messages(
-        &self,
-        tenant: &Tenant,
-        env: &Envelope,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let value: wa::MessagesValue = match serde_json::from_str(env.payload.get()) {
-            Ok(v) => v,
-            Err(e) => {
-                return self
-                    .reject(origin, "WhatsApp messages value", &e, env.payload.get(), counts)
-                    .await;
-            }
-        };
-        let mut profiles: HashMap<&str, &wa::Contact> = HashMap::new();
-        for c in &value.contacts {
-            for id in [c.user_id.as_deref(), c.wa_id.as_deref()].into_iter().flatten() {
-                profiles.insert(id, c);
-            }
-        }
-        for raw in &value.messages {
-            self.whatsapp_message(tenant, raw, &profiles, origin, counts).await?;
-        }
-        for raw in &value.statuses {
-            self.whatsapp_status(tenant, raw, &profiles, origin, counts).await?;
-        }
-        Ok(())
-    }
-
-    async fn whatsapp_message(
-        &self,
-        tenant: &Tenant,
-        raw: &RawValue,
-        profiles: &HashMap<&str, &wa::Contact>,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let m: wa::Message = match serde_json::from_str(raw.get()) {
-            Ok(m) => m,
-            Err(e) => {
-                return self.reject(origin, "WhatsApp message", &e, raw.get(), counts).await;
-            }
-        };
-        let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
-            return self
-                .reject(origin, "WhatsApp message: bad timestamp", &"", raw.get(), counts)
-                .await;
-        };
-        let Ok(id) = MetaMessageId::new(m.id.clone()) else {
-            return self
-                .reject(origin, "WhatsApp message: bad id", &"", raw.get(), counts)
-                .await;
-        };
-        // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
-        let Some(Ok(contact)) = m
-            .from_user_id
-            .as_deref()
-            .or(m.from.as_deref())
-            .map(|s| ContactId::new(Channel::WhatsApp, s))
-        else {
-            return self
-                .reject(origin, "WhatsApp message: no usable sender", &"", raw.get(), counts)
-                .await;
-        };
-        let profile = [m.from_user_id.as_deref(), m.from.as_deref()]
-            .into_iter()
-            .flatten()
-            .find_map(|k| profiles.get(k));
-        let mut ids = Vec::new();
-        self.link(IdentifierKind::WhatsAppUserId, m.from_user_id.as_deref(), &mut ids);
-        self.link(IdentifierKind::Phone, m.from.as_deref(), &mut ids);
-        if let Some(p) = profile {
-            self.link(IdentifierKind::WhatsAppUserId, p.user_id.as_deref(), &mut ids);
-            self.link(IdentifierKind::Phone, p.wa_id.as_deref(), &mut ids);
-        }
-        // A changed number or user id stays linked to the same contact.
-        if let Some(system) = &m.system {
-            self.link(IdentifierKind::Phone, system.wa_id.as_deref(), &mut ids);
-            self.link(IdentifierKind::WhatsAppUserId, system.user_id.as_deref(), &mut ids);
-        }
-        let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
-        self.upsert(tenant, &contact, name, ids.clone(), at).await?;
-
-        if let Some(revoke) = &m.revoke {
-            // The person deleted the message: so do we.
-            if let Ok(original) = MetaMessageId::new(revoke.original_message_id.clone()) {
-                let tombstone = tenant.retention_months.expiry_for(at);
-                self.stores
-                    .conversations
-                    .delete_message(&tenant.id, &contact, &original, tombstone)
-                    .await?;
-                counts.deleted += 1;
-            }
-            return Ok(());
-        }
-        // An edit is kept under its original, so that deleting the original takes its edits along.
-        let id = match &m.edit {
-            Some(e) => match MetaMessageId::new(shared::store::keys::edit_id(&e.original_message_id, id.as_str())) {
-                Ok(edit_id) => edit_id,
-                Err(_) => {
-                    return self
-                        .reject(origin, "WhatsApp edit: bad original id", &"", raw.get(), counts)
-                        .await;
-                }
-            },
-            None => id,
-        };
-        self.store_message(
-            tenant,
-            &contact,
-            id.clone(),
-            Direction::Inbound,
-            at,
-            &m.kind,
-            raw,
-            counts,
-        )
-        .await?;
-        let content: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
-        let signal = match m.kind.as_str() {
-            "text" => content["text"]["body"].as_str().map(Signal::Text),
-            "button" => content["button"]["payload"].as_str().map(|id| Signal::Button {
-                id,
-                label: content["button"]["text"].as_str(),
-            }),
-            "interactive" => ["button_reply", "list_reply"]
-                .iter()
-                .find_map(|k| content["interactive"][k]["id"].as_str())
-                .map(|id| Signal::Button { id, label: None }),
-            _ => None,
-        };
-        match signal {
-            Some(signal) => {
-                self.detect(tenant, &contact, &ids, signal, id.as_str(), at, origin, counts)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
-    async fn whatsapp_status(
-        &self,
-        tenant: &Tenant,
-        raw: &RawValue,
-        profiles: &HashMap<&str, &wa::Contact>,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let s: wa::Status = match serde_json::from_str(raw.get()) {
-            Ok(s) => s,
-            Err(e) => {
-                return self.reject(origin, "WhatsApp status", &e, raw.get(), counts).await;
-            }
-        };
-        let state = match s.status.as_str() {
-            "sent" => DeliveryState::Sent,
-            "delivered" => DeliveryState::Delivered,
-            "read" => DeliveryState::Read,
-            "played" => DeliveryState::Played,
-            "failed" => DeliveryState::Failed,
-            _ => {
-                return self
-                    .reject(origin, "WhatsApp status: unknown status", &"", raw.get(), counts)
-                    .await;
-            }
-        };
-        let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
-            return self
-                .reject(origin, "WhatsApp status: bad timestamp", &"", raw.get(), counts)
-                .await;
-        };
-        let (Ok(message_id), Some(Ok(contact))) = (
-            MetaMessageId::new(s.id.clone()),
-            s.recipient_user_id
-                .as_deref()
-                .or(s.recipient_id.as_deref())
-                .map(|r| ContactId::new(Channel::WhatsApp, r)),
-        ) else {
-            return self
-                .reject(
-                    origin,
-                    "WhatsApp status: no usable id or recipient",
-                    &"",
-                    raw.get(),
-                    counts,
-                )
-                .await;
-        };
-        let mut ids = Vec::new();
-        self.link(IdentifierKind::WhatsAppUserId, s.recipient_user_id.as_deref(), &mut ids);
-        self.link(IdentifierKind::Phone, s.recipient_id.as_deref(), &mut ids);
-        let profile = [s.recipient_user_id.as_deref(), s.recipient_id.as_deref()]
-            .into_iter()
-            .flatten()
-            .find_map(|k| profiles.get(k));
-        let name = profile.and_then(|p| p.profile.as_ref()).and_then(|p| p.name.clone());
-        self.upsert(tenant, &contact, name, ids.clone(), at).await?;
-        let update_contact = contact.clone();
-        let update = StatusUpdate {
-            tenant: tenant.id.clone(),
-            contact,
-            message_id,
-            state,
-            at,
-            detail: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
-            expires_at: tenant.retention_months.expiry_for(at),
-        };
-        match self.stores.conversations.put_status(&update).await? {
-            WriteOutcome::Written => counts.statuses += 1,
-            WriteOutcome::Unchanged => counts.duplicates += 1,
-        }
-        // Error 131050: the person stopped marketing messages inside WhatsApp.
-        if state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR)) {
-            let source = OptOutSource::FailedStatus;
-            let command = command(
-                tenant,
-                update_contact,
-                &ids,
-                CommandAction::OptOut,
-                OptOutScope::Marketing,
-                source,
-                at,
-            );
-            self.send_command(&command, counts).await?;
-        }
-        Ok(())
-    }
-
-    async fn tenant_event(
-        &self,
-        tenant: &Tenant,
-        env: &Envelope,
-        field: &str,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let Ok(payload) = serde_json::from_str(env.payload.get()) else {
-            return self
-                .reject(
-                    origin,
-                    "tenant event value is not JSON",
-                    &field,
-                    env.payload.get(),
-                    counts,
-                )
-                .await;
-        };
-        let event = TenantEvent {
-            tenant: tenant.id.clone(),
-            id: digest_hex(&[&env.entry_id, field, env.payload.get()]),
-            field: field.to_owned(),
-            received_at: env.received_at,
-            payload,
-        };
-        match self.stores.tenants.record_event(&event).await? {
-            WriteOutcome::Written => counts.tenant_events += 1,
-            WriteOutcome::Unchanged => counts.duplicates += 1,
-        }
-        Ok(())
-    }
-
-    async fn instagram_entry(
-        &self,
-        tenant: &Tenant,
-        env: &Envelope,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let entry: ig::Entry = match serde_json::from_str(env.payload.get()) {
-            Ok(e) => e,
-            Err(e) => {
-                return self
-                    .reject(origin, "Instagram entry", &e, env.payload.get(), counts)
-                    .await;
-            }
-        };
-        for raw in &entry.messaging {
-            self.instagram_event(tenant, &entry.id, raw, origin, counts).await?;
-        }
-        Ok(())
-    }
-
-    async fn instagram_event(
-        &self,
-        tenant: &Tenant,
-        business: &str,
-        raw: &RawValue,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let e: ig::Event = match serde_json::from_str(raw.get()) {
-            Ok(e) => e,
-            Err(err) => {
-                return self.reject(origin, "Instagram event", &err, raw.get(), counts).await;
-            }
-        };
-        let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
-            return self
-                .reject(origin, "Instagram event: bad timestamp", &"", raw.get(), counts)
-                .await;
-        };
-        // Echoes (business-sent) reverse sender and recipient: the person is the other side.
-        let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
-        let person = if outbound { &e.recipient.id } else { &e.sender.id };
-        let Ok(contact) = ContactId::new(Channel::Instagram, person.clone()) else {
-            return self
-                .reject(origin, "Instagram event: unusable IGSID", &"", raw.get(), counts)
-                .await;
-        };
-        let mut ids = Vec::new();
-        self.link(IdentifierKind::InstagramId, Some(person), &mut ids);
-        self.upsert(tenant, &contact, None, ids.clone(), at).await?;
-        let direction = if outbound {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
-        let ts = at.unix_millis();
-        let (id, kind) = if let Some(m) = &e.message {
-            if m.is_deleted {
-                // The person unsent it: our copy goes too.
-                if let Ok(mid) = MetaMessageId::new(m.mid.clone()) {
-                    let tombstone = tenant.retention_months.expiry_for(at);
-                    self.stores
-                        .conversations
-                        .delete_message(&tenant.id, &contact, &mid, tombstone)
-                        .await?;
-                    counts.deleted += 1;
-                }
-                return Ok(());
-            }
-            let kind = if !m.attachments.is_empty() {
-                "attachment"
-            } else if m.quick_reply.is_some() {
-                "quick_reply"
-            } else if m.text.is_some() {
-                "text"
-            } else {
-                "message"
-            };
-            (m.mid.clone(), kind)
-        } else if let Some(r) = &e.reaction {
-            (
-                format!("{}#{}#{ts}", r.mid, r.action.as_deref().unwrap_or("react")),
-                "reaction",
-            )
-        } else if let Some(read) = &e.read {
-            let Ok(message_id) = MetaMessageId::new(read.mid.clone()) else {
-                return self
-                    .reject(origin, "Instagram read: bad mid", &"", raw.get(), counts)
-                    .await;
-            };
-            let update = StatusUpdate {
-                tenant: tenant.id.clone(),
-                contact,
-                message_id,
-                state: DeliveryState::Read,
-                at,
-                detail: serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
-                expires_at: tenant.retention_months.expiry_for(at),
-            };
-            match self.stores.conversations.put_status(&update).await? {
-                WriteOutcome::Written => counts.statuses += 1,
-                WriteOutcome::Unchanged => counts.duplicates += 1,
-            }
-            return Ok(());
-        } else if let Some(p) = &e.postback {
-            (p.mid.clone().unwrap_or_else(|| format!("postback#{ts}")), "postback")
-        } else if let Some(edit) = &e.message_edit {
-            (
-                shared::store::keys::edit_id(&edit.mid, &edit.num_edit.unwrap_or_default().to_string()),
-                "edit",
-            )
-        } else if e.referral.is_some() {
-            (format!("referral#{ts}"), "referral")
-        } else {
-            self.hold(
-                origin,
-                QuarantineBucket::Unhandled,
-                "unhandled Instagram event",
-                &"",
-                raw.get(),
-            )
-            .await?;
-            counts.unhandled += 1;
-            return Ok(());
-        };
-        let Ok(id) = MetaMessageId::new(id) else {
-            return self
-                .reject(origin, "Instagram event: bad message id", &"", raw.get(), counts)
-                .await;
-        };
-        self.store_message(tenant, &contact, id.clone(), direction, at, kind, raw, counts)
-            .await?;
-        let inbound_message = e.message.as_ref().filter(|_| !outbound);
-        let quick_reply = inbound_message
-            .and_then(|m| m.quick_reply.as_ref())
-            .and_then(|q| q["payload"].as_str());
-        let signal = match (quick_reply, inbound_message.and_then(|m| m.text.as_deref())) {
-            (Some(payload), label) => Some(Signal::Button { id: payload, label }),
-            (None, Some(text)) => Some(Signal::Text(text)),
-            (None, None) => None,
-        };
-        match signal {
-            Some(signal) => {
-                self.detect(tenant, &contact, &ids, signal, id.as_str(), at, origin, counts)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Meta's marketing preference: stop or resume marketing messages, set inside WhatsApp.
-    async fn user_preferences(
-        &self,
-        tenant: &Tenant,
-        env: &Envelope,
-        origin: &Origin<'_>,
-        counts: &mut Counts,
-    ) -> Result<(), ProcessError> {
-        let value: wa::UserPreferencesValue = match serde_json::from_str(env.payload.get()) {
-            Ok(v) => v,
-            Err(e) => {
-                return self
-                    .reject(origin, "user_preferences value", &e, env.payload.get(), counts)
-                    .await;
-            }
-        };
-        for raw in &value.user_preferences {
-            let Ok(p) = serde_json::from_str::<wa::UserPreference>(raw.get()) else {
-                self.reject(origin, "user_preferences item", &"", raw.get(), counts)
-                    .await?;
-                continue;
-            };
-            let action = match (p.category.as_str(), p.value.as_str()) {
-                ("marketing_messages", "stop") => CommandAction::OptOut,
-                ("marketing_messages", "resume") => CommandAction::OptIn,
-                _ => {
-                    self.hold(
-                        origin,
-                        QuarantineBucket::Unhandled,
-                        "unhandled user preference",
-                        &"",
-                        raw.get(),
-                    )
-                    .await?;
-                    counts.unhandled += 1;
-                    continue;
-                }
-            };
-            let (Some(seconds), Some(Ok(contact))) = (
-                Some(p.timestamp).filter(|t| wa::PLAUSIBLE_SECONDS.contains(t)),
-                p.user_id
-                    .as_deref()
-                    .or(p.wa_id.as_deref())
-                    .map(|id| ContactId::new(Channel::WhatsApp, id)),
-            ) else {
-                self.reject(
-                    origin,
-                    "user_preferences item: bad timestamp or person",
-                    &"",
-                    raw.get(),
-                    counts,
-                )
-                .await?;
-                continue;
-            };
-            let at = Timestamp::from_unix_seconds(seconds);
-            let mut ids = Vec::new();
-            self.link(IdentifierKind::WhatsAppUserId, p.user_id.as_deref(), &mut ids);
-            self.link(IdentifierKind::Phone, p.wa_id.as_deref(), &mut ids);
-            self.upsert(tenant, &contact, None, ids.clone(), at).await?;
-            let source = OptOutSource::UserPreferences;
-            let command = command(tenant, contact, &ids, action, OptOutScope::Marketing, source, at);
-            self.send_command(&command, counts).await?;
-        }
-        Ok(())
-    }
-}
-
-/// A command for every identifier seen, the contact's stable id first.
-fn command(
-    tenant: &Tenant,
-    contact: ContactId,
-    ids: &[LinkedIdentifier],
-    action: CommandAction,
-    scope: OptOutScope,
-    source: OptOutSource,
-    at: Timestamp,
-) -> OptOutCommand {
-    OptOutCommand {
-        tenant: tenant.id.clone(),
-        contact,
-        subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
-        action,
-        scope,
-        source,
-        event_at: at,
-        only_while_opted_out: false,
-        language: None,
-    }
-}
-
-fn digest(parts: &[&str]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().into()
-}
-
-fn digest_hex(parts: &[&str]) -> String {
-    hex::encode(&digest(parts)[..16])
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use shared::clock::SettableClock;
 use shared::deadline::Jurisdiction;
+use shared::identity::IdentifierKind;
 use shared::meta::envelope;
 use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::store::{ConversationStore, EraseCursor, Page, PageRequest};

@@ -40,12 +40,12 @@ impl CapacityMeter {
         u.write += write;
     }
 
-    fn read<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        for c in consumed {
-            if let (Some(table), Some(units)) = (c.table_name(), c.capacity_units()) {
-                self.add(table, units, 0.0);
-            }
-        }
+    /// A read is billed at least half a unit (one if strongly consistent), even when it finds
+    /// nothing; DynamoDB Local reports zero then, so the floor is applied here.
+    fn read(&self, table: &str, consumed: Option<&ConsumedCapacity>, consistent: bool) {
+        let floor = if consistent { 1.0 } else { 0.5 };
+        let units = consumed.and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        self.add(table, units.max(floor), 0.0);
     }
 
     fn write<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
@@ -306,7 +306,7 @@ impl Table {
             .send()
             .await
             .map_err(backend)?;
-        self.meter.read(out.consumed_capacity());
+        self.meter.read(&self.name, out.consumed_capacity(), true);
         Ok(out.item)
     }
 
@@ -400,7 +400,7 @@ impl Table {
             .send()
             .await
             .map_err(backend)?;
-        self.meter.read(out.consumed_capacity());
+        self.meter.read(&self.name, out.consumed_capacity(), spec.consistent);
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 

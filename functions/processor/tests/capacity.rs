@@ -1,0 +1,162 @@
+//! DynamoDB capacity per message, on DynamoDB Local through the real adapters: the processor
+//! applies signed-webhook envelopes for 100 contacts, and the meter (which counts a failed
+//! condition as the unit DynamoDB bills for it) gives the units each case costs. Capacity units
+//! are deterministic, so the budget is a test; `infra/bench-capacity.sh` prints the table.
+
+use processor::Processor;
+use shared::clock::SettableClock;
+use shared::config::{Endpoints, TableNames};
+use shared::deadline::Jurisdiction;
+use shared::domain::{Channel, ChannelAccount, Locale, Tenant, TenantId};
+use shared::identity::SubjectKeySecret;
+use shared::meta::envelope;
+use shared::queue::embedded::EmbeddedQueue;
+use shared::store::dynamodb::{CapacityMeter, Units};
+use shared::timestamp::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONTACTS: u32 = 100;
+const ACCOUNT: &str = "106540352242922";
+const START: i64 = 2_208_988_800; // 2040-01-01, clear of DynamoDB Local's real-time TTL sweeper
+
+/// Budgets per message (write units, read units), from the cost issue's targets.
+const BUDGETS: &[(&str, f64, f64)] = &[
+    ("first message of a new contact", 5.0, 1.0),
+    ("next message of a known contact", 2.0, 0.5),
+    ("replay of a stored message", 1.0, 0.5),
+    ("status update (delivered, read)", 2.0, 0.5),
+];
+
+fn text_body(contact: u32, n: u32, at: i64) -> String {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491155550000", "phone_number_id": ACCOUNT},
+            "contacts": [{"profile": {"name": format!("Cliente {contact}")}, "wa_id": wa_id(contact), "user_id": bsuid(contact)}],
+            "messages": [{"from": wa_id(contact), "from_user_id": bsuid(contact), "id": format!("wamid.C{contact:05}N{n:03}"),
+                "timestamp": at.to_string(), "type": "text",
+                "text": {"body": "Hola, ¿tienen el modelo azul en talle M? Gracias"}}]}}]}]
+    })
+    .to_string()
+}
+
+fn status_body(contact: u32, state: &str, at: i64) -> String {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491155550000", "phone_number_id": ACCOUNT},
+            "statuses": [{"id": format!("wamid.OUT{contact:05}"), "status": state, "timestamp": at.to_string(),
+                "recipient_id": wa_id(contact), "recipient_user_id": bsuid(contact),
+                "pricing": {"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"}}]}}]}]
+    })
+    .to_string()
+}
+
+fn wa_id(contact: u32) -> String {
+    format!("54911555{contact:05}")
+}
+
+fn bsuid(contact: u32) -> String {
+    format!("AR.{}", 13_491_208_655_302_741_000u64 + u64::from(contact))
+}
+
+fn envelope_of(body: &str) -> String {
+    let split = envelope::split(body.as_bytes(), "req-capacity", Timestamp::from_unix_seconds(START)).expect("usable");
+    assert_eq!(split.envelopes.len(), 1, "one change per body");
+    split.envelopes.into_iter().next().expect("one envelope")
+}
+
+struct Bench {
+    processor: Processor,
+    meter: CapacityMeter,
+}
+
+impl Bench {
+    async fn new() -> Self {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+            .expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh or infra/bench-capacity.sh");
+        let endpoints = Endpoints {
+            dynamodb: Some(endpoint),
+            ..Endpoints::default()
+        };
+        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
+        let tables = TableNames::with_prefix(&format!("cap{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
+        shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
+            .await
+            .expect("tables from template.yaml");
+        let clock = SettableClock::at(Timestamp::from_unix_seconds(START));
+        let meter = CapacityMeter::default();
+        let stores = shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &meter);
+        let tenant = Tenant {
+            id: TenantId::new("tenant-a").expect("valid"),
+            name: "A".to_owned(),
+            accounts: vec![ChannelAccount::new(Channel::WhatsApp, ACCOUNT).expect("valid")],
+            retention_months: shared::retention::RetentionMonths::MAX,
+            locale: Locale::Spanish,
+            jurisdiction: Jurisdiction::Ar,
+            optout_keywords: Vec::new(),
+            optout_button_ids: Vec::new(),
+            created_at: Timestamp::from_unix_seconds(START),
+        };
+        stores.tenants.register(&tenant).await.expect("register");
+        let queue = Arc::new(EmbeddedQueue::new(Arc::new(clock.clone()), Duration::from_secs(30)));
+        let secret = SubjectKeySecret::new(b"capacity-test-secret-capacity-test".to_vec()).expect("long enough");
+        let processor = Processor::new(stores, secret, Arc::new(clock), queue);
+        Self { processor, meter }
+    }
+
+    /// Units per envelope over one envelope per contact.
+    async fn per_message(&self, bodies: impl Fn(u32) -> String) -> Units {
+        let before = self.meter.total();
+        for c in 0..CONTACTS {
+            self.processor
+                .process(&envelope_of(&bodies(c)))
+                .await
+                .expect("processed");
+        }
+        let after = self.meter.total();
+        Units {
+            read: (after.read - before.read) / f64::from(CONTACTS),
+            write: (after.write - before.write) / f64::from(CONTACTS),
+        }
+    }
+}
+
+#[tokio::test]
+async fn capacity_per_message_stays_within_budget() {
+    let bench = Bench::new().await;
+    // Warm the tenant cache as a running instance has it; its first lookup is not a message's cost.
+    bench
+        .processor
+        .process(&envelope_of(&status_body(CONTACTS + 1, "sent", START)))
+        .await
+        .expect("processed");
+
+    let first = bench.per_message(|c| text_body(c, 1, START + 10)).await;
+    let next = bench.per_message(|c| text_body(c, 2, START + 60)).await;
+    let replay = bench.per_message(|c| text_body(c, 2, START + 60)).await;
+    let delivered = bench.per_message(|c| status_body(c, "delivered", START + 70)).await;
+    let read = bench.per_message(|c| status_body(c, "read", START + 80)).await;
+    let status = Units {
+        read: (delivered.read + read.read) / 2.0,
+        write: (delivered.write + read.write) / 2.0,
+    };
+
+    let measured = [first, next, replay, status];
+    println!("| case | write units | read units | budget (write / read) |");
+    println!("| --- | --- | --- | --- |");
+    for ((case, w, r), u) in BUDGETS.iter().zip(measured) {
+        println!("| {case} | {:.2} | {:.2} | ≤ {w} / ≤ {r} |", u.write, u.read);
+    }
+    for ((case, w, r), u) in BUDGETS.iter().zip(measured) {
+        assert!(
+            u.write <= *w && u.read <= *r,
+            "{case}: {:.2} write / {:.2} read units per message, budget {w} / {r}",
+            u.write,
+            u.read
+        );
+    }
+}
