@@ -457,7 +457,11 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let conv = index_names(TableKind::Conversations);
-        assert_eq!(conv, [keys::CONTACTS_BY_TENANT_INDEX], "each index costs a write per item");
+        assert_eq!(
+            conv,
+            [keys::CONTACTS_BY_TENANT_INDEX],
+            "each index costs a write per item"
+        );
         assert!(
             index_names(TableKind::PrivacyRequests)
                 .iter()

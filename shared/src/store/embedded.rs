@@ -225,7 +225,11 @@ impl ConversationStore for EmbeddedConversationStore {
         let state = contacts.entry(keys::contact_pk(tenant, contact)).or_default();
         let edits = keys::edits_prefix(message);
         state.messages.retain(|_, m| !m.id.as_str().starts_with(&edits));
-        let stored = state.messages.iter().find(|(_, m)| m.id == *message).map(|(sk, _)| sk.clone());
+        let stored = state
+            .messages
+            .iter()
+            .find(|(_, m)| m.id == *message)
+            .map(|(sk, _)| sk.clone());
         if let Some(sk) = stored {
             let removed = state.messages.remove(&sk);
             state.tombstones.insert(sk, (message.clone(), tombstone_expires));

@@ -176,7 +176,13 @@ mod tests {
         let id = MetaMessageId::new("wamid.z").expect("valid");
         let early = message_sk(Timestamp::from_unix_seconds(1), &id);
         let late = message_sk(Timestamp::from_unix_seconds(2_000_000_000), &id);
-        let mut keys = [PROFILE_SK.to_owned(), gone_sk(&id), status_sk(&id), late.clone(), early.clone()];
+        let mut keys = [
+            PROFILE_SK.to_owned(),
+            gone_sk(&id),
+            status_sk(&id),
+            late.clone(),
+            early.clone(),
+        ];
         keys.sort();
         assert_eq!(keys, [early, late, status_sk(&id), gone_sk(&id), PROFILE_SK.to_owned()]);
         assert!(gone_sk(&id).starts_with(HEAD_PREFIX) && PROFILE_SK.starts_with(HEAD_PREFIX));

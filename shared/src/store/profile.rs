@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(first.links, vec![phone.clone()], "repeats are linked once");
         let later = t.plus(Duration::hours(3));
         assert_eq!(
-            rewrite(Some(&first.profile), &upsert(later, exp, Some("Ana"), vec![phone.clone()])),
+            rewrite(
+                Some(&first.profile),
+                &upsert(later, exp, Some("Ana"), vec![phone.clone()])
+            ),
             None,
             "same name, same identifier, same expiry step"
         );
@@ -131,7 +134,9 @@ mod tests {
         let t = Timestamp::from_unix_seconds(1_800_000_000);
         let exp = t.plus(Duration::days(30));
         let (phone, other) = (link("+54 9 11 5555-0001"), link("+54 9 11 5555-0002"));
-        let p = rewrite(None, &upsert(t, exp, None, vec![phone.clone()])).expect("created").profile;
+        let p = rewrite(None, &upsert(t, exp, None, vec![phone.clone()]))
+            .expect("created")
+            .profile;
 
         let added = rewrite(Some(&p), &upsert(t, exp, None, vec![phone.clone(), other.clone()])).expect("new id");
         assert_eq!(added.links, vec![other.clone()]);
@@ -142,8 +147,11 @@ mod tests {
         assert_eq!(renamed.profile.profile_name.as_deref(), Some("Ana"));
 
         let next_day = t.plus(Duration::days(1));
-        let moved = rewrite(Some(&renamed.profile), &upsert(next_day, exp.plus(Duration::days(1)), None, vec![]))
-            .expect("later expiry");
+        let moved = rewrite(
+            Some(&renamed.profile),
+            &upsert(next_day, exp.plus(Duration::days(1)), None, vec![]),
+        )
+        .expect("later expiry");
         assert_eq!(moved.links, vec![phone, other], "every link keeps up with the profile");
         assert_eq!(moved.profile.last_seen, next_day);
     }
@@ -152,10 +160,15 @@ mod tests {
     fn an_older_event_links_but_does_not_roll_the_profile_back() {
         let t = Timestamp::from_unix_seconds(1_800_000_000);
         let exp = t.plus(Duration::days(30));
-        let p = rewrite(None, &upsert(t, exp, Some("Ana"), vec![])).expect("created").profile;
+        let p = rewrite(None, &upsert(t, exp, Some("Ana"), vec![]))
+            .expect("created")
+            .profile;
         let before = t.plus(Duration::hours(-1));
-        let old = rewrite(Some(&p), &upsert(before, exp, Some("Old"), vec![link("+54 9 11 5555-0003")]))
-            .expect("older item and a new id");
+        let old = rewrite(
+            Some(&p),
+            &upsert(before, exp, Some("Old"), vec![link("+54 9 11 5555-0003")]),
+        )
+        .expect("older item and a new id");
         assert!(!old.forward);
         assert_eq!(old.profile.profile_name.as_deref(), Some("Ana"));
         assert_eq!((old.profile.last_seen, old.profile.oldest), (t, before));

@@ -1108,9 +1108,17 @@ async fn a_message_unsent_before_it_arrives_is_refused_when_it_comes(h: Harness)
         "nothing was stored yet"
     );
     assert_eq!(conv.put_message(&original).await.expect("w"), WriteOutcome::Unchanged);
-    let edit = message(&t, &c, &shared::store::keys::edit_id("mid.late", "mid.e1"), now, "edited");
+    let edit = message(
+        &t,
+        &c,
+        &shared::store::keys::edit_id("mid.late", "mid.e1"),
+        now,
+        "edited",
+    );
     assert_eq!(
-        conv.record_message(&upsert(&t, &c, None, vec![], now), &edit).await.expect("w"),
+        conv.record_message(&upsert(&t, &c, None, vec![], now), &edit)
+            .await
+            .expect("w"),
         WriteOutcome::Unchanged,
         "an edit of an unsent message is refused too"
     );
@@ -1133,10 +1141,23 @@ async fn recording_a_message_upserts_its_contact_and_stores_it_once(h: Harness) 
     let u = upsert(&t, &c, Some("Ana"), vec![phone.clone()], now);
     let m = message(&t, &c, "wamid.rec1", now, "hola");
     assert_eq!(conv.record_message(&u, &m).await.expect("w"), WriteOutcome::Written);
-    assert_eq!(conv.record_message(&u, &m).await.expect("w"), WriteOutcome::Unchanged, "a replay");
+    assert_eq!(
+        conv.record_message(&u, &m).await.expect("w"),
+        WriteOutcome::Unchanged,
+        "a replay"
+    );
     let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
-    assert_eq!((got.profile_name.as_deref(), got.identifiers.clone()), (Some("Ana"), vec![phone.clone()]));
-    assert_eq!(conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list").items, vec![m]);
+    assert_eq!(
+        (got.profile_name.as_deref(), got.identifiers.clone()),
+        (Some("Ana"), vec![phone.clone()])
+    );
+    assert_eq!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items,
+        vec![m]
+    );
     let st = status(&t, &c, "wamid.out9", DeliveryState::Delivered, now);
     assert_eq!(conv.record_status(&u, &st).await.expect("w"), WriteOutcome::Written);
     assert_eq!(conv.record_status(&u, &st).await.expect("w"), WriteOutcome::Unchanged);
@@ -1154,17 +1175,26 @@ async fn a_profile_moves_only_when_an_event_changes_it(h: Harness) {
     let mut same = upsert(&t, &c, Some("Ana"), vec![], now.plus(Duration::hours(1)));
     same.expires_at = step;
     assert_eq!(conv.upsert_contact(&same).await.expect("u"), WriteOutcome::Unchanged);
-    assert_eq!(conv.get_contact(&t, &c).await.expect("get").expect("stored").last_seen, now);
+    assert_eq!(
+        conv.get_contact(&t, &c).await.expect("get").expect("stored").last_seen,
+        now
+    );
     // A new name moves it.
     let mut renamed = upsert(&t, &c, Some("Ana María"), vec![], now.plus(Duration::hours(2)));
     renamed.expires_at = step;
     assert_eq!(conv.upsert_contact(&renamed).await.expect("u"), WriteOutcome::Written);
     let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
-    assert_eq!((got.profile_name.as_deref(), got.last_seen), (Some("Ana María"), now.plus(Duration::hours(2))));
+    assert_eq!(
+        (got.profile_name.as_deref(), got.last_seen),
+        (Some("Ana María"), now.plus(Duration::hours(2)))
+    );
     // A later expiry moves it, and the contact then outlives that expiry's message.
     let later = upsert(&t, &c, None, vec![], now.plus(Duration::days(1)));
     assert_eq!(conv.upsert_contact(&later).await.expect("u"), WriteOutcome::Written);
-    assert_eq!(conv.get_contact(&t, &c).await.expect("get").expect("stored").expires_at, later.expires_at);
+    assert_eq!(
+        conv.get_contact(&t, &c).await.expect("get").expect("stored").expires_at,
+        later.expires_at
+    );
 }
 
 async fn links_live_as_long_as_their_contact(h: Harness) {
@@ -1181,9 +1211,15 @@ async fn links_live_as_long_as_their_contact(h: Harness) {
     h.clock.advance(Duration::days(2));
     assert_eq!(
         conv.find_subject(&phone.subject_key).await.expect("find"),
-        vec![ContactRef { tenant: t.clone(), contact: c.clone() }]
+        vec![ContactRef {
+            tenant: t.clone(),
+            contact: c.clone()
+        }]
     );
     h.clock.advance(Duration::days(1));
-    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty(), "gone with the contact");
+    assert!(
+        conv.find_subject(&phone.subject_key).await.expect("find").is_empty(),
+        "gone with the contact"
+    );
     assert_eq!(conv.get_contact(&t, &c).await.expect("get"), None);
 }

@@ -279,8 +279,8 @@ impl DynamoConversationStore {
                 sk: pk.to_owned(),
                 expires_at,
             };
-            let longer = Expr::new("attribute_not_exists(pk) OR expires_at < :exp")
-                .value(":exp", n(expires_at.epoch_seconds()));
+            let longer =
+                Expr::new("attribute_not_exists(pk) OR expires_at < :exp").value(":exp", n(expires_at.epoch_seconds()));
             self.table.put(to_item(&item)?, Some(longer), false).await?;
         }
         Ok(())
@@ -452,7 +452,9 @@ impl ConversationStore for DynamoConversationStore {
             Some((_, head)) if head.id == *message => found.pop(),
             _ => None,
         };
-        self.table.delete_keys(found.into_iter().map(|(k, _)| k).collect()).await?;
+        self.table
+            .delete_keys(found.into_iter().map(|(k, _)| k).collect())
+            .await?;
         let Some((original_key, original)) = original else {
             // Unsent before it arrived: the marker refuses it when it comes.
             let gone = GoneItem {
@@ -589,7 +591,10 @@ impl ConversationStore for DynamoConversationStore {
         let mut batch: Vec<Item> = Vec::new();
         let mut deleted = 0u64;
         for item in items.into_iter().take(max_items) {
-            let is_profile = item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == PROFILE_SK);
+            let is_profile = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk == PROFILE_SK);
             if !is_profile {
                 batch.push(key_of(item));
                 continue;
@@ -603,7 +608,11 @@ impl ConversationStore for DynamoConversationStore {
                 if used == budget {
                     break;
                 }
-                if let Written::Yes(Some(_)) = self.table.delete(key(keys::link_pk(&link.subject_key), &pk), None).await? {
+                if let Written::Yes(Some(_)) = self
+                    .table
+                    .delete(key(keys::link_pk(&link.subject_key), &pk), None)
+                    .await?
+                {
                     used += 1;
                     deleted += 1;
                 }
