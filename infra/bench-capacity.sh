@@ -5,4 +5,12 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/emulators.sh"
 cd "$ROOT"
-cargo test -p processor --test capacity -- --nocapture 2>&1 | grep -E '^\|'
+out="$(mktemp)"
+status=0
+cargo test -p processor --test capacity -- --nocapture >"$out" 2>&1 || status=$?
+grep -E '^\|' "$out" || true
+if [[ $status -ne 0 ]]; then
+  cat "$out" >&2
+fi
+rm -f "$out"
+exit "$status"

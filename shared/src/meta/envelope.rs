@@ -41,6 +41,19 @@ pub struct Envelope {
     pub payload: Box<RawValue>,
 }
 
+/// An envelope as the split writes it: the payload borrowed from the body, so it is copied once,
+/// into the queue message. Same fields, same order as `Envelope`.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    request_id: &'a str,
+    received_at: Timestamp,
+    object: MetaObject,
+    entry_id: &'a str,
+    field: Option<&'a str>,
+    account: ChannelAccount,
+    payload: &'a RawValue,
+}
+
 // Debug output may end up in a log line: the payload holds personal data.
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,7 +95,7 @@ pub struct Unusable {
     pub detail: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Split {
     /// Each envelope as JSON, ready for the queue: encoded once, here, where its size is checked.
     pub envelopes: Vec<String>,
@@ -125,6 +138,14 @@ struct MetadataHead {
 /// Splits a verified body. `Err` means nothing in it is usable (not JSON, too deep, unknown
 /// `object`, no `entry` list); the caller quarantines the whole body.
 pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Split, Unusable> {
+    match split_well_formed_whatsapp(body, request_id, received_at) {
+        Some(split) => Ok(split),
+        None => split_part_by_part(body, request_id, received_at),
+    }
+}
+
+/// Each entry and change read on its own, so a bad one is rejected beside the good ones.
+fn split_part_by_part(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Split, Unusable> {
     let head: BodyHead<'_> = serde_json::from_slice(body).map_err(|e| Unusable {
         kind: "body is not a usable webhook",
         detail: e.to_string(),
@@ -140,7 +161,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
         }
     };
     let mut split = Split::default();
-    let mut built = Vec::new();
+    let mut parsed_entries = Vec::with_capacity(head.entry.len());
     for (i, entry) in head.entry.iter().enumerate() {
         let reject = |kind: &'static str, detail: String| Rejected {
             kind,
@@ -154,22 +175,9 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                 continue;
             }
         };
-        let entry_id = match parsed.id {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => {
-                split.rejected.push(reject("missing id", String::new()));
-                continue;
-            }
-        };
-        let base = |field: Option<String>, account: ChannelAccount, payload: &RawValue| Envelope {
-            request_id: request_id.to_owned(),
-            received_at,
-            object,
-            entry_id: entry_id.clone(),
-            field,
-            account,
-            payload: payload.to_owned(),
+        let Some(entry_id) = entry_id(parsed.id) else {
+            split.rejected.push(reject("missing id", String::new()));
+            continue;
         };
         let entry_account = match ChannelAccount::new(object.channel(), entry_id.clone()) {
             Ok(a) => a,
@@ -178,9 +186,7 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                 continue;
             }
         };
-        if object == MetaObject::Instagram && parsed.messaging.is_some() {
-            built.push(base(None, entry_account.clone(), entry));
-        }
+        let mut changes = Vec::new();
         for (j, change) in parsed.changes.unwrap_or_default().iter().enumerate() {
             let change_reject = |kind: &'static str, detail: String| Rejected {
                 kind,
@@ -196,29 +202,69 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
                     continue;
                 }
             };
-            // WhatsApp message changes are routed by the receiving phone number; other changes
-            // (templates, account events) by the business account.
-            let phone_number_id = match object {
-                MetaObject::WhatsAppBusinessAccount => serde_json::from_str::<ValueHead>(c.value.get())
-                    .ok()
-                    .and_then(|v| v.metadata)
-                    .and_then(|m| m.phone_number_id),
-                MetaObject::Instagram => None,
-            };
-            let account = match phone_number_id.map(|id| ChannelAccount::new(Channel::WhatsApp, id)) {
-                Some(Ok(a)) => a,
-                Some(Err(e)) => {
-                    split
-                        .rejected
-                        .push(change_reject("bad metadata.phone_number_id", e.to_string()));
-                    continue;
-                }
-                None => entry_account.clone(),
-            };
-            built.push(base(Some(c.field), account, c.value));
+            match change_account(object, &entry_account, c.value) {
+                Ok(account) => changes.push((c.field, account, c.value)),
+                Err(e) => split
+                    .rejected
+                    .push(change_reject("bad metadata.phone_number_id", e.to_string())),
+            }
+        }
+        let messaging = (object == MetaObject::Instagram && parsed.messaging.is_some()).then_some(*entry);
+        parsed_entries.push((entry_id, entry_account, messaging, changes));
+    }
+    let mut built = Vec::new();
+    for (entry_id, entry_account, messaging, changes) in &parsed_entries {
+        let envelopes = messaging
+            .map(|entry| (None, entry_account, entry))
+            .into_iter()
+            .chain(changes.iter().map(|(field, account, value)| (Some(field.as_str()), account, *value)));
+        for (field, account, payload) in envelopes {
+            built.push(Outgoing {
+                request_id,
+                received_at,
+                object,
+                entry_id,
+                field,
+                account: account.clone(),
+                payload,
+            });
         }
     }
-    // An envelope SQS cannot carry is kept in quarantine rather than lost.
+    encode(built, &mut split);
+    Ok(split)
+}
+
+/// `entry.id`, a string or a number as Meta sends either.
+fn entry_id(id: Option<serde_json::Value>) -> Option<String> {
+    match id {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// WhatsApp message changes are routed by the receiving phone number; other changes (templates,
+/// account events) and Instagram ones by the entry's account.
+fn change_account(
+    object: MetaObject,
+    entry_account: &ChannelAccount,
+    value: &RawValue,
+) -> Result<ChannelAccount, crate::domain::tenant::BadAccountId> {
+    let phone_number_id = match object {
+        MetaObject::WhatsAppBusinessAccount => serde_json::from_str::<ValueHead>(value.get())
+            .ok()
+            .and_then(|v| v.metadata)
+            .and_then(|m| m.phone_number_id),
+        MetaObject::Instagram => None,
+    };
+    match phone_number_id {
+        Some(id) => ChannelAccount::new(Channel::WhatsApp, id),
+        None => Ok(entry_account.clone()),
+    }
+}
+
+/// An envelope SQS cannot carry is kept in quarantine rather than lost.
+fn encode(built: Vec<Outgoing<'_>>, split: &mut Split) {
     for e in built {
         match serde_json::to_string(&e) {
             Ok(body) if body.len() <= MAX_BODY_BYTES => split.envelopes.push(body),
@@ -229,7 +275,58 @@ pub fn split(body: &[u8], request_id: &str, received_at: Timestamp) -> Result<Sp
             }),
         }
     }
-    Ok(split)
+}
+
+/// The common case in one pass: a WhatsApp body whose every entry and change is well formed.
+/// Anything else (a bad part, Instagram) returns None and takes the path that reads each part
+/// on its own, so that one bad part cannot spoil its neighbours; both give the same envelopes.
+fn split_well_formed_whatsapp(body: &[u8], request_id: &str, received_at: Timestamp) -> Option<Split> {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        object: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        entry: Vec<Entry<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Entry<'a> {
+        id: Option<serde_json::Value>,
+        #[serde(borrow, default)]
+        changes: Option<Vec<ChangeHead<'a>>>,
+    }
+    let head: Body<'_> = serde_json::from_slice(body).ok()?;
+    if head.object != "whatsapp_business_account" {
+        return None;
+    }
+    let object = MetaObject::WhatsAppBusinessAccount;
+    let mut parsed = Vec::with_capacity(head.entry.len());
+    for entry in head.entry {
+        let entry_id = entry_id(entry.id)?;
+        let entry_account = ChannelAccount::new(object.channel(), entry_id.clone()).ok()?;
+        let mut changes = Vec::new();
+        for c in entry.changes.unwrap_or_default() {
+            let account = change_account(object, &entry_account, c.value).ok()?;
+            changes.push((c.field, account, c.value));
+        }
+        parsed.push((entry_id, changes));
+    }
+    let mut built = Vec::new();
+    for (entry_id, changes) in &parsed {
+        for (field, account, value) in changes {
+            built.push(Outgoing {
+                request_id,
+                received_at,
+                object,
+                entry_id,
+                field: Some(field),
+                account: account.clone(),
+                payload: value,
+            });
+        }
+    }
+    let mut split = Split::default();
+    encode(built, &mut split);
+    Some(split)
 }
 
 #[cfg(test)]
@@ -289,6 +386,28 @@ mod tests {
             reasons[1].starts_with("entry 1 change 0: missing field or value"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn the_one_pass_split_gives_what_the_part_by_part_split_gives() {
+        let fixtures = [
+            include_str!("../../../tests/fixtures/wa_every_type.json"),
+            include_str!("../../../tests/fixtures/wa_statuses_out_of_order.json"),
+            include_str!("../../../tests/fixtures/wa_template_events.json"),
+            include_str!("../../../tests/fixtures/wa_user_preferences_stop.json"),
+            include_str!("../../../tests/fixtures/wa_system_changed_number.json"),
+            include_str!("../../../tests/fixtures/wa_stop.json"),
+        ];
+        for body in fixtures {
+            let fast = split_well_formed_whatsapp(body.as_bytes(), "r", at()).expect("well formed");
+            assert!(!fast.envelopes.is_empty());
+            assert_eq!(Ok(fast), split_part_by_part(body.as_bytes(), "r", at()));
+        }
+        // Bad input: an Instagram body, and a WhatsApp change without value, are not for it.
+        let ig = include_str!("../../../tests/fixtures/ig_every_event.json");
+        assert_eq!(split_well_formed_whatsapp(ig.as_bytes(), "r", at()), None);
+        let broken = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages"}]}]}"#;
+        assert_eq!(split_well_formed_whatsapp(broken, "r", at()), None);
     }
 
     #[test]
