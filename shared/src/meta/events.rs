@@ -11,7 +11,7 @@ use crate::domain::{Channel, ContactId, DeliveryState, Direction, Locale, MetaMe
 use crate::identity::IdentifierKind;
 use crate::optout::command::CommandAction;
 use crate::optout::keywords::{self, Action, Decision, TenantKeywords};
-use crate::store::keys::edit_id;
+use crate::store::keys::{self, edit_id};
 use crate::timestamp::Timestamp;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -498,7 +498,7 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         (Cow::Borrowed(m.mid.as_ref()), kind)
     } else if let Some(r) = &e.reaction {
         let action = r.action.as_deref().unwrap_or("react");
-        (Cow::Owned(format!("{}#{action}#{ts}", r.mid)), "reaction")
+        (Cow::Owned(keys::reaction_id(&r.mid, action, ts)), "reaction")
     } else if let Some(read) = &e.read {
         let Ok(message_id) = MetaMessageId::new(read.mid.as_ref()) else {
             return Some(rejected_plain("Instagram read: bad mid", raw));
@@ -513,14 +513,14 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
     } else if let Some(p) = &e.postback {
         let id = match &p.mid {
             Some(mid) => Cow::Borrowed(mid.as_ref()),
-            None => Cow::Owned(format!("postback#{ts}")),
+            None => Cow::Owned(keys::event_id("postback", ts)),
         };
         (id, "postback")
     } else if let Some(edit) = &e.message_edit {
         let id = edit_id(&edit.mid, &edit.num_edit.unwrap_or_default().to_string());
         (Cow::Owned(id), "edit")
     } else if e.referral.is_some() {
-        (Cow::Owned(format!("referral#{ts}")), "referral")
+        (Cow::Owned(keys::event_id("referral", ts)), "referral")
     } else {
         return Some(Event::Unhandled {
             kind: "unhandled Instagram event",

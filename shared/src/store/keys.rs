@@ -70,6 +70,16 @@ pub fn edits_prefix(original: &MetaMessageId) -> String {
     format!("{}{EDIT_SEPARATOR}", original.as_str())
 }
 
+/// An Instagram reaction has no id of its own: the message it is on, what it did, and when.
+pub fn reaction_id(mid: &str, action: &str, at_ms: i64) -> String {
+    format!("{mid}#{action}#{at_ms}")
+}
+
+/// An Instagram event without a message id (a postback without `mid`, a referral), by its time.
+pub fn event_id(kind: &str, at_ms: i64) -> String {
+    format!("{kind}#{at_ms}")
+}
+
 /// The message an edit belongs to (itself when it is not an edit).
 pub fn original_of(id: &MetaMessageId) -> &str {
     id.as_str().split(EDIT_SEPARATOR).next().unwrap_or(id.as_str())
