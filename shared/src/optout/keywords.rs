@@ -4,6 +4,8 @@
 //! den de baja") is never acted on, only flagged for human review.
 
 use crate::domain::Locale;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 use unicode_normalization::UnicodeNormalization;
 
@@ -149,16 +151,101 @@ pub struct TenantKeywords {
 /// Unicode NFKC (fullwidth letters become ASCII), case-fold, accents removed, everything that is
 /// not a letter or digit (punctuation, emoji, symbols) turned into a separator; then split.
 pub fn normalize(text: &str) -> Vec<String> {
+    split_words(&words(text)).map(str::to_owned).collect()
+}
+
+/// The normalization before the split: NFKC, lower case, NFD without combining marks. Three
+/// passes and three allocations: only texts with a character above U+00FF take it, and
+/// [`LATIN1`] is built from it.
+fn normalize_slow(text: &str) -> String {
     let folded: String = text.nfkc().collect::<String>().to_lowercase();
-    let unaccented: String = folded
+    folded
         .nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .collect();
-    unaccented
+        .collect()
+}
+
+/// [`words`] by the slow pipeline: the words of [`normalize_slow`], runs of letters and digits.
+fn words_slow(text: &str) -> String {
+    let normalized = normalize_slow(text);
+    let words: Vec<&str> = normalized
         .split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+        .collect();
+    words.join(" ")
+}
+
+/// [`normalize_slow`] of each character U+0000..=U+00FF alone, built from it so the two cannot
+/// drift apart. Up to U+00FF the pipeline works character by character: none of them is a
+/// combining mark and each one's decomposition starts with a base character, so nothing
+/// composes or reorders across two characters, and their lower case needs no context. A text of such
+/// characters therefore normalizes to the concatenation of their entries (the tests compare
+/// [`words`] with [`words_slow`] on every character, every pair and a set of mixed texts).
+static LATIN1: LazyLock<Vec<Latin1>> = LazyLock::new(|| {
+    (0..=u8::MAX)
+        .map(|b| {
+            let normalized = normalize_slow(char::from(b).encode_utf8(&mut [0; 4]));
+            let mut chars = normalized.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_alphanumeric() => Latin1::Letter(c),
+                (Some(_), _) if !normalized.chars().any(char::is_alphanumeric) => Latin1::Separator,
+                _ => Latin1::Other(normalized.into_boxed_str()),
+            }
+        })
         .collect()
+});
+
+/// An entry of [`LATIN1`], in the form the loop in [`words`] wants: all but ¼ ½ ¾ ("1⁄4") are
+/// one letter or digit, or separators.
+#[derive(Debug)]
+enum Latin1 {
+    /// One letter or digit.
+    Letter(char),
+    /// One or more characters, none a letter or digit (an empty entry would separate nothing).
+    Separator,
+    Other(Box<str>),
+}
+
+/// A text's tokens, normalized as [`normalize`] says, joined by single spaces: one buffer for
+/// the tokens to borrow from, and the form button labels are compared in. Built in one pass by
+/// lookup in [`LATIN1`] when every character is up to U+00FF (nearly every message in Spanish,
+/// Portuguese or English), by [`words_slow`] otherwise.
+fn words(text: &str) -> String {
+    let latin1 = &*LATIN1;
+    let mut words = String::with_capacity(text.len());
+    for c in text.chars() {
+        match latin1.get(c as usize) {
+            Some(Latin1::Letter(letter)) => words.push(*letter),
+            Some(Latin1::Separator) => push_separator(&mut words),
+            Some(Latin1::Other(normalized)) => {
+                for c in normalized.chars() {
+                    if c.is_alphanumeric() {
+                        words.push(c);
+                    } else {
+                        push_separator(&mut words);
+                    }
+                }
+            }
+            None => return words_slow(text),
+        }
+    }
+    if words.ends_with(' ') {
+        words.pop();
+    }
+    words
+}
+
+/// One space between two words, however many separators there are.
+fn push_separator(words: &mut String) {
+    if !words.is_empty() && !words.ends_with(' ') {
+        words.push(' ');
+    }
+}
+
+/// The tokens of [`words`]. Splitting on ASCII whitespace finds the spaces by bytes (splitting
+/// on `' '` calls `memchr` per token, slower for short words); words have no other whitespace.
+fn split_words(words: &str) -> impl Iterator<Item = &str> {
+    words.split_ascii_whitespace()
 }
 
 /// A keyword as the tokens a normalized message is compared with.
@@ -194,15 +281,60 @@ static COURTESY_TOKENS: LazyLock<Vec<(Vec<String>, Locale)>> =
 static TRIGGER_TOKENS: LazyLock<Vec<Vec<String>>> =
     LazyLock::new(|| REVIEW_TRIGGERS.iter().map(|t| normalize(t)).collect());
 
+/// The built-in opt-out keywords and the review triggers, by their first token: the check for
+/// one of them inside a longer message then looks only where a message's token starts one,
+/// instead of trying each phrase at each position.
+static INSIDE_BY_FIRST_TOKEN: LazyLock<FnvMap<&'static str, Vec<&'static [String]>>> = LazyLock::new(|| {
+    let opt_outs = BUILT_IN
+        .iter()
+        .filter(|k| k.action == Action::OptOut)
+        .map(|k| &k.tokens);
+    let mut index = FnvMap::<&'static str, Vec<&'static [String]>>::default();
+    for phrase in opt_outs.chain(TRIGGER_TOKENS.iter()) {
+        if let Some(first) = phrase.first() {
+            index.entry(first.as_str()).or_default().push(phrase);
+        }
+    }
+    index
+});
+
+/// A map hashed with FNV-1a: [`INSIDE_BY_FIRST_TOKEN`] is looked up once per token of every
+/// message, and SipHash (the default, which resists chosen collisions when keys are inserted)
+/// was a sixth of `classify` there; this map's keys are fixed, a few short words.
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// Builds the normalized tables now rather than on the first message: a function calls this at
 /// init, which Lambda runs with a CPU boost, so its first invocation costs what later ones do.
 pub fn prepare() {
+    LazyLock::force(&LATIN1);
     LazyLock::force(&BUILT_IN);
     LazyLock::force(&COURTESY_TOKENS);
     LazyLock::force(&TRIGGER_TOKENS);
+    LazyLock::force(&INSIDE_BY_FIRST_TOKEN);
 }
 
-fn strip_courtesy(tokens: &[String]) -> (&[String], Option<Locale>) {
+fn strip_courtesy<'a, 't>(tokens: &'a [&'t str]) -> (&'a [&'t str], Option<Locale>) {
     let mut t = tokens;
     let mut lang = None;
     loop {
@@ -223,17 +355,32 @@ fn strip_courtesy(tokens: &[String]) -> (&[String], Option<Locale>) {
     }
 }
 
-fn contains_phrase(tokens: &[String], phrase: &[String]) -> bool {
+fn contains_phrase(tokens: &[&str], phrase: &[String]) -> bool {
     !phrase.is_empty() && tokens.windows(phrase.len()).any(|w| w == phrase)
 }
 
+/// A built-in opt-out keyword or a review trigger anywhere in the message.
+fn contains_built_in_phrase(tokens: &[&str]) -> bool {
+    tokens.iter().enumerate().any(|(i, token)| {
+        INSIDE_BY_FIRST_TOKEN.get(token).is_some_and(|phrases| {
+            phrases
+                .iter()
+                .any(|p| tokens.get(i..i + p.len()).is_some_and(|w| w == *p))
+        })
+    })
+}
+
 pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
-    let tokens = normalize(text);
+    let normalized = words(text);
+    // At most one token in two bytes: allocated once, never grown.
+    let mut tokens = Vec::with_capacity(normalized.len() / 2 + 1);
+    tokens.extend(split_words(&normalized));
     if tokens.is_empty() {
         return Decision::None;
     }
     let (core, courtesy_lang) = strip_courtesy(&tokens);
     let softened = core.len() < tokens.len();
+    // Empty for most tenants: then nothing is normalized and nothing allocated.
     let extra: Vec<Keyword> = tenant
         .opt_out
         .iter()
@@ -260,8 +407,8 @@ pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
             only_while_opted_out: ONLY_WHILE_OPTED_OUT.contains(&keyword.phrase.as_str()),
         };
     }
-    let opt_out_inside = opt_outs().any(|k| contains_phrase(&tokens, &k.tokens))
-        || TRIGGER_TOKENS.iter().any(|t| contains_phrase(&tokens, t));
+    // Tenant keywords are few: tried at every position.
+    let opt_out_inside = contains_built_in_phrase(&tokens) || extra.iter().any(|k| contains_phrase(&tokens, &k.tokens));
     if opt_out_inside {
         Decision::Review
     } else {
@@ -269,10 +416,10 @@ pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {
     }
 }
 
-/// The keyword once or repeated ("STOP STOP").
-fn is_repeated(core: &[String], keyword: &[String]) -> bool {
-    !keyword.is_empty()
-        && !core.is_empty()
+/// The keyword once or repeated ("STOP STOP"). The first words are compared before the division
+/// by the keyword's length: they differ for nearly every keyword, and the division cost more.
+fn is_repeated(core: &[&str], keyword: &[String]) -> bool {
+    matches!((core.first(), keyword.first()), (Some(c), Some(k)) if c == k)
         && core.len().is_multiple_of(keyword.len())
         && core.chunks(keyword.len()).all(|c| c == keyword)
 }
@@ -291,8 +438,7 @@ pub fn classify_button(id: &str, label: Option<&str>, tenant: &TenantKeywords) -
     let Some(label) = label else {
         return Decision::None;
     };
-    let normalized = normalize(label).join(" ");
-    if OPT_OUT_BUTTON_LABELS.contains(&normalized.as_str()) {
+    if OPT_OUT_BUTTON_LABELS.contains(&words(label).as_str()) {
         return opt_out;
     }
     match classify(label, tenant) {
