@@ -71,6 +71,18 @@ fn bench(c: &mut Criterion) {
             events::parse(&env, Context { keywords: &keywords }).len()
         })
     });
+    group.bench_function("envelope_decode", |b| {
+        b.iter(|| serde_json::from_str::<Envelope>(black_box(&queued[0])).expect("an envelope"))
+    });
+    let env: Envelope = serde_json::from_str(&queued[0]).expect("an envelope");
+    group.bench_function("messages_value_decode", |b| {
+        b.iter(|| {
+            serde_json::from_str::<shared::meta::whatsapp::MessagesValue<'_>>(black_box(env.payload.get()))
+                .expect("a value")
+                .messages
+                .len()
+        })
+    });
     group.bench_function("hmac_only", |b| {
         b.iter(|| signature::verify(Some(&header), black_box(&body), &secrets).expect("valid signature"))
     });
