@@ -214,10 +214,11 @@ fn split_part_by_part(body: &[u8], request_id: &str, received_at: Timestamp) -> 
     }
     let mut built = Vec::new();
     for (entry_id, entry_account, messaging, changes) in &parsed_entries {
-        let envelopes = messaging
-            .map(|entry| (None, entry_account, entry))
-            .into_iter()
-            .chain(changes.iter().map(|(field, account, value)| (Some(field.as_str()), account, *value)));
+        let envelopes = messaging.map(|entry| (None, entry_account, entry)).into_iter().chain(
+            changes
+                .iter()
+                .map(|(field, account, value)| (Some(field.as_str()), account, *value)),
+        );
         for (field, account, payload) in envelopes {
             built.push(Outgoing {
                 request_id,
