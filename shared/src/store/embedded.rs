@@ -230,13 +230,12 @@ impl ConversationStore for EmbeddedConversationStore {
             .iter()
             .find(|(_, m)| m.id == *message)
             .map(|(sk, _)| sk.clone());
+        // As in DynamoDB: the marker always, the tombstone where the message was.
+        state.gone.insert(message.clone(), tombstone_expires);
         if let Some(sk) = stored {
             let removed = state.messages.remove(&sk);
             state.tombstones.insert(sk, (message.clone(), tombstone_expires));
             return Ok(removed.is_some_and(|m| !m.expires_at.is_expired(now)));
-        }
-        if !state.tombstones.values().any(|(id, _)| id == message) {
-            state.gone.insert(message.clone(), tombstone_expires);
         }
         Ok(false)
     }

@@ -44,6 +44,7 @@ conformance!(
     recording_a_message_upserts_its_contact_and_stores_it_once,
     a_profile_moves_only_when_an_event_changes_it,
     links_live_as_long_as_their_contact,
+    nothing_of_an_unsent_message_comes_back,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -1222,4 +1223,40 @@ async fn links_live_as_long_as_their_contact(h: Harness) {
         "gone with the contact"
     );
     assert_eq!(conv.get_contact(&t, &c).await.expect("get"), None);
+}
+
+async fn nothing_of_an_unsent_message_comes_back(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1015"), h.clock.now());
+    let original = message(&t, &c, "mid.back", now, "sent, then unsent");
+    conv.put_message(&original).await.expect("w");
+    assert!(
+        conv.delete_message(&t, &c, &original.id, months24(now))
+            .await
+            .expect("delete")
+    );
+    // Meta redelivers it under another event time, or an edit of it arrives late.
+    let mut retimed = original.clone();
+    retimed.sent_at = now.plus(Duration::seconds(1));
+    assert_eq!(conv.put_message(&retimed).await.expect("w"), WriteOutcome::Unchanged);
+    let edit = message(
+        &t,
+        &c,
+        &shared::store::keys::edit_id("mid.back", "mid.e2"),
+        now,
+        "edited",
+    );
+    assert_eq!(
+        conv.record_message(&upsert(&t, &c, None, vec![], now), &edit)
+            .await
+            .expect("w"),
+        WriteOutcome::Unchanged
+    );
+    assert!(
+        conv.list_messages(&t, &c, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
 }

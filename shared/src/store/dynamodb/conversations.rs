@@ -251,14 +251,20 @@ impl DynamoConversationStore {
             let (version, condition) = match stored {
                 Some((item, _)) => (
                     item.version + 1,
-                    Expr::new("version = :v").value(":v", n(item.version as i64)),
+                    Expr::new("version = :v AND expires_at > :now")
+                        .value(":v", n(item.version as i64))
+                        .value(":now", n(now.unix_seconds())),
                 ),
                 None => (1, absent_or_expired(now)),
             };
+            // Links first: a profile that lists an identifier is never written before its link,
+            // so a failure between the two is repaired by the redelivery (the profile still
+            // calls for the rewrite). A link written for a rewrite that then loses is harmless:
+            // links only ever move later, and the winner writes its own.
+            self.write_links(&pk, &change.links, change.profile.expires_at).await?;
             let item = ProfileItem::new(u, &change.profile, version)?;
             match self.table.put(to_item(&item)?, Some(condition), false).await? {
                 Written::Yes(_) => {
-                    self.write_links(&pk, &change.links, change.profile.expires_at).await?;
                     return Ok(if change.forward {
                         WriteOutcome::Written
                     } else {
@@ -413,9 +419,14 @@ impl ConversationStore for DynamoConversationStore {
 
     async fn record_message(&self, u: &ContactUpsert, m: &Message) -> Result<WriteOutcome, StoreError> {
         let head = self.head(&keys::contact_pk(&u.tenant, &u.contact), false).await?;
-        let outcome = self.put_message_with(m, &head).await?;
+        // The profile first, as `upsert_contact` then `put_message` would: a message is never
+        // stored for a contact that has no profile to find it by.
+        let gone = head.is_gone(&m.id);
         self.upsert_with(u, head).await?;
-        Ok(outcome)
+        if gone {
+            return Ok(WriteOutcome::Unchanged);
+        }
+        self.put_message_with(m, &Head::default()).await
     }
 
     async fn record_status(&self, u: &ContactUpsert, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
@@ -455,14 +466,31 @@ impl ConversationStore for DynamoConversationStore {
         self.table
             .delete_keys(found.into_iter().map(|(k, _)| k).collect())
             .await?;
+        // The marker refuses the message and its edits whenever they come: before the original
+        // arrived, after it was tombstoned, or under another event time.
+        let gone = GoneItem {
+            pk: pk.clone(),
+            sk: keys::gone_sk(message),
+            expires_at: tombstone_expires,
+        };
+        self.table.put(to_item(&gone)?, None, false).await?;
+        let original = match original {
+            Some(o) => Some(o),
+            None => {
+                // A copy written while the marker was going in (its writer read the head just
+                // before) is found here, consistently, and tombstoned like any other.
+                let mut again = self.find_message(&pk, message).await?;
+                let original = match again.last() {
+                    Some((_, head)) if head.id == *message => again.pop(),
+                    _ => None,
+                };
+                self.table
+                    .delete_keys(again.into_iter().map(|(k, _)| k).collect())
+                    .await?;
+                original
+            }
+        };
         let Some((original_key, original)) = original else {
-            // Unsent before it arrived: the marker refuses it when it comes.
-            let gone = GoneItem {
-                pk,
-                sk: keys::gone_sk(message),
-                expires_at: tombstone_expires,
-            };
-            self.table.put(to_item(&gone)?, None, false).await?;
             return Ok(false);
         };
         if original.tombstone {
@@ -586,8 +614,9 @@ impl ConversationStore for DynamoConversationStore {
             newest_first: false,
         };
         // One more than the batch, to know whether anything remains after it.
-        let (items, _) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
-        let remains = items.len() > max_items;
+        let (items, last) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
+        // A query page also ends at 1 MB: more remains whenever DynamoDB says so.
+        let remains = items.len() > max_items || last.is_some();
         let mut batch: Vec<Item> = Vec::new();
         let mut deleted = 0u64;
         for item in items.into_iter().take(max_items) {
