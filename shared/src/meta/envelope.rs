@@ -294,8 +294,15 @@ fn split_well_formed_whatsapp(body: &[u8], request_id: &str, received_at: Timest
         id: Option<serde_json::Value>,
         #[serde(borrow, default)]
         changes: Option<Vec<ChangeHead<'a>>>,
+        /// Read (and ignored) as the other path reads it, so a repeated key fails both alike.
+        #[serde(default)]
+        #[allow(dead_code)]
+        messaging: Option<serde::de::IgnoredAny>,
     }
-    let head: Body<'_> = serde_json::from_slice(body).ok()?;
+    // The other path checks the UTF-8 of every part it keeps raw; this one skips strings
+    // without looking, so it checks the whole body first.
+    let body = std::str::from_utf8(body).ok()?;
+    let head: Body<'_> = serde_json::from_str(body).ok()?;
     if head.object != "whatsapp_business_account" {
         return None;
     }
@@ -409,6 +416,15 @@ mod tests {
         assert_eq!(split_well_formed_whatsapp(ig.as_bytes(), "r", at()), None);
         let broken = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages"}]}]}"#;
         assert_eq!(split_well_formed_whatsapp(broken, "r", at()), None);
+        // Bad input: invalid UTF-8 in a field neither path keeps, and a repeated `messaging` key.
+        let mut latin1 = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","time":"X","changes":[{"field":"messages","value":{}}]}]}"#.to_vec();
+        let x = latin1.iter().position(|b| *b == b'X').expect("marker");
+        latin1[x] = 0xFF;
+        let twice = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","messaging":[],"messaging":[],"changes":[{"field":"messages","value":{}}]}]}"#;
+        for body in [&latin1[..], &twice[..]] {
+            assert_eq!(split_well_formed_whatsapp(body, "r", at()), None);
+            assert_eq!(split(body, "r", at()), split_part_by_part(body, "r", at()));
+        }
     }
 
     #[test]
