@@ -292,10 +292,8 @@ impl DynamoConversationStore {
         Ok(())
     }
 
-    async fn put_message_with(&self, m: &Message, head: &Head) -> Result<WriteOutcome, StoreError> {
-        if head.is_gone(&m.id) {
-            return Ok(WriteOutcome::Unchanged);
-        }
+    /// The message put, conditional on its key; the caller has checked the unsend markers.
+    async fn put_message_item(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
         let item = MessageItem {
             pk: keys::contact_pk(&m.tenant, &m.contact),
             sk: keys::message_sk(m.sent_at, &m.id),
@@ -316,9 +314,14 @@ impl DynamoConversationStore {
         }
     }
 
-    /// The stored items of a message and its edits, newest first, read back until the
-    /// original: unsends are of recent messages, so this reads little.
-    async fn find_message(&self, pk: &str, id: &MetaMessageId) -> Result<Vec<(Item, StoredMessageHead)>, StoreError> {
+    /// Deletes a message's edits and returns the message's key and head, if stored. Reads the
+    /// contact's messages newest first, back to the original: unsends are of recent messages,
+    /// so this reads little.
+    async fn delete_edits_find(
+        &self,
+        pk: &str,
+        id: &MetaMessageId,
+    ) -> Result<Option<(Item, StoredMessageHead)>, StoreError> {
         let spec = QuerySpec {
             index: None,
             pk_attr: "pk",
@@ -336,23 +339,27 @@ impl DynamoConversationStore {
             ),
             newest_first: true,
         };
-        let mut found = Vec::new();
+        let mut edits = Vec::new();
         let mut start = None;
-        loop {
+        let original = loop {
             let (items, last) = self.table.query_once(&spec, start.take(), Some(UNSEND_PAGE)).await?;
+            let mut original = None;
             for item in items {
                 let head: StoredMessageHead = from_item(item.clone())?;
-                let original = head.id == *id;
-                found.push((key_of(item), head));
-                if original {
-                    return Ok(found);
+                if head.id == *id {
+                    original = Some((key_of(item), head));
+                    break;
                 }
+                edits.push(key_of(item));
             }
-            match last {
-                Some(k) => start = Some(k),
-                None => return Ok(found),
+            match (original, last) {
+                (Some(o), _) => break Some(o),
+                (None, Some(k)) => start = Some(k),
+                (None, None) => break None,
             }
-        }
+        };
+        self.table.delete_keys(edits).await?;
+        Ok(original)
     }
 
     fn messages_spec(&self, pk: &str) -> QuerySpec {
@@ -414,7 +421,10 @@ impl ConversationStore for DynamoConversationStore {
 
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
         let head = self.head(&keys::contact_pk(&m.tenant, &m.contact), false).await?;
-        self.put_message_with(m, &head).await
+        if head.is_gone(&m.id) {
+            return Ok(WriteOutcome::Unchanged);
+        }
+        self.put_message_item(m).await
     }
 
     async fn record_message(&self, u: &ContactUpsert, m: &Message) -> Result<WriteOutcome, StoreError> {
@@ -426,7 +436,7 @@ impl ConversationStore for DynamoConversationStore {
         if gone {
             return Ok(WriteOutcome::Unchanged);
         }
-        self.put_message_with(m, &Head::default()).await
+        self.put_message_item(m).await
     }
 
     async fn record_status(&self, u: &ContactUpsert, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
@@ -458,14 +468,7 @@ impl ConversationStore for DynamoConversationStore {
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let pk = keys::contact_pk(tenant, contact);
-        let mut found = self.find_message(&pk, message).await?;
-        let original = match found.last() {
-            Some((_, head)) if head.id == *message => found.pop(),
-            _ => None,
-        };
-        self.table
-            .delete_keys(found.into_iter().map(|(k, _)| k).collect())
-            .await?;
+        let mut original = self.delete_edits_find(&pk, message).await?;
         // The marker refuses the message and its edits whenever they come: before the original
         // arrived, after it was tombstoned, or under another event time.
         let gone = GoneItem {
@@ -474,22 +477,11 @@ impl ConversationStore for DynamoConversationStore {
             expires_at: tombstone_expires,
         };
         self.table.put(to_item(&gone)?, None, false).await?;
-        let original = match original {
-            Some(o) => Some(o),
-            None => {
-                // A copy written while the marker was going in (its writer read the head just
-                // before) is found here, consistently, and tombstoned like any other.
-                let mut again = self.find_message(&pk, message).await?;
-                let original = match again.last() {
-                    Some((_, head)) if head.id == *message => again.pop(),
-                    _ => None,
-                };
-                self.table
-                    .delete_keys(again.into_iter().map(|(k, _)| k).collect())
-                    .await?;
-                original
-            }
-        };
+        if original.is_none() {
+            // A copy written while the marker was going in (its writer read the head just
+            // before) is found here, consistently, and tombstoned like any other.
+            original = self.delete_edits_find(&pk, message).await?;
+        }
         let Some((original_key, original)) = original else {
             return Ok(false);
         };
