@@ -252,10 +252,10 @@ impl Processor {
                 signal,
                 review,
             } => {
-                let (contact, upsert) = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen);
                 let message = Message {
                     tenant: tenant.id.clone(),
-                    contact: contact.clone(),
+                    contact: upsert.contact.clone(),
                     id: id.clone(),
                     direction,
                     sent_at: seen.at,
@@ -270,11 +270,11 @@ impl Processor {
                 // Signals are acted on for redeliveries too: the opt-out function ignores what
                 // it has already applied.
                 if review {
-                    self.hold_for_review(tenant, &contact, &id, origin, counts).await?;
+                    self.hold_for_review(tenant, &upsert.contact, &id, origin, counts)
+                        .await?;
                 }
                 if let Some(signal) = signal {
-                    self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
-                        .await?;
+                    self.send_command(&upsert, signal, counts).await?;
                 }
             }
             Event::Status {
@@ -284,10 +284,10 @@ impl Processor {
                 detail,
                 signal,
             } => {
-                let (contact, upsert) = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen);
                 let status = StatusUpdate {
                     tenant: tenant.id.clone(),
-                    contact: contact.clone(),
+                    contact: upsert.contact.clone(),
                     message_id,
                     state,
                     at: seen.at,
@@ -299,25 +299,23 @@ impl Processor {
                     WriteOutcome::Unchanged => counts.duplicates += 1,
                 }
                 if let Some(signal) = signal {
-                    self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
-                        .await?;
+                    self.send_command(&upsert, signal, counts).await?;
                 }
             }
             Event::Unsend { seen, message_id } => {
-                let (contact, upsert) = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen);
                 self.stores.conversations.upsert_contact(&upsert).await?;
                 // The person deleted the message: so do we, and a tombstone refuses it again.
                 self.stores
                     .conversations
-                    .delete_message(&tenant.id, &contact, &message_id, retention.expiry_for(seen.at))
+                    .delete_message(&tenant.id, &upsert.contact, &message_id, retention.expiry_for(seen.at))
                     .await?;
                 counts.deleted += 1;
             }
             Event::Preference { seen, signal } => {
-                let (contact, upsert) = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen);
                 self.stores.conversations.upsert_contact(&upsert).await?;
-                self.send_command(tenant, contact, &upsert.identifiers, signal, seen.at, counts)
-                    .await?;
+                self.send_command(&upsert, signal, counts).await?;
             }
             Event::TenantEvent { id, field, payload } => {
                 let event = TenantEvent {
@@ -342,9 +340,9 @@ impl Processor {
         Ok(())
     }
 
-    /// The contact an event is about, and the upsert it makes: identifiers normalized and keyed,
+    /// The upsert an event makes for its contact: identifiers normalized and keyed,
     /// expiry in whole steps so most messages leave the profile as it is.
-    fn upsert(&self, tenant: &Tenant, seen: &Seen<'_>) -> (ContactId, ContactUpsert) {
+    fn upsert(&self, tenant: &Tenant, seen: &Seen<'_>) -> ContactUpsert {
         let mut identifiers: Vec<LinkedIdentifier> = Vec::with_capacity(seen.identifiers.len());
         for RawIdentifier { kind, value } in &seen.identifiers {
             if let Ok(id) = Identifier::parse(*kind, value) {
@@ -354,15 +352,14 @@ impl Processor {
                 }
             }
         }
-        let upsert = ContactUpsert {
+        ContactUpsert {
             tenant: tenant.id.clone(),
             contact: seen.contact.clone(),
             profile_name: seen.profile_name.as_deref().map(str::to_owned),
             identifiers,
             seen_at: seen.at,
             expires_at: tenant.retention_months.contact_expiry_for(seen.at),
-        };
-        (seen.contact.clone(), upsert)
+        }
     }
 
     async fn hold_unrouted(
@@ -447,24 +444,21 @@ impl Processor {
     /// A command for every identifier seen, the contact's stable id first.
     async fn send_command(
         &self,
-        tenant: &Tenant,
-        contact: ContactId,
-        ids: &[LinkedIdentifier],
+        upsert: &ContactUpsert,
         signal: OptOutSignal,
-        at: Timestamp,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
-        if ids.is_empty() {
+        if upsert.identifiers.is_empty() {
             return Ok(());
         }
         let command = OptOutCommand {
-            tenant: tenant.id.clone(),
-            contact,
-            subject_keys: ids.iter().map(|l| l.subject_key.clone()).collect(),
+            tenant: upsert.tenant.clone(),
+            contact: upsert.contact.clone(),
+            subject_keys: upsert.identifiers.iter().map(|l| l.subject_key.clone()).collect(),
             action: signal.action,
             scope: signal.scope,
             source: signal.source,
-            event_at: at,
+            event_at: upsert.seen_at,
             only_while_opted_out: signal.only_while_opted_out,
             language: signal.language,
         };
