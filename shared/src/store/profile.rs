@@ -34,33 +34,28 @@ pub(crate) struct Rewrite {
 /// The rewrite `u` calls for, given the live stored profile (None: absent or expired), or None
 /// when the event changes nothing.
 pub(crate) fn rewrite(stored: Option<&ProfileState>, u: &ContactUpsert) -> Option<Rewrite> {
+    let known = stored.map_or(&[][..], |p| &p.identifiers[..]);
+    let new_links: Vec<LinkedIdentifier> = u
+        .identifiers
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| !known.contains(l) && !u.identifiers[..*i].contains(l))
+        .map(|(_, l)| l.clone())
+        .collect();
     let Some(p) = stored else {
-        let mut identifiers = Vec::new();
-        for l in &u.identifiers {
-            if !identifiers.contains(l) {
-                identifiers.push(l.clone());
-            }
-        }
         return Some(Rewrite {
-            links: identifiers.clone(),
             profile: ProfileState {
                 profile_name: u.profile_name.clone(),
-                identifiers,
+                identifiers: new_links.clone(),
                 first_seen: u.seen_at,
                 last_seen: u.seen_at,
                 oldest: u.seen_at,
                 expires_at: u.expires_at,
             },
             forward: true,
+            links: new_links,
         });
     };
-    let new_links: Vec<LinkedIdentifier> = u
-        .identifiers
-        .iter()
-        .enumerate()
-        .filter(|(i, l)| !p.identifiers.contains(l) && !u.identifiers[..*i].contains(l))
-        .map(|(_, l)| l.clone())
-        .collect();
     let forward = p.last_seen <= u.seen_at;
     let renamed = forward && u.profile_name.is_some() && u.profile_name != p.profile_name;
     let later = u.expires_at > p.expires_at;
