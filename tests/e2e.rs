@@ -46,14 +46,10 @@ async fn send_every_body(e: &E2e) {
     e.drain().await;
 }
 
-/// A tenant's contacts, sorted: the listing itself is in order of each contact's oldest item.
+/// A tenant's contacts as `<channel>:<id>`, sorted: the listing itself is in order of each
+/// contact's oldest item.
 async fn contact_ids(e: &E2e, tenant: &str) -> Vec<String> {
-    let mut ids: Vec<String> = e
-        .contacts(tenant)
-        .await
-        .iter()
-        .map(|c| c["contact"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let mut ids: Vec<String> = e.contacts(tenant).await.iter().map(contact_key).collect();
     ids.sort();
     ids
 }
@@ -77,10 +73,10 @@ async fn snapshot(e: &E2e) -> Value {
     for tenant in ["tenant-a", "tenant-b"] {
         let contacts = e.contacts(tenant).await;
         for c in &contacts {
-            let id = c["contact"].as_str().expect("contact id").to_owned();
+            let handle = c["contact"].as_str().expect("contact handle").to_owned();
             out.insert(
-                format!("{tenant}/{id}"),
-                json!({ "contact": c, "messages": e.messages(tenant, &id).await }),
+                format!("{tenant}/{}", contact_key(c)),
+                json!({ "contact": c, "messages": e.messages_at(tenant, &handle).await }),
             );
         }
         let (_, events) = e.admin_get(&format!("/admin/tenants/{tenant}/events")).await;
@@ -159,7 +155,7 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
 
     // Contacts: profile name, both identifiers, and the number Ana changed to.
     let contacts = e.contacts("tenant-a").await;
-    let ana_contact = contacts.iter().find(|c| c["contact"] == ANA).expect("Ana");
+    let ana_contact = contacts.iter().find(|c| contact_key(c) == ANA).expect("Ana");
     assert_eq!(ana_contact["profile_name"], "Ana Pérez");
     let ids: Vec<String> = ana_contact["identifiers"]
         .as_array()
@@ -181,7 +177,7 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
         assert!(ids.contains(&want.to_owned()), "{want} in {ids:?}");
     }
     // A username user without a phone number is stored by business-scoped id alone.
-    let caro = contacts.iter().find(|c| c["contact"] == CARO).expect("Caro");
+    let caro = contacts.iter().find(|c| contact_key(c) == CARO).expect("Caro");
     assert_eq!(caro["identifiers"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         e.messages("tenant-a", CARO).await[0]["content"]["text"]["body"],
@@ -283,6 +279,24 @@ async fn every_payload_type_is_stored_per_tenant_and_replays_change_nothing() {
         .expect("audit");
     assert!(audit.items.len() >= 10, "{} audit events", audit.items.len());
     assert!(audit.items.iter().all(|a| a.actor.contains("local-admin")));
+    // They name contacts by handle: no stable id, no phone number in the audit trail.
+    let trail = serde_json::to_string(&audit.items).expect("json");
+    for personal in [
+        "13491208655302741918",
+        "99887766554433221100",
+        "7012345678901234",
+        "5491123456789",
+    ] {
+        assert!(!trail.contains(personal), "the audit trail holds {personal}");
+    }
+    let ana_handle = e.handle("tenant-a", ANA).await;
+    assert!(
+        audit
+            .items
+            .iter()
+            .any(|a| a.contact.as_ref().is_some_and(|c| c.as_str() == ana_handle)),
+        "reads of Ana's messages are audited under her handle"
+    );
     e.stack.stop().await;
 }
 
@@ -456,10 +470,16 @@ async fn verification_and_admin_errors_over_http() {
         "{body}"
     );
     assert_eq!(e.admin_get("/admin/tenants/nobody/contacts").await.0, 404);
-    assert_eq!(
-        e.admin_get("/admin/tenants/tenant-a/contacts/sms:1/messages").await.0,
-        400
-    );
+    // Contacts are named by handle only: the old `<channel>:<id>` form names nobody.
+    for old in ["sms:1", "whatsapp:AR.13491208655302741918", "whatsapp:5491123456789"] {
+        assert_eq!(
+            e.admin_get(&format!("/admin/tenants/tenant-a/contacts/{old}/messages"))
+                .await
+                .0,
+            404,
+            "{old}"
+        );
+    }
     e.stack.stop().await;
 }
 
@@ -489,16 +509,23 @@ async fn large_changes_pass_the_queue_and_unhandled_fields_are_held() {
     );
     e.drain().await;
     assert_eq!(e.messages("tenant-a", ANA).await.len(), 100, "first page");
+    let ana = e.handle("tenant-a", ANA).await;
     let (_, page) = e
-        .admin_get(&format!("/admin/tenants/tenant-a/contacts/{ANA}/messages?limit=100"))
+        .admin_get(&format!("/admin/tenants/tenant-a/contacts/{ana}/messages?limit=100"))
         .await;
     let cursor = page["next_cursor"].as_str().expect("a second page").to_owned();
+    assert!(!cursor.contains("13491208655302741918"), "the cursor is sealed");
     let (_, rest) = e
         .admin_get(&format!(
-            "/admin/tenants/tenant-a/contacts/{ANA}/messages?limit=100&cursor={cursor}"
+            "/admin/tenants/tenant-a/contacts/{ana}/messages?limit=100&cursor={cursor}"
         ))
         .await;
     assert_eq!(rest["messages"].as_array().map(Vec::len), Some(50));
+    // The cursor pages through Ana's messages only.
+    let (status, body) = e
+        .admin_get(&format!("/admin/tenants/tenant-a/contacts?cursor={cursor}"))
+        .await;
+    assert_eq!(status, 400, "{body}");
     let held = e
         .stack
         .stores
@@ -617,7 +644,12 @@ async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
         .stack
         .stores
         .quarantine
-        .list(&QuarantineBucket::OptOutReview, &PageRequest::first(10))
+        .list(
+            &QuarantineBucket::OptOutReview {
+                tenant: TenantId::new("tenant-a").expect("valid"),
+            },
+            &PageRequest::first(10),
+        )
         .await
         .expect("q");
     assert_eq!(review.items.len(), 1);

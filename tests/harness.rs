@@ -21,6 +21,16 @@ fn emulator(var: &str) -> String {
         .unwrap_or_else(|_| panic!("{var} is not set: run the suite with infra/test.sh, which starts the emulators"))
 }
 
+/// `<channel>:<id>` of a contact in the listing, from its `channel` and `id` fields (its
+/// `contact` field is the opaque handle).
+pub fn contact_key(c: &Value) -> String {
+    format!(
+        "{}:{}",
+        c["channel"].as_str().unwrap_or_default(),
+        c["id"].as_str().unwrap_or_default()
+    )
+}
+
 #[derive(Debug)]
 pub struct E2e {
     pub stack: RunningStack,
@@ -171,11 +181,26 @@ impl E2e {
         }
     }
 
+    /// The handle the contacts listing gives `<channel>:<id>`: paths name contacts by it.
+    pub async fn handle(&self, tenant: &str, contact: &str) -> String {
+        let contacts = self.contacts(tenant).await;
+        let listed = contacts
+            .iter()
+            .find(|c| contact_key(c) == contact)
+            .unwrap_or_else(|| panic!("{contact} is not among {tenant}'s contacts"));
+        listed["contact"].as_str().expect("a handle").to_owned()
+    }
+
+    /// The messages of `<channel>:<id>`, read through the handle the listing gives it.
     pub async fn messages(&self, tenant: &str, contact: &str) -> Vec<Value> {
+        let handle = self.handle(tenant, contact).await;
+        self.messages_at(tenant, &handle).await
+    }
+
+    /// The messages of the contact with this handle.
+    pub async fn messages_at(&self, tenant: &str, handle: &str) -> Vec<Value> {
         let (status, body) = self
-            .admin_get(&format!(
-                "/admin/tenants/{tenant}/contacts/{contact}/messages?limit=100"
-            ))
+            .admin_get(&format!("/admin/tenants/{tenant}/contacts/{handle}/messages?limit=100"))
             .await;
         assert_eq!(status, 200, "{body}");
         body["messages"].as_array().cloned().unwrap_or_default()

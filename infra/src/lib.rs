@@ -438,13 +438,27 @@ impl RunningStack {
             ));
         }
         let admin = secret(ADMIN_TOKEN);
+        // Paths name a contact by its sealed handle, which the listing gives; the sample sender's
+        // is computed here so the example can be pasted as is.
+        let contact = shared::identity::SubjectKeySecret::new(secret(SUBJECT_KEY_SECRET).into_bytes())
+            .ok()
+            .and_then(|s| {
+                let tenant = shared::domain::TenantId::new("demo").ok()?;
+                let sender = shared::domain::ContactId::new(shared::domain::Channel::WhatsApp, SAMPLE_USER_ID).ok()?;
+                Some(
+                    shared::seal::Sealer::new(&s)
+                        .contact_handle(&tenant, &sender)
+                        .to_string(),
+                )
+            })
+            .unwrap_or_else(|| "<contact from the listing>".to_owned());
         out.push_str(&format!(
             "\nRegister a tenant:\n  curl -s -X POST {url}/admin/tenants -H 'Authorization: Bearer {admin}' \
              -d '{{\"tenant_id\":\"demo\",\"name\":\"Demo\",\"whatsapp_phone_number_ids\":[\"{SAMPLE_PHONE_NUMBER_ID}\"]}}'\n\
              \nSend it a signed WhatsApp message:\n  curl -s -X POST {url}/webhooks/meta -H 'Content-Type: application/json' \
              -H 'X-Hub-Signature-256: {signature}' --data-binary '{body}'\n\
              \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {admin}'\n  \
-             curl -s {url}/admin/tenants/demo/contacts/whatsapp:{SAMPLE_USER_ID}/messages -H 'Authorization: Bearer {admin}'\n"
+             curl -s {url}/admin/tenants/demo/contacts/{contact}/messages -H 'Authorization: Bearer {admin}'\n"
         ));
         out
     }

@@ -36,7 +36,7 @@ impl IdentifierKind {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentifierError {
     #[error(transparent)]
     Phone(#[from] PhoneError),
@@ -48,18 +48,76 @@ pub enum IdentifierError {
     WhatsAppUserId,
     #[error("Instagram id must be digits")]
     InstagramId,
+    #[error("an identifier must be 1-{MAX_RAW_BYTES} bytes without control characters")]
+    Unusable,
 }
 
+/// The longest identifier kept in its raw form. Meta's ids are far shorter; this only bounds
+/// what a hostile payload can make us hash and store.
+pub const MAX_RAW_BYTES: usize = 256;
+
 /// A normalized identifier. Personal data: never log it, log its subject key.
+///
+/// An identifier that does not normalize (a phone in a numbering range the phone library does not
+/// know yet, a user id in a shape the parser has not seen) is kept in its raw form, as Meta sent
+/// it: a STOP from it must still be honoured, so it cannot simply be dropped. Raw forms have
+/// their own subject keys, which never equal a normalized one.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "StoredIdentifier")]
 pub struct Identifier {
     kind: IdentifierKind,
     value: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    raw: bool,
+}
+
+/// An identifier as decoded from a queue or a store, checked before it becomes an `Identifier`.
+#[derive(Deserialize)]
+struct StoredIdentifier {
+    kind: IdentifierKind,
+    value: String,
+    #[serde(default)]
+    raw: bool,
+}
+
+impl TryFrom<StoredIdentifier> for Identifier {
+    type Error = IdentifierError;
+    fn try_from(s: StoredIdentifier) -> Result<Self, IdentifierError> {
+        if s.raw {
+            return Identifier::raw_form(s.kind, &s.value).and_then(|i| {
+                if i.value == s.value {
+                    Ok(i)
+                } else {
+                    Err(IdentifierError::Unusable)
+                }
+            });
+        }
+        // The normalized shape, checked without re-running the phone library on every read.
+        let ok = match s.kind {
+            IdentifierKind::Phone => {
+                s.value.len() <= 16
+                    && s.value
+                        .strip_prefix('+')
+                        .is_some_and(|d| d.len() >= 7 && d.bytes().all(|b| b.is_ascii_digit()))
+            }
+            _ => Identifier::parse(s.kind, &s.value).is_ok_and(|i| i.value == s.value),
+        };
+        if ok {
+            Ok(Self {
+                kind: s.kind,
+                value: s.value,
+                raw: false,
+            })
+        } else {
+            Err(IdentifierError::Unusable)
+        }
+    }
 }
 
 impl fmt::Debug for Identifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Identifier({:?}, <redacted>)", self.kind)
+        let form = if self.raw { ", raw" } else { "" };
+        write!(f, "Identifier({:?}{form}, <redacted>)", self.kind)
     }
 }
 
@@ -78,7 +136,34 @@ impl Identifier {
                 v.to_owned()
             }
         };
-        Ok(Self { kind, value })
+        Ok(Self {
+            kind,
+            value,
+            raw: false,
+        })
+    }
+
+    /// The identifier as Meta sent it (trimmed), for one that does not normalize.
+    pub fn raw_form(kind: IdentifierKind, raw: &str) -> Result<Self, IdentifierError> {
+        let v = raw.trim();
+        if v.is_empty() || v.len() > MAX_RAW_BYTES || v.chars().any(char::is_control) {
+            return Err(IdentifierError::Unusable);
+        }
+        Ok(Self {
+            kind,
+            value: v.to_owned(),
+            raw: true,
+        })
+    }
+
+    /// Normalized when it can be, else raw: what the system links for an identifier Meta sent.
+    pub fn parse_or_raw(kind: IdentifierKind, raw: &str) -> Result<Self, IdentifierError> {
+        Self::parse(kind, raw).or_else(|_| Self::raw_form(kind, raw))
+    }
+
+    /// Whether this identifier is kept as sent because it did not normalize.
+    pub fn is_raw(&self) -> bool {
+        self.raw
     }
 
     pub fn kind(&self) -> IdentifierKind {
@@ -165,10 +250,23 @@ impl SubjectKeySecret {
     pub fn subject_key(&self, id: &Identifier) -> SubjectKey {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        if id.raw {
+            mac.update(b"raw:");
+        }
         mac.update(id.kind.tag().as_bytes());
         mac.update(b":");
         mac.update(id.value.as_bytes());
         SubjectKey(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// A key for another purpose (`crate::seal`), so one secret keys everything and none of its
+    /// uses reveals another's key: HMAC-SHA256(secret, 0x00 ‖ label). The leading zero byte starts
+    /// no subject key's input (a tag, or `raw:`), so a derived key never equals a subject key.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(&[0]);
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -308,6 +406,62 @@ mod tests {
         let id = Identifier::parse(IdentifierKind::Email, "ana@example.com").expect("valid");
         assert!(!format!("{id:?}").contains("ana"));
         assert!(!format!("{:?}", secret()).contains("test-secret"));
+    }
+
+    #[test]
+    fn identifiers_that_do_not_normalize_keep_their_own_key() {
+        let s = secret();
+        // A short code the phone library refuses: kept as sent, keyed apart from any phone.
+        assert!(Identifier::parse(IdentifierKind::Phone, "12345").is_err());
+        let raw = Identifier::parse_or_raw(IdentifierKind::Phone, " 12345 ").expect("raw form");
+        assert!(raw.is_raw());
+        assert_eq!(raw.value(), "12345");
+        assert_eq!(
+            s.subject_key(&raw),
+            s.subject_key(&Identifier::parse_or_raw(IdentifierKind::Phone, "12345").expect("raw form"))
+        );
+        let valid = Identifier::parse_or_raw(IdentifierKind::Phone, "+5491123456789").expect("valid");
+        assert!(!valid.is_raw());
+        // The raw text of a valid number is not the number's key: raw keys never meet normalized ones.
+        let forced_raw = Identifier::raw_form(IdentifierKind::Phone, "+5491123456789").expect("raw form");
+        assert_ne!(s.subject_key(&valid), s.subject_key(&forced_raw));
+        for bad in ["", "   ", "a\u{1}b", &"9".repeat(MAX_RAW_BYTES + 1)] {
+            assert_eq!(
+                Identifier::parse_or_raw(IdentifierKind::WhatsAppUserId, bad),
+                Err(IdentifierError::Unusable),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Identifiers decoded from a queue or a store are held to the rules `parse` enforces.
+    #[test]
+    fn decoding_validates() {
+        let ok = [
+            r#"{"kind":"phone","value":"+5491123456789"}"#,
+            r#"{"kind":"email","value":"ana@example.com"}"#,
+            r#"{"kind":"whatsapp_user_id","value":"AR.1349"}"#,
+            r#"{"kind":"phone","value":"12345","raw":true}"#,
+        ];
+        for json in ok {
+            let id: Identifier = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(serde_json::to_string(&id).expect("encode"), json, "round trip");
+        }
+        let bad = [
+            r#"{"kind":"phone","value":"5491123456789"}"#,
+            r#"{"kind":"phone","value":"+54 911"}"#,
+            r#"{"kind":"email","value":"Ana@Example.com"}"#,
+            r#"{"kind":"instagram_id","value":"12a"}"#,
+            r#"{"kind":"whatsapp_user_id","value":" AR.1"}"#,
+            r#"{"kind":"phone","value":" 12345","raw":true}"#,
+            r#"{"kind":"phone","value":"","raw":true}"#,
+        ];
+        for json in bad {
+            assert!(
+                serde_json::from_str::<Identifier>(json).is_err(),
+                "{json} must be refused"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod phone;
 pub mod provision;
 pub mod queue;
 pub mod retention;
+pub mod seal;
 pub mod secrets;
 pub mod store;
 pub mod tenant_cache;

@@ -16,7 +16,7 @@ use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, Region};
 /// Where a number without a country code is assumed to be from: Socio Virtual's home market.
 pub const DEFAULT_REGION: Region = Region::AR;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PhoneError {
     #[error("phone number has no digits")]
     Empty,

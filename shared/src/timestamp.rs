@@ -50,6 +50,15 @@ impl Timestamp {
         date.with_time(dt.time()).assume_offset(UtcOffset::UTC).into()
     }
 
+    /// The time an event counts at for expiry and ordering: Meta's time, but never later than our
+    /// receipt of it plus `MAX_FUTURE_SKEW`. Meta's clock can be wrong and a payload can claim any
+    /// year up to 2100; unclamped, such an event would keep data for decades and win every later
+    /// ordering comparison. Meta's own time stays the event's data and identity (keys that must be
+    /// identical on every redelivery), because a retried POST has a new receipt time.
+    pub fn clamped_to_receipt(self, received_at: Timestamp) -> Self {
+        self.min(received_at.plus(MAX_FUTURE_SKEW))
+    }
+
     /// Sortable text for key suffixes: zero-padded milliseconds.
     pub fn sort_key(self) -> String {
         format!("{:015}", self.0.max(0))
@@ -83,6 +92,9 @@ impl<'de> Deserialize<'de> for Timestamp {
         Timestamp::parse_rfc3339(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// How far ahead of our clock an event's own time may be: clocks differ by seconds, not minutes.
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
 /// When an item stops existing for readers. Stored as epoch seconds because that is the only form
 /// DynamoDB TTL acts on; every read compares it with the clock, since TTL deletes lazily.
@@ -133,6 +145,17 @@ mod tests {
         assert_eq!(e.epoch_seconds(), 11);
         assert!(!e.is_expired(Timestamp::from_unix_millis(10_999)));
         assert!(e.is_expired(Timestamp::from_unix_millis(11_000)));
+    }
+
+    #[test]
+    fn future_event_times_count_from_receipt() {
+        let received = Timestamp::parse_rfc3339("2026-12-01T10:00:00Z").expect("valid");
+        let past = Timestamp::parse_rfc3339("2026-11-30T10:00:00Z").expect("valid");
+        let skewed = received.plus(Duration::minutes(2));
+        let far = Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").expect("valid");
+        assert_eq!(past.clamped_to_receipt(received), past);
+        assert_eq!(skewed.clamped_to_receipt(received), skewed, "small clock skew is kept");
+        assert_eq!(far.clamped_to_receipt(received), received.plus(MAX_FUTURE_SKEW));
     }
 
     #[test]

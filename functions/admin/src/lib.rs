@@ -1,6 +1,9 @@
 //! The operator API behind IAM in AWS (a bearer token in the local stack): register tenants and
 //! their channel accounts, and read what was stored. Every read of personal data writes an audit
 //! event naming the principal, the data and the reason.
+//!
+//! Nothing personal travels in a URL: contacts are named by their sealed handle (`shared::seal`),
+//! and page cursors, which wrap DynamoDB keys holding contact ids, are sealed for their query.
 
 use http::Method;
 use percent_encoding::percent_decode_str;
@@ -12,12 +15,15 @@ use shared::config::QueueKind;
 use shared::deadline::Jurisdiction;
 use shared::domain::*;
 use shared::identity::SubjectKeySecret;
-use shared::optout::contactability::{self, Purpose};
+use shared::optout::contactability::{self, ContactabilityError, Purpose};
 use shared::queue::Queue;
 use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, RetentionMonths, audit_expiry};
+use shared::seal::{ContactHandle, CursorScope, Sealer};
 use shared::store::{Cursor, PageRequest, StoreError, Stores};
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
+
+mod reviews;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Registration claims every account in one DynamoDB transaction (at most 100 actions, and an
@@ -28,8 +34,12 @@ pub const MAX_ACCOUNTS: usize = 45;
 pub struct Admin {
     stores: Stores,
     ingest: Arc<dyn Queue>,
+    /// Operator decisions on opt-out reviews go to the opt-out function, like any STOP.
+    optout: Arc<dyn Queue>,
     clock: SharedClock,
     secret: SubjectKeySecret,
+    /// Seals contact handles and page cursors, with a key derived from `secret`.
+    sealer: Sealer,
 }
 
 /// The principal API Gateway authenticated (IAM). Without one, nothing is served.
@@ -41,8 +51,17 @@ pub fn principal(req: &Request) -> Option<String> {
 /// What an audited request reads.
 enum AuditTarget {
     Contacts,
-    Contact(ContactId),
+    /// Named by its handle, so the audit trail holds no personal data.
+    Contact(ContactHandle),
     Subject(shared::identity::SubjectKey),
+    /// A tenant's open opt-out reviews, message text included.
+    OptOutReviews,
+    /// An operator's decision on one review.
+    Decision {
+        handle: Option<ContactHandle>,
+        subject: Option<shared::identity::SubjectKey>,
+        reason: &'static str,
+    },
 }
 
 /// Why an admin request failed; turned into a status and a short, safe message at the edge.
@@ -98,8 +117,8 @@ struct IdentifierView<'a> {
 
 #[derive(Serialize)]
 struct ContactView<'a> {
-    /// The path segment that names this contact: `<channel>:<id>`.
-    contact: String,
+    /// The path segment that names this contact: its handle, `c_<sealed contact key>`.
+    contact: ContactHandle,
     channel: Channel,
     id: &'a str,
     profile_name: Option<&'a str>,
@@ -110,9 +129,9 @@ struct ContactView<'a> {
 }
 
 impl<'a> ContactView<'a> {
-    fn new(c: &'a Contact) -> Self {
+    fn new(c: &'a Contact, contact: ContactHandle) -> Self {
         Self {
-            contact: format!("{}:{}", c.contact.channel, c.contact.stable_id),
+            contact,
             channel: c.contact.channel,
             id: &c.contact.stable_id,
             profile_name: c.profile_name.as_deref(),
@@ -141,18 +160,27 @@ struct MessageView<'a> {
     expires_at: shared::timestamp::Timestamp,
 }
 
-/// The admin API from its resources: the stores, the ingest queue (replays of held envelopes)
-/// and the subject-key secret.
+/// The admin API from its resources: the stores, the ingest queue (replays of held envelopes),
+/// the opt-out queue (operator decisions) and the subject-key secret.
 pub async fn build(r: &impl Resources) -> Result<Admin, WiringError> {
     let secret = r.secrets()?.fetch().await?.subject_key_secret()?;
-    Ok(Admin::new(r.stores(), r.queue(QueueKind::Ingest)?, r.clock(), secret))
+    let (ingest, optout) = (r.queue(QueueKind::Ingest)?, r.queue(QueueKind::OptOut)?);
+    Ok(Admin::new(r.stores(), ingest, optout, r.clock(), secret))
 }
 
 impl Admin {
-    pub fn new(stores: Stores, ingest: Arc<dyn Queue>, clock: SharedClock, secret: SubjectKeySecret) -> Self {
+    pub fn new(
+        stores: Stores,
+        ingest: Arc<dyn Queue>,
+        optout: Arc<dyn Queue>,
+        clock: SharedClock,
+        secret: SubjectKeySecret,
+    ) -> Self {
         Self {
+            sealer: Sealer::new(&secret),
             stores,
             ingest,
+            optout,
             clock,
             secret,
         }
@@ -177,6 +205,10 @@ impl Admin {
             }
             (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, tenant).await,
             (Method::GET, ["admin", "contactability"]) => self.contactability(req, &actor).await,
+            (Method::GET, ["admin", "tenants", tenant, "optout-reviews"]) => self.reviews(req, &actor, tenant).await,
+            (Method::POST, ["admin", "tenants", tenant, "optout-reviews", id]) => {
+                self.decide(req, &actor, tenant, id).await
+            }
             (_, ["admin", ..]) => apigw::error(404, "no such admin route"),
             _ => apigw::error(404, "no such route"),
         }
@@ -238,7 +270,12 @@ impl Admin {
                 if page.items.is_empty() {
                     break;
                 }
-                let bodies: Vec<String> = page.items.iter().map(|e| e.envelope.clone()).collect();
+                // Held envelopes may predate the escaping of characters SQS refuses.
+                let bodies: Vec<String> = page
+                    .items
+                    .iter()
+                    .map(|e| shared::queue::escape_for_sqs(e.envelope.clone()))
+                    .collect();
                 self.ingest.send_batch(&bodies).await.map_err(|e| {
                     tracing::error!(error = %e, "ingest queue refused replayed envelopes");
                     AdminError::Unavailable("ingest queue temporarily unavailable; register again to replay")
@@ -265,8 +302,14 @@ impl Admin {
     async fn audit(&self, tenant: &Tenant, actor: &str, req: &Request, target: AuditTarget) -> Result<(), AdminError> {
         let (action, contact, subject_key, default_reason) = match target {
             AuditTarget::Contacts => (AuditAction::Read, None, None, "admin read"),
-            AuditTarget::Contact(c) => (AuditAction::Read, Some(c), None, "admin read"),
+            AuditTarget::Contact(handle) => (AuditAction::Read, Some(handle), None, "admin read"),
             AuditTarget::Subject(k) => (AuditAction::Lookup, None, Some(k), "contactability check"),
+            AuditTarget::OptOutReviews => (AuditAction::Read, None, None, "opt-out review"),
+            AuditTarget::Decision {
+                handle,
+                subject,
+                reason,
+            } => (AuditAction::Change, handle, subject, reason),
         };
         let now = self.clock.now();
         let event = AuditEvent {
@@ -288,36 +331,51 @@ impl Admin {
     }
 
     async fn contacts(&self, req: &Request, actor: &str, tenant: &str) -> Response {
-        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
-            (Ok(t), Ok(p)) => (t, p),
-            (Err(r), _) | (_, Err(r)) => return r.into(),
+        let tenant = match self.tenant(tenant).await {
+            Ok(t) => t,
+            Err(r) => return r.into(),
+        };
+        let scope = CursorScope::Contacts(&tenant.id);
+        let page = match self.page_request(req, scope) {
+            Ok(p) => p,
+            Err(r) => return r.into(),
         };
         if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::Contacts).await {
             return r.into();
         }
         match self.stores.conversations.list_contacts(&tenant.id, &page).await {
-            Ok(p) => apigw::json(
-                200,
-                &serde_json::json!({
-                    "contacts": p.items.iter().map(ContactView::new).collect::<Vec<_>>(),
-                    "next_cursor": p.next.as_ref().map(Cursor::token),
-                }),
-            ),
+            Ok(p) => {
+                let contacts: Vec<ContactView<'_>> = p
+                    .items
+                    .iter()
+                    .map(|c| ContactView::new(c, self.sealer.contact_handle(&tenant.id, &c.contact)))
+                    .collect();
+                apigw::json(
+                    200,
+                    &serde_json::json!({ "contacts": contacts, "next_cursor": self.next_cursor(scope, p.next.as_ref()) }),
+                )
+            }
             Err(e) => store_error(e).into(),
         }
     }
 
-    async fn messages(&self, req: &Request, actor: &str, tenant: &str, contact: &str) -> Response {
-        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
-            (Ok(t), Ok(p)) => (t, p),
-            (Err(r), _) | (_, Err(r)) => return r.into(),
+    async fn messages(&self, req: &Request, actor: &str, tenant: &str, handle: &str) -> Response {
+        let tenant = match self.tenant(tenant).await {
+            Ok(t) => t,
+            Err(r) => return r.into(),
         };
-        let contact = match parse_contact(contact) {
-            Ok(c) => c,
+        // A handle that does not open for this tenant names no contact of it: 404, whether it is
+        // altered, another tenant's, or the old `<channel>:<id>` form.
+        let Ok((handle, contact)) = self.sealer.open_contact_handle(&tenant.id, handle) else {
+            return AdminError::NotFound("no such contact").into();
+        };
+        let scope = CursorScope::Messages(&tenant.id, &handle);
+        let page = match self.page_request(req, scope) {
+            Ok(p) => p,
             Err(r) => return r.into(),
         };
         if let Err(r) = self
-            .audit(&tenant, actor, req, AuditTarget::Contact(contact.clone()))
+            .audit(&tenant, actor, req, AuditTarget::Contact(handle.clone()))
             .await
         {
             return r.into();
@@ -343,7 +401,7 @@ impl Admin {
                     .collect();
                 apigw::json(
                     200,
-                    &serde_json::json!({ "messages": messages, "next_cursor": p.next.as_ref().map(Cursor::token) }),
+                    &serde_json::json!({ "messages": messages, "next_cursor": self.next_cursor(scope, p.next.as_ref()) }),
                 )
             }
             Err(e) => store_error(e).into(),
@@ -373,66 +431,72 @@ impl Admin {
             Some("marketing") => Purpose::Marketing,
             Some(_) => return bad_request("purpose", "must be service or marketing").into(),
         };
-        let identifier = match contactability::identifier_for(channel, id) {
-            Ok(i) => i,
+        let asked = match contactability::asked(&self.secret, channel, id) {
+            Ok(a) => a,
             Err(e) => return bad_request("id", e).into(),
         };
-        let key = self.secret.subject_key(&identifier);
-        if let Err(e) = self.audit(&tenant, actor, req, AuditTarget::Subject(key.clone())).await {
+        if let Err(e) = self
+            .audit(&tenant, actor, req, AuditTarget::Subject(asked.keys[0].clone()))
+            .await
+        {
             return e.into();
         }
         let (opt_outs, conversations) = (self.stores.opt_outs.as_ref(), self.stores.conversations.as_ref());
-        match contactability::check_key(opt_outs, conversations, &tenant.id, &key, purpose).await {
+        match contactability::check_asked(opt_outs, conversations, &tenant.id, &asked, purpose).await {
             Ok(c) => apigw::json(200, &c),
-            Err(e) => store_error(e).into(),
+            Err(ContactabilityError::Identifier(e)) => bad_request("id", e).into(),
+            Err(ContactabilityError::Store(e)) => store_error(e).into(),
         }
     }
 
     async fn events(&self, req: &Request, tenant: &str) -> Response {
-        let (tenant, page) = match (self.tenant(tenant).await, page_request(req)) {
-            (Ok(t), Ok(p)) => (t, p),
-            (Err(r), _) | (_, Err(r)) => return r.into(),
+        let tenant = match self.tenant(tenant).await {
+            Ok(t) => t,
+            Err(r) => return r.into(),
+        };
+        let scope = CursorScope::Events(&tenant.id);
+        let page = match self.page_request(req, scope) {
+            Ok(p) => p,
+            Err(r) => return r.into(),
         };
         match self.stores.tenants.list_events(&tenant.id, &page).await {
             Ok(p) => apigw::json(
                 200,
-                &serde_json::json!({ "events": p.items, "next_cursor": p.next.as_ref().map(Cursor::token) }),
+                &serde_json::json!({ "events": p.items, "next_cursor": self.next_cursor(scope, p.next.as_ref()) }),
             ),
             Err(e) => store_error(e).into(),
         }
     }
-}
 
-fn page_request(req: &Request) -> Result<PageRequest, AdminError> {
-    let limit = match apigw::query(req, "limit") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=shared::store::MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(bad_request(
-                    "limit",
-                    format!("must be 1 to {}", shared::store::MAX_PAGE_SIZE),
-                ));
-            }
-        },
-    };
-    Ok(PageRequest {
-        limit,
-        cursor: apigw::query(req, "cursor").map(Cursor::from_token),
-    })
-}
+    /// `?limit=` and `?cursor=`; the cursor must have been issued for this very query.
+    fn page_request(&self, req: &Request, scope: CursorScope<'_>) -> Result<PageRequest, AdminError> {
+        let limit = match apigw::query(req, "limit") {
+            None => DEFAULT_PAGE_SIZE,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=shared::store::MAX_PAGE_SIZE).contains(&n) => n,
+                _ => {
+                    return Err(bad_request(
+                        "limit",
+                        format!("must be 1 to {}", shared::store::MAX_PAGE_SIZE),
+                    ));
+                }
+            },
+        };
+        let cursor = match apigw::query(req, "cursor") {
+            None => None,
+            Some(token) => Some(
+                self.sealer
+                    .open_cursor(scope, token)
+                    .map_err(|e| bad_request("cursor", e))?,
+            ),
+        };
+        Ok(PageRequest { limit, cursor })
+    }
 
-/// `whatsapp:<id>` or `instagram:<id>`, as the contacts listing names them.
-fn parse_contact(segment: &str) -> Result<ContactId, AdminError> {
-    let (channel, id) = segment
-        .split_once(':')
-        .ok_or_else(|| bad_request("contact", "must be <channel>:<id>"))?;
-    let channel = match channel {
-        "whatsapp" => Channel::WhatsApp,
-        "instagram" => Channel::Instagram,
-        _ => return Err(bad_request("contact", "channel must be whatsapp or instagram")),
-    };
-    ContactId::new(channel, id).map_err(|e| bad_request("contact", e))
+    /// The store's cursor sealed for the query it continues: it wraps DynamoDB keys.
+    fn next_cursor(&self, scope: CursorScope<'_>, next: Option<&Cursor>) -> Option<String> {
+        next.map(|c| self.sealer.seal_cursor(scope, c))
+    }
 }
 
 const TENANT_FIELDS: &[&str] = &[
@@ -580,15 +644,5 @@ mod tests {
             let err = parse(body).expect_err(field);
             assert!(err.contains(field), "{field}: {err}");
         }
-    }
-
-    #[test]
-    fn contact_segments() {
-        assert_eq!(
-            parse_contact("whatsapp:AR.1").ok(),
-            ContactId::new(Channel::WhatsApp, "AR.1").ok()
-        );
-        assert!(parse_contact("sms:1").is_err());
-        assert!(parse_contact("AR.1").is_err());
     }
 }

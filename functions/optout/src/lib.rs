@@ -1,12 +1,15 @@
 //! The opt-out queue consumer. For each command: apply the new state under every subject key
-//! linked to the contact in that tenant, newest event wins; on a real change, publish it for the
-//! rest of the system and queue the confirmation reply, then mark the change confirmed. A replay
-//! finds the change already applied and confirmed, and does nothing.
+//! linked to the contact in that tenant, the newest by order time wins; on a real change, publish
+//! it for the rest of the system and queue the confirmation reply, then mark the change confirmed.
+//! Only the change the store's conditional write of the primary key accepted has consequences, so
+//! a change that loses to a concurrent newer one says nothing. A replay (the same Meta event, even
+//! with another order time) finds the change already applied and confirmed, and does nothing.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
+use shared::domain::optout::Expect;
 use shared::domain::{ApplyOutcome, OptOutRecord, OptOutScope, OptState, Tenant};
 use shared::identity::SubjectKey;
 use shared::optout::command::{OptOutCommand, OutboundReply, PropagationEvent, ReplyKind};
@@ -16,12 +19,18 @@ use shared::store::{ConversationStore, OptOutStore, StoreError, Stores, TenantSt
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
+/// How many times a command is decided again when another instance changed the state between
+/// this one's read and its write; then it fails, and SQS redelivers it.
+const ATTEMPTS: usize = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OptOutError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("the opt-out state kept changing under {ATTEMPTS} attempts to apply the command")]
+    Contended,
 }
 
 impl OptOutError {
@@ -29,6 +38,7 @@ impl OptOutError {
         match self {
             Self::Store(e) => e.log_safe(),
             Self::Queue(e) => e.to_string(),
+            Self::Contended => self.to_string(),
         }
     }
 }
@@ -40,7 +50,8 @@ pub enum Outcome {
     Changed,
     /// Applied, but the person was already in that state: nothing to say.
     Unchanged,
-    /// An older or repeated event: nothing changed.
+    /// An older or repeated event, or one that lost to a newer change written meanwhile:
+    /// nothing changed, nothing said.
     Stale,
     /// YES from someone not opted out, or a command for an unknown tenant.
     Ignored,
@@ -161,53 +172,91 @@ impl OptOutHandler {
             return Ok(Outcome::Helped);
         };
         let keys = self.linked_keys(&tenant, cmd).await?;
-        let existing = self.records(&tenant, &keys, cmd.scope).await?;
-        let newest = OptOutRecord::in_force(&existing);
-        if cmd.only_while_opted_out {
-            let all = if cmd.scope == OptOutScope::All {
-                newest.cloned()
-            } else {
-                OptOutRecord::in_force(&self.records(&tenant, &keys, OptOutScope::All).await?).cloned()
+        let mut lost = false;
+        for _ in 0..ATTEMPTS {
+            let existing = self.records(&tenant, &keys, cmd.scope).await?;
+            let newest = OptOutRecord::in_force(&existing);
+            if cmd.only_while_opted_out {
+                let all = if cmd.scope == OptOutScope::All {
+                    newest.cloned()
+                } else {
+                    OptOutRecord::in_force(&self.records(&tenant, &keys, OptOutScope::All).await?).cloned()
+                };
+                if all.is_none_or(|r| r.state != OptState::OptedOut) {
+                    return Ok(Outcome::Ignored);
+                }
+            }
+            let incoming = OptOutRecord {
+                tenant: tenant.id.clone(),
+                subject_key: primary.clone(),
+                scope: cmd.scope,
+                state,
+                source: cmd.source,
+                event_at: cmd.event_at,
+                order_at: cmd.order_at,
+                // The person's state before this event is the newest record under any identifier.
+                previous: newest.map(|r| r.state),
+                confirmed: false,
             };
-            if all.is_none_or(|r| r.state != OptState::OptedOut) {
-                return Ok(Outcome::Ignored);
+            if let Some(current) = newest.filter(|n| !incoming.supersedes(n)) {
+                if lost {
+                    tracing::info!(subject = %primary, "opt-out change lost to a newer one written meanwhile");
+                }
+                return self.settle(&tenant, cmd, &keys, &existing, current, &incoming).await;
+            }
+            // The primary key's write decides, guarded by the state read there: only the change
+            // that wins it has consequences, and the `previous` it records is exact.
+            let read = existing.iter().find(|r| r.subject_key == primary).map(|r| r.state);
+            match self.stores.opt_outs.apply(&incoming, Expect::State(read)).await? {
+                ApplyOutcome::Applied => {
+                    self.bring_in_line(&keys, &incoming, &existing).await?;
+                    if !incoming.is_change() {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    self.consequences(&tenant, cmd, &keys, &incoming).await?;
+                    return Ok(Outcome::Changed);
+                }
+                ApplyOutcome::Replay => {
+                    // An earlier delivery applied this event (its order time may have differed).
+                    let existing = self.records(&tenant, &keys, cmd.scope).await?;
+                    let Some(current) = OptOutRecord::in_force(&existing) else {
+                        return Ok(Outcome::Stale);
+                    };
+                    return self.settle(&tenant, cmd, &keys, &existing, current, &incoming).await;
+                }
+                // Another instance wrote in between: read again and decide again.
+                ApplyOutcome::Stale => lost = true,
             }
         }
-        let incoming = OptOutRecord {
-            tenant: tenant.id.clone(),
-            subject_key: primary.clone(),
-            scope: cmd.scope,
-            state,
-            source: cmd.source,
-            event_at: cmd.event_at,
-            // The person's state before this event is the newest record under any identifier.
-            previous: newest.map(|r| r.state),
-            confirmed: false,
-        };
-        if let Some(current) = newest.filter(|n| !incoming.supersedes(n)) {
-            // Every identifier follows the record in force, including ones linked since.
-            self.apply_to_all(&keys, current).await?;
-            let same_event = current.event_at == cmd.event_at && current.state == state;
-            let owed = same_event
-                && current.is_change()
-                && !existing
-                    .iter()
-                    .any(|r| r.event_at == cmd.event_at && r.state == state && r.confirmed);
-            if !owed {
-                return Ok(Outcome::Stale);
-            }
-            // The change was applied, but the function died before its consequences went out.
-            self.consequences(&tenant, cmd, &keys, current).await?;
-            return Ok(Outcome::Changed);
+        Err(OptOutError::Contended)
+    }
+
+    /// The command did not win: `current` is in force. Every identifier follows it (including
+    /// ones linked since); if it is this very event and a delivery died before its consequences
+    /// went out, they go out now.
+    async fn settle(
+        &self,
+        tenant: &Tenant,
+        cmd: &OptOutCommand,
+        keys: &[SubjectKey],
+        existing: &[OptOutRecord],
+        current: &OptOutRecord,
+        incoming: &OptOutRecord,
+    ) -> Result<Outcome, OptOutError> {
+        self.bring_in_line(keys, current, existing).await?;
+        let owed = current.same_event(incoming)
+            && current.is_change()
+            && !existing.iter().any(|r| r.same_event(incoming) && r.confirmed);
+        if !owed {
+            return Ok(Outcome::Stale);
         }
-        self.apply_to_all(&keys, &incoming).await?;
-        if !incoming.is_change() {
-            return Ok(Outcome::Unchanged);
-        }
-        self.consequences(&tenant, cmd, &keys, &incoming).await?;
+        self.consequences(tenant, cmd, keys, current).await?;
         Ok(Outcome::Changed)
     }
 
+    /// The records under `keys`, the primary (first) read last: a winner writes the primary
+    /// before the others, so the record in force is then the primary's as read, and the state
+    /// the primary write is guarded by is the `previous` it records.
     async fn records(
         &self,
         tenant: &Tenant,
@@ -215,7 +264,7 @@ impl OptOutHandler {
         scope: OptOutScope,
     ) -> Result<Vec<OptOutRecord>, OptOutError> {
         let mut out = Vec::new();
-        for key in keys {
+        for key in keys.iter().rev() {
             if let Some(r) = self.stores.opt_outs.get(&tenant.id, key, scope).await? {
                 out.push(r);
             }
@@ -223,14 +272,25 @@ impl OptOutHandler {
         Ok(out)
     }
 
-    async fn apply_to_all(&self, keys: &[SubjectKey], record: &OptOutRecord) -> Result<(), OptOutError> {
+    /// Copies `record` under every key whose state (as read) it supersedes; the store keeps any
+    /// newer one written since.
+    async fn bring_in_line(
+        &self,
+        keys: &[SubjectKey],
+        record: &OptOutRecord,
+        existing: &[OptOutRecord],
+    ) -> Result<(), OptOutError> {
         for key in keys {
+            let held = existing.iter().find(|r| &r.subject_key == key);
+            if key == &record.subject_key || held.is_some_and(|h| !record.supersedes(h)) {
+                continue;
+            }
             let copy = OptOutRecord {
                 subject_key: key.clone(),
                 confirmed: false,
                 ..record.clone()
             };
-            if let ApplyOutcome::Applied { .. } = self.stores.opt_outs.apply(&copy).await? {
+            if self.stores.opt_outs.apply(&copy, Expect::Any).await? == ApplyOutcome::Applied {
                 tracing::debug!(subject = %key, "identifier brought in line");
             }
         }
@@ -251,9 +311,9 @@ impl OptOutHandler {
             subject_keys: keys.to_vec(),
             scope: change.scope,
             source: change.source,
-            at: change.event_at,
+            at: change.order_at,
         };
-        let body = serde_json::to_string(&event).map_err(|e| QueueError::Backend(e.to_string()))?;
+        let body = shared::queue::to_body(&event).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.propagation.send_batch(&[body]).await?;
         // Meta's marketing preference is set inside WhatsApp itself: the person needs no reply.
         if change.scope == OptOutScope::All {
@@ -272,7 +332,7 @@ impl OptOutHandler {
         for key in keys {
             self.stores
                 .opt_outs
-                .mark_confirmed(&tenant.id, key, change.scope, change.event_at)
+                .mark_confirmed(&tenant.id, key, change.scope, change.event_at, change.state)
                 .await?;
         }
         tracing::info!(tenant = %tenant.id, state = ?change.state, scope = ?change.scope, "opt-out state changed");
@@ -308,7 +368,7 @@ impl OptOutHandler {
             text: replies::text(kind, language, &tenant.name),
             dedup_key: hex::encode(&Sha256::digest(dedup.as_bytes())[..16]),
         };
-        let body = serde_json::to_string(&reply).map_err(|e| QueueError::Backend(e.to_string()))?;
+        let body = shared::queue::to_body(&reply).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.outbound.send_batch(&[body]).await?;
         Ok(())
     }

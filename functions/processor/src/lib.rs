@@ -13,7 +13,7 @@ use shared::domain::*;
 use shared::identity::{Identifier, SubjectKeySecret};
 use shared::meta::envelope::Envelope;
 use shared::meta::events::{self, Context, Event, OptOutSignal, RawIdentifier, Seen};
-use shared::optout::command::OptOutCommand;
+use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::optout::keywords::{self, TenantKeywords};
 use shared::queue::{Queue, QueueError};
 use shared::store::{ConversationStore, QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome};
@@ -49,6 +49,10 @@ pub struct Counts {
     pub tenant_events: u64,
     pub optout_commands: u64,
     pub optout_reviews: u64,
+    /// Opt-outs nothing identifies (an unusable sender, time or id): held for a person, alarmed.
+    pub optouts_held: u64,
+    /// Identifiers linked in their raw form because they did not normalize.
+    pub raw_identifiers: u64,
     pub unrouted: u64,
     pub quarantined: u64,
     pub unhandled: u64,
@@ -63,12 +67,14 @@ impl Counts {
         self.tenant_events += o.tenant_events;
         self.optout_commands += o.optout_commands;
         self.optout_reviews += o.optout_reviews;
+        self.optouts_held += o.optouts_held;
+        self.raw_identifiers += o.raw_identifiers;
         self.unrouted += o.unrouted;
         self.quarantined += o.quarantined;
         self.unhandled += o.unhandled;
     }
 
-    fn metrics(&self) -> [(&'static str, u64); 10] {
+    fn metrics(&self) -> [(&'static str, u64); 12] {
         [
             ("MessagesStored", self.stored),
             ("Duplicates", self.duplicates),
@@ -77,6 +83,8 @@ impl Counts {
             ("TenantEvents", self.tenant_events),
             ("OptOutCommands", self.optout_commands),
             ("OptOutReviews", self.optout_reviews),
+            ("OptOutsHeld", self.optouts_held),
+            ("RawIdentifiers", self.raw_identifiers),
             ("UnroutedEnvelopes", self.unrouted),
             ("ItemsQuarantined", self.quarantined),
             ("Unhandled", self.unhandled),
@@ -252,29 +260,39 @@ impl Processor {
                 signal,
                 review,
             } => {
-                let upsert = self.upsert(tenant, &seen);
-                let message = Message {
-                    tenant: tenant.id.clone(),
-                    contact: upsert.contact.clone(),
-                    id: id.clone(),
-                    direction,
-                    sent_at: seen.at,
-                    kind: kind.into_owned(),
-                    content: serde_json::from_str(content.get()).unwrap_or(serde_json::Value::Null),
-                    expires_at: retention.expiry_for(seen.at),
-                };
-                match self.stores.conversations.record_message(&upsert, &message).await? {
-                    WriteOutcome::Written => counts.stored += 1,
-                    WriteOutcome::Unchanged => counts.duplicates += 1,
+                let upsert = self.upsert(tenant, &seen, origin, counts);
+                match serde_json::from_str(content.get()) {
+                    Ok(content) => {
+                        let message = Message {
+                            tenant: tenant.id.clone(),
+                            contact: upsert.contact.clone(),
+                            id: id.clone(),
+                            direction,
+                            sent_at: seen.at,
+                            kind: kind.into_owned(),
+                            content,
+                            expires_at: retention.expiry_for(upsert.seen_at),
+                        };
+                        match self.stores.conversations.record_message(&upsert, &message).await? {
+                            WriteOutcome::Written => counts.stored += 1,
+                            WriteOutcome::Unchanged => counts.duplicates += 1,
+                        }
+                    }
+                    // Stored as nothing, it would block a corrected copy (the write is
+                    // idempotent by id): held with its reason instead.
+                    Err(e) => {
+                        self.stores.conversations.upsert_contact(&upsert).await?;
+                        self.reject(origin, "message content cannot be stored", &e, content.get(), counts)
+                            .await?;
+                    }
                 }
                 // Signals are acted on for redeliveries too: the opt-out function ignores what
                 // it has already applied.
                 if review {
-                    self.hold_for_review(tenant, &upsert.contact, &id, origin, counts)
-                        .await?;
+                    self.hold_for_review(&upsert, &id, seen.at, origin, counts).await?;
                 }
                 if let Some(signal) = signal {
-                    self.send_command(&upsert, signal, counts).await?;
+                    self.send_command(&upsert, signal, seen.at, origin, counts).await?;
                 }
             }
             Event::Status {
@@ -284,81 +302,105 @@ impl Processor {
                 detail,
                 signal,
             } => {
-                let upsert = self.upsert(tenant, &seen);
-                let status = StatusUpdate {
-                    tenant: tenant.id.clone(),
-                    contact: upsert.contact.clone(),
-                    message_id,
-                    state,
-                    at: seen.at,
-                    detail: serde_json::from_str(detail.get()).unwrap_or(serde_json::Value::Null),
-                    expires_at: retention.expiry_for(seen.at),
-                };
-                match self.stores.conversations.record_status(&upsert, &status).await? {
-                    WriteOutcome::Written => counts.statuses += 1,
-                    WriteOutcome::Unchanged => counts.duplicates += 1,
+                let upsert = self.upsert(tenant, &seen, origin, counts);
+                match serde_json::from_str(detail.get()) {
+                    Ok(detail) => {
+                        let status = StatusUpdate {
+                            tenant: tenant.id.clone(),
+                            contact: upsert.contact.clone(),
+                            message_id,
+                            state,
+                            at: seen.at,
+                            detail,
+                            expires_at: retention.expiry_for(upsert.seen_at),
+                        };
+                        match self.stores.conversations.record_status(&upsert, &status).await? {
+                            WriteOutcome::Written => counts.statuses += 1,
+                            WriteOutcome::Unchanged => counts.duplicates += 1,
+                        }
+                    }
+                    Err(e) => {
+                        self.stores.conversations.upsert_contact(&upsert).await?;
+                        self.reject(origin, "status cannot be stored", &e, detail.get(), counts)
+                            .await?;
+                    }
                 }
                 if let Some(signal) = signal {
-                    self.send_command(&upsert, signal, counts).await?;
+                    self.send_command(&upsert, signal, seen.at, origin, counts).await?;
                 }
             }
             Event::Unsend { seen, message_id } => {
-                let upsert = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen, origin, counts);
                 self.stores.conversations.upsert_contact(&upsert).await?;
                 // The person deleted the message: so do we, and a tombstone refuses it again.
+                let expiry = retention.expiry_for(upsert.seen_at);
                 self.stores
                     .conversations
-                    .delete_message(&tenant.id, &upsert.contact, &message_id, retention.expiry_for(seen.at))
+                    .delete_message(&tenant.id, &upsert.contact, &message_id, expiry)
                     .await?;
                 counts.deleted += 1;
             }
             Event::Preference { seen, signal } => {
-                let upsert = self.upsert(tenant, &seen);
+                let upsert = self.upsert(tenant, &seen, origin, counts);
                 self.stores.conversations.upsert_contact(&upsert).await?;
-                self.send_command(&upsert, signal, counts).await?;
+                self.send_command(&upsert, signal, seen.at, origin, counts).await?;
             }
-            Event::TenantEvent { id, field, payload } => {
-                let event = TenantEvent {
-                    tenant: tenant.id.clone(),
-                    id,
-                    field: field.to_owned(),
-                    received_at: origin.received_at,
-                    payload: serde_json::from_str(payload.get()).unwrap_or(serde_json::Value::Null),
-                };
-                match self.stores.tenants.record_event(&event).await? {
-                    WriteOutcome::Written => counts.tenant_events += 1,
-                    WriteOutcome::Unchanged => counts.duplicates += 1,
+            Event::TenantEvent { id, field, payload } => match serde_json::from_str(payload.get()) {
+                Ok(value) => {
+                    let event = TenantEvent {
+                        tenant: tenant.id.clone(),
+                        id,
+                        field: field.to_owned(),
+                        received_at: origin.received_at,
+                        payload: value,
+                    };
+                    match self.stores.tenants.record_event(&event).await? {
+                        WriteOutcome::Written => counts.tenant_events += 1,
+                        WriteOutcome::Unchanged => counts.duplicates += 1,
+                    }
                 }
-            }
+                Err(e) => {
+                    self.reject(origin, "tenant event cannot be stored", &e, payload.get(), counts)
+                        .await?
+                }
+            },
             Event::Unhandled { kind, detail, raw } => {
                 self.hold(origin, QuarantineBucket::Unhandled, kind, &detail, raw)
                     .await?;
                 counts.unhandled += 1;
             }
             Event::Rejected { kind, detail, raw } => self.reject(origin, kind, &detail, raw, counts).await?,
+            Event::HeldOptOut { kind, raw } => self.hold_unidentified(&tenant.id, kind, raw, origin, counts).await?,
         }
         Ok(())
     }
 
-    /// The upsert an event makes for its contact: identifiers normalized and keyed,
-    /// expiry in whole steps so most messages leave the profile as it is.
-    fn upsert(&self, tenant: &Tenant, seen: &Seen<'_>) -> ContactUpsert {
+    /// The upsert an event makes for its contact: identifiers normalized (kept raw when they do
+    /// not normalize, so nothing a STOP came from is dropped) and keyed; the event counted at no
+    /// later than its receipt; expiry in whole steps so most messages leave the profile as it is.
+    fn upsert(&self, tenant: &Tenant, seen: &Seen<'_>, origin: &Origin<'_>, counts: &mut Counts) -> ContactUpsert {
         let mut identifiers: Vec<LinkedIdentifier> = Vec::with_capacity(seen.identifiers.len());
         for RawIdentifier { kind, value } in &seen.identifiers {
-            if let Ok(id) = Identifier::parse(*kind, value) {
-                let linked = LinkedIdentifier::new(&self.secret, id);
-                if !identifiers.contains(&linked) {
-                    identifiers.push(linked);
-                }
+            let Ok(id) = Identifier::parse_or_raw(*kind, value) else {
+                continue;
+            };
+            if id.is_raw() {
+                counts.raw_identifiers += 1;
+                tracing::warn!(request_id = %origin.request_id, kind = ?kind, "identifier kept in raw form: it does not normalize");
+            }
+            let linked = LinkedIdentifier::new(&self.secret, id);
+            if !identifiers.contains(&linked) {
+                identifiers.push(linked);
             }
         }
+        let counted_at = seen.at.clamped_to_receipt(origin.received_at);
         ContactUpsert {
             tenant: tenant.id.clone(),
             contact: seen.contact.clone(),
             profile_name: seen.profile_name.as_deref().map(str::to_owned),
             identifiers,
-            seen_at: seen.at,
-            expires_at: tenant.retention_months.contact_expiry_for(seen.at),
+            seen_at: counted_at,
+            expires_at: tenant.retention_months.contact_expiry_for(counted_at),
         }
     }
 
@@ -419,36 +461,83 @@ impl Processor {
         Ok(())
     }
 
-    /// A keyword inside a longer message: a pointer to it (no copy of the text) for a person.
+    /// A keyword inside a longer message: a pointer to it (no copy of the text, no plaintext
+    /// identifier) for a person to decide on.
     async fn hold_for_review(
         &self,
-        tenant: &Tenant,
-        contact: &ContactId,
+        upsert: &ContactUpsert,
         message_id: &MetaMessageId,
+        sent_at: Timestamp,
         origin: &Origin<'_>,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
-        let pointer = serde_json::json!({ "tenant": tenant.id, "contact": contact, "message_id": message_id });
+        let Some(subject) = upsert.identifiers.first() else {
+            return self.hold_unidentified_upsert(upsert, origin, counts).await;
+        };
+        let pointer = ReviewPointer {
+            tenant: upsert.tenant.clone(),
+            subject_key: subject.subject_key.clone(),
+            message_id: message_id.clone(),
+            sent_at,
+        };
+        let body = serde_json::to_string(&pointer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.hold(
             origin,
-            QuarantineBucket::OptOutReview,
+            QuarantineBucket::OptOutReview {
+                tenant: upsert.tenant.clone(),
+            },
             "opt-out keyword inside a longer message",
             &"",
-            &pointer.to_string(),
+            &body,
         )
         .await?;
         counts.optout_reviews += 1;
         Ok(())
     }
 
-    /// A command for every identifier seen, the contact's stable id first.
+    /// An opt-out nothing identifies: held as it came, for a person, and counted for the alarm.
+    async fn hold_unidentified(
+        &self,
+        tenant: &TenantId,
+        kind: &'static str,
+        raw: &str,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        tracing::error!(request_id = %origin.request_id, %tenant, kind, "opt-out from a sender nothing identifies; held for review");
+        let bucket = QuarantineBucket::OptOutReview { tenant: tenant.clone() };
+        self.hold(origin, bucket, kind, &"", raw).await?;
+        counts.optouts_held += 1;
+        Ok(())
+    }
+
+    /// Only the contact's id is left, and it has no usable form (control characters, size).
+    async fn hold_unidentified_upsert(
+        &self,
+        upsert: &ContactUpsert,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let body = serde_json::json!({ "tenant": upsert.tenant, "channel": upsert.contact.channel }).to_string();
+        let kind = "opt-out from a sender with no usable identifier";
+        self.hold_unidentified(&upsert.tenant, kind, &body, origin, counts)
+            .await
+    }
+
+    /// A command for every identifier seen, the contact's stable id first. Ordered by the time
+    /// it counts at (`upsert.seen_at`), identified by Meta's own `event_at`.
     async fn send_command(
         &self,
         upsert: &ContactUpsert,
         signal: OptOutSignal,
+        event_at: Timestamp,
+        origin: &Origin<'_>,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
         if upsert.identifiers.is_empty() {
+            if signal.action == CommandAction::OptOut {
+                return self.hold_unidentified_upsert(upsert, origin, counts).await;
+            }
             return Ok(());
         }
         let command = OptOutCommand {
@@ -458,11 +547,12 @@ impl Processor {
             action: signal.action,
             scope: signal.scope,
             source: signal.source,
-            event_at: upsert.seen_at,
+            event_at,
+            order_at: upsert.seen_at,
             only_while_opted_out: signal.only_while_opted_out,
             language: signal.language,
         };
-        let body = serde_json::to_string(&command).map_err(|e| QueueError::Backend(e.to_string()))?;
+        let body = shared::queue::to_body(&command).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.optout_queue.send_batch(&[body]).await?;
         counts.optout_commands += 1;
         Ok(())

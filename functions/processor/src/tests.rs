@@ -196,6 +196,15 @@ impl ConversationStore for Unavailable {
     async fn list_messages(&self, _: &TenantId, _: &ContactId, _: &PageRequest) -> Result<Page<Message>, StoreError> {
         down()
     }
+    async fn get_message(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: Timestamp,
+        _: &MetaMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        down()
+    }
     async fn delete_message(
         &self,
         _: &TenantId,
@@ -322,12 +331,153 @@ async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
     );
     let review = stores
         .quarantine
-        .list(&QuarantineBucket::OptOutReview, &PageRequest::first(10))
+        .list(
+            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
+            &PageRequest::first(10),
+        )
         .await
         .expect("list");
     assert_eq!(review.items.len(), 1);
     assert!(
         !review.items[0].envelope.contains("promos"),
         "the review entry points at the message, no copy"
+    );
+}
+
+/// A body with one WhatsApp text message from Ana, with `extra` merged into the message.
+fn ana_says(id: &str, seconds: i64, text: &str, extra: serde_json::Value) -> String {
+    let mut m = serde_json::json!({"from": "5491123456789", "from_user_id": "AR.13491208655302741918",
+        "id": id, "timestamp": seconds.to_string(), "type": "text", "text": {"body": text}});
+    if let (Some(m), serde_json::Value::Object(extra)) = (m.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+        "value": {"metadata": {"phone_number_id": "106540352242922"}, "messages": [m]}}]}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn content_too_deep_to_store_is_quarantined_and_a_corrected_copy_is_stored() {
+    let (p, stores, tenant, _) = setup().await;
+    // Bad input: a field nested 200 deep, past the JSON parser's limit for a stored value.
+    let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body = ana_says(
+        "wamid.DEEP1",
+        1_800_000_000,
+        "hola",
+        serde_json::json!({"extra": "DEEP"}),
+    )
+    .replace(r#""DEEP""#, &nested);
+    let counts = p.process(&envelopes(&body)[0]).await.expect("processed");
+    assert_eq!((counts.stored, counts.quarantined), (0, 1), "held, not stored as null");
+    let held = stores
+        .quarantine
+        .list(&QuarantineBucket::Rejected, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert!(
+        held.items[0].reason.starts_with("message content cannot be stored"),
+        "{}",
+        held.items[0].reason
+    );
+    let corrected = ana_says("wamid.DEEP1", 1_800_000_000, "hola", serde_json::json!({}));
+    let counts = p.process(&envelopes(&corrected)[0]).await.expect("processed");
+    assert_eq!(counts.stored, 1, "the corrected copy is not blocked");
+    let page = stores
+        .conversations
+        .list_messages(&tenant, &ana(), &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert!(!page.items[0].content.is_null());
+}
+
+#[tokio::test]
+async fn a_future_dated_event_counts_from_its_receipt() {
+    let (p, stores, tenant, q) = setup().await;
+    // Bad input: a message dated 2099, seventy years after it was received.
+    let year_2099 = 4_070_908_800;
+    let received = Timestamp::from_unix_seconds(1_800_000_000);
+    let counts = p
+        .process(&envelopes(&ana_says("wamid.FUTURE1", year_2099, "STOP", serde_json::json!({})))[0])
+        .await
+        .expect("processed");
+    assert_eq!(counts.stored, 1);
+    let page = stores
+        .conversations
+        .list_messages(&tenant, &ana(), &PageRequest::first(10))
+        .await
+        .expect("list");
+    let m = &page.items[0];
+    assert_eq!(
+        m.sent_at,
+        Timestamp::from_unix_seconds(year_2099),
+        "Meta's time is kept as data"
+    );
+    let counted = received.plus(shared::timestamp::MAX_FUTURE_SKEW);
+    assert_eq!(
+        m.expires_at,
+        shared::retention::RetentionMonths::new(6)
+            .expect("valid")
+            .expiry_for(counted)
+    );
+    let sent = commands(&q).await;
+    assert_eq!(
+        sent[0].event_at,
+        Timestamp::from_unix_seconds(year_2099),
+        "identity: Meta's own time"
+    );
+    assert_eq!(sent[0].order_at, counted, "ordering: no later than receipt");
+    // A later message still updates the profile: the 2099 one did not freeze it.
+    let later = ana_says("wamid.LATER1", 1_800_003_600, "hola", serde_json::json!({}));
+    let mut body: serde_json::Value = serde_json::from_str(&later).expect("json");
+    body["entry"][0]["changes"][0]["value"]["contacts"] =
+        serde_json::json!([{"profile": {"name": "Ana María"}, "user_id": "AR.13491208655302741918"}]);
+    let split = envelope::split(
+        body.to_string().as_bytes(),
+        "req-2",
+        Timestamp::from_unix_seconds(1_800_003_600),
+    )
+    .expect("usable");
+    p.process(&split.envelopes[0]).await.expect("processed");
+    let contact = stores
+        .conversations
+        .get_contact(&tenant, &ana())
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(contact.profile_name.as_deref(), Some("Ana María"));
+    assert!(contact.expires_at.as_timestamp() < Timestamp::from_unix_seconds(year_2099));
+}
+
+#[tokio::test]
+async fn a_stop_from_a_sender_nothing_identifies_is_held_and_alarmed() {
+    let (p, stores, tenant, q) = setup().await;
+    // Bad input: a sender id with '#', which no key can hold, and no other identifier.
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+    "value": {"metadata": {"phone_number_id": "106540352242922"}, "messages": [
+        {"from": "54911#23456789", "id": "wamid.NOID1", "timestamp": "1800000000", "type": "text", "text": {"body": "BAJA"}},
+        {"from": "54911#23456789", "id": "wamid.NOID2", "timestamp": "1800000000", "type": "text", "text": {"body": "hola"}}
+    ]}}]}]});
+    let counts = p.process(&envelopes(&body.to_string())[0]).await.expect("processed");
+    assert_eq!(
+        (counts.optouts_held, counts.quarantined),
+        (1, 1),
+        "the STOP is held; the greeting rejected"
+    );
+    assert!(commands(&q).await.is_empty());
+    let held = stores
+        .quarantine
+        .list(
+            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(held.items.len(), 1);
+    assert_eq!(held.items[0].reason, "WhatsApp message: no usable sender");
+    assert!(
+        held.items[0].envelope.contains("BAJA"),
+        "a person needs the message to decide"
     );
 }

@@ -156,6 +156,28 @@ async fn a_signed_body_is_split_and_enqueued() {
 }
 
 #[tokio::test]
+async fn a_character_sqs_refuses_does_not_lose_the_post() {
+    for bad in ['\u{FFFF}', '\u{FFFE}'] {
+        let f = fixture();
+        // Bad input: the text message "hola" followed by a raw non-character (U+FFFF, then U+FFFE),
+        // valid JSON that SQS refuses; the embedded queue refuses it as SQS does.
+        let body = String::from_utf8(TEXT.to_vec())
+            .expect("UTF-8")
+            .replace(r#""body":"hola""#, &format!(r#""body":"hola{bad}""#));
+        assert!(body.contains(bad));
+        let r = f.webhook.handle(&signed(body.as_bytes())).await;
+        assert_eq!(r.status_code, 200, "U+{:04X}", u32::from(bad));
+        let got = f.queue.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(got.len(), 1);
+        assert!(shared::queue::sqs_accepts(&got[0].body));
+        let env: envelope::Envelope = serde_json::from_str(&got[0].body).expect("envelope");
+        let payload: serde_json::Value = serde_json::from_str(env.payload.get()).expect("payload");
+        assert_eq!(payload["messages"][0]["text"]["body"], format!("hola{bad}"));
+        assert!(quarantined(&f).await.is_empty());
+    }
+}
+
+#[tokio::test]
 async fn base64_bodies_are_verified_over_the_decoded_bytes() {
     let f = fixture();
     let mut req = signed(TEXT);

@@ -1,6 +1,6 @@
-use super::contact::ContactId;
 use super::tenant::TenantId;
 use crate::identity::SubjectKey;
+use crate::seal::ContactHandle;
 use crate::timestamp::{Expiry, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,8 @@ pub enum AuditAction {
     Erase,
 }
 
-/// Who touched whose data, when and why. Names the data by contact id or subject key only.
+/// Who touched whose data, when and why. Names the data by contact handle or subject key only,
+/// so the trail itself holds no personal data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: uuid::Uuid,
@@ -23,7 +24,8 @@ pub struct AuditEvent {
     /// The operator, service or API principal that acted.
     pub actor: String,
     pub action: AuditAction,
-    pub contact: Option<ContactId>,
+    /// The contact by its handle, never by the channel's id, which may be a phone number.
+    pub contact: Option<ContactHandle>,
     pub subject_key: Option<SubjectKey>,
     pub reason: String,
     pub expires_at: Expiry,

@@ -6,10 +6,27 @@ use std::fmt;
 
 /// A contact is keyed by its channel's stable id: the WhatsApp business-scoped user id (or the
 /// wa_id for payloads that predate it), the Instagram-scoped id. Personal data: never logged.
+///
+/// Decoding goes through `ContactId::new`: a value from a queue or a store is held to the same
+/// rule as one built here, since `#` would break the keys it is placed in.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedContactId")]
 pub struct ContactId {
     pub channel: Channel,
     pub stable_id: String,
+}
+
+#[derive(Deserialize)]
+struct UncheckedContactId {
+    channel: Channel,
+    stable_id: String,
+}
+
+impl TryFrom<UncheckedContactId> for ContactId {
+    type Error = BadContactId;
+    fn try_from(u: UncheckedContactId) -> Result<Self, BadContactId> {
+        ContactId::new(u.channel, u.stable_id)
+    }
 }
 
 impl fmt::Debug for ContactId {
@@ -19,7 +36,7 @@ impl fmt::Debug for ContactId {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("contact id must be 1-160 characters without '#' or whitespace")]
+#[error("contact id must be 1-160 characters without '#', whitespace or control characters")]
 pub struct BadContactId;
 
 impl ContactId {
@@ -27,7 +44,7 @@ impl ContactId {
         let stable_id = stable_id.into();
         let ok = (1..=160).contains(&stable_id.len())
             && !stable_id.contains('#')
-            && !stable_id.chars().any(char::is_whitespace);
+            && !stable_id.chars().any(|c| c.is_whitespace() || c.is_control());
         if ok {
             Ok(Self { channel, stable_id })
         } else {
@@ -105,5 +122,24 @@ impl fmt::Debug for Contact {
             .field("identifiers", &self.identifiers)
             .field("last_seen", &self.last_seen)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_holds_contact_ids_to_the_same_rule() {
+        let ok: ContactId = serde_json::from_str(r#"{"channel":"whatsapp","stable_id":"AR.1"}"#).expect("valid");
+        assert_eq!(ok, ContactId::new(Channel::WhatsApp, "AR.1").expect("valid"));
+        for bad in [
+            r#"{"channel":"whatsapp","stable_id":"AR#1"}"#,
+            r#"{"channel":"whatsapp","stable_id":""}"#,
+            r#"{"channel":"instagram","stable_id":"1 2"}"#,
+            r#"{"channel":"instagram","stable_id":"1\u00012"}"#,
+        ] {
+            assert!(serde_json::from_str::<ContactId>(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -13,5 +13,5 @@ pub use contact::{BadContactId, Contact, ContactId, ContactRef, ContactUpsert, L
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};
 pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};
-pub use quarantine::{QuarantineBucket, QuarantineEntry};
+pub use quarantine::{QuarantineBucket, QuarantineEntry, ReviewPointer};
 pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};

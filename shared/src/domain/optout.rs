@@ -37,8 +37,13 @@ pub struct OptOutRecord {
     pub scope: OptOutScope,
     pub state: OptState,
     pub source: OptOutSource,
-    /// Meta's event time: the order that counts, whatever order the events arrive in.
+    /// Meta's own event time: the event's identity (history key, confirmation dedup, replay
+    /// detection), identical on every redelivery, and the `since` people are told.
     pub event_at: Timestamp,
+    /// The time changes are ordered by: `event_at` clamped to our receipt (plus a small skew), so
+    /// a wrong clock in Meta's payload cannot freeze the state. Two deliveries of one event can
+    /// carry different order times, so it never identifies the event.
+    pub order_at: Timestamp,
     /// The person's state before this change, across all their identifiers (None: never
     /// recorded), as the caller computed it; stored so a redelivery can tell a change from none.
     #[serde(default)]
@@ -55,8 +60,17 @@ impl OptOutRecord {
         self.previous.unwrap_or(OptState::OptedIn) != self.state
     }
 
+    /// Whether this change replaces the stored one, by order time.
     pub fn supersedes(&self, stored: &OptOutRecord) -> bool {
-        supersedes((self.event_at, self.state), (stored.event_at, stored.state))
+        supersedes(
+            (self.order_at, self.event_at, self.state),
+            (stored.order_at, stored.event_at, stored.state),
+        )
+    }
+
+    /// Whether both are the same Meta event (a redelivery), whatever order time each was given.
+    pub fn same_event(&self, other: &OptOutRecord) -> bool {
+        self.scope == other.scope && self.state == other.state && self.event_at == other.event_at
     }
 
     /// The record in force among a person's records (one per identifier): the one that
@@ -69,16 +83,33 @@ impl OptOutRecord {
     }
 }
 
-/// Whether an event replaces the stored one: the newer wins; within the same second (WhatsApp's
-/// resolution) an opt-out wins, so a STOP and a START sent together leave the person opted out.
-pub fn supersedes(new: (Timestamp, OptState), stored: (Timestamp, OptState)) -> bool {
-    new.0 > stored.0 || (new.0 == stored.0 && new.1 == OptState::OptedOut && stored.1 == OptState::OptedIn)
+/// Whether an event replaces the stored one, given (order time, Meta's time, state) of each: the
+/// newer by order wins; at the same order time (two events clamped to one receipt) Meta's own time
+/// still tells their order; at the same instant of both (WhatsApp's resolution is a second) an
+/// opt-out wins, so a STOP and a START sent together leave the person opted out.
+pub fn supersedes(new: (Timestamp, Timestamp, OptState), stored: (Timestamp, Timestamp, OptState)) -> bool {
+    let (new_at, stored_at) = ((new.0, new.1), (stored.0, stored.1));
+    new_at > stored_at || (new_at == stored_at && new.2 == OptState::OptedOut && stored.2 == OptState::OptedIn)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a write of a change may replace under the key it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Any state the change supersedes: bringing an identifier in line with the record in force.
+    Any,
+    /// Only this state, as the caller read it (None: no record), so that the `previous` the change
+    /// records is exact even when another instance wrote in between.
+    State(Option<OptState>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// Stored; `previous` is the state it replaced (None: first record).
-    Applied { previous: Option<OptState> },
-    /// A newer (or the same) event is already stored; nothing changed.
+    /// The state and its history entry were written, together.
+    Applied,
+    /// Nothing written: a change at least as new (by order) is stored, or the state is no longer
+    /// the one expected.
     Stale,
+    /// Nothing written: this event (scope, state, Meta's time) is already in history, so this is a
+    /// redelivery, perhaps with another order time.
+    Replay,
 }

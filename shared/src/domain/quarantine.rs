@@ -1,4 +1,6 @@
-use super::tenant::ChannelAccount;
+use super::message::MetaMessageId;
+use super::tenant::{ChannelAccount, TenantId};
+use crate::identity::SubjectKey;
 use crate::retention::quarantine_expiry;
 use crate::timestamp::{Expiry, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -16,13 +18,29 @@ pub enum QuarantineBucket {
     Rejected,
     /// Valid, but of a kind this system does not process yet (a webhook field, an event type).
     Unhandled,
-    /// An opt-out keyword inside a longer message: not acted on; a person decides. The entry
-    /// points at the stored message instead of copying it.
-    OptOutReview,
+    /// An opt-out keyword inside a longer message, or an opt-out nothing identifies: not acted
+    /// on; a person decides. One per tenant, so its operators see only theirs. An entry points at
+    /// the stored message instead of copying it when there is one.
+    OptOutReview {
+        tenant: TenantId,
+    },
+}
+
+/// What an opt-out review item holds for a message already stored: where to find it. The contact
+/// is named by the subject key of its stable id, so the item holds no plaintext identifier and
+/// no copy of the text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewPointer {
+    pub tenant: TenantId,
+    pub subject_key: SubjectKey,
+    pub message_id: MetaMessageId,
+    /// Meta's time of the message: with the id, its key in the contact's partition.
+    pub sent_at: Timestamp,
 }
 
 /// A raw envelope that could not be processed, with the reason. The envelope holds personal data,
-/// which is why it expires after a short period.
+/// which is why it expires after a short period; an opt-out review never expires undecided,
+/// since dropping it would drop a possible STOP.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
     pub id: uuid::Uuid,
@@ -30,7 +48,8 @@ pub struct QuarantineEntry {
     pub reason: String,
     pub envelope: String,
     pub received_at: Timestamp,
-    pub expires_at: Expiry,
+    /// None: kept until a person decides.
+    pub expires_at: Option<Expiry>,
 }
 
 impl QuarantineEntry {
@@ -47,11 +66,14 @@ impl QuarantineEntry {
         id.copy_from_slice(&digest[..16]);
         Self {
             id: uuid::Uuid::from_bytes(id),
+            expires_at: match bucket {
+                QuarantineBucket::OptOutReview { .. } => None,
+                _ => Some(quarantine_expiry(received_at)),
+            },
             bucket,
             reason,
             envelope,
             received_at,
-            expires_at: quarantine_expiry(received_at),
         }
     }
 }

@@ -71,11 +71,26 @@ impl fmt::Display for Channel {
 }
 
 /// A business account that receives webhooks: a WhatsApp `phone_number_id` or an Instagram
-/// account id. Numeric ids assigned by Meta; not personal data.
+/// account id. Numeric ids assigned by Meta; not personal data. Decoded through `new`, so an
+/// envelope from a queue cannot route by an id that registration would refuse.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedAccount")]
 pub struct ChannelAccount {
     pub channel: Channel,
     pub account_id: String,
+}
+
+#[derive(Deserialize)]
+struct UncheckedAccount {
+    channel: Channel,
+    account_id: String,
+}
+
+impl TryFrom<UncheckedAccount> for ChannelAccount {
+    type Error = BadAccountId;
+    fn try_from(u: UncheckedAccount) -> Result<Self, BadAccountId> {
+        ChannelAccount::new(u.channel, u.account_id)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -153,5 +168,10 @@ mod tests {
         assert!(ChannelAccount::new(Channel::WhatsApp, "106540352242922").is_ok());
         assert!(ChannelAccount::new(Channel::Instagram, "17841400000000x").is_err());
         assert!(ChannelAccount::new(Channel::Instagram, "").is_err());
+        let decoded = r#"{"channel":"whatsapp","account_id":"1065#40"}"#;
+        assert!(
+            serde_json::from_str::<ChannelAccount>(decoded).is_err(),
+            "decoding checks too"
+        );
     }
 }

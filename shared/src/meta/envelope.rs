@@ -264,10 +264,12 @@ fn change_account(
     }
 }
 
-/// An envelope SQS cannot carry is kept in quarantine rather than lost.
+/// An envelope SQS cannot carry is kept in quarantine rather than lost. Characters SQS refuses
+/// (U+FFFE, U+FFFF raw in Meta's strings) are escaped, so one of them cannot lose the whole POST;
+/// the size is checked after, on what is sent.
 fn encode(built: Vec<Outgoing<'_>>, split: &mut Split) {
     for e in built {
-        match serde_json::to_string(&e) {
+        match crate::queue::to_body(&e) {
             Ok(body) if body.len() <= MAX_BODY_BYTES => split.envelopes.push(body),
             _ => split.rejected.push(Rejected {
                 kind: "change larger than a queue message",
@@ -425,6 +427,47 @@ mod tests {
             assert_eq!(split_well_formed_whatsapp(body, "r", at()), None);
             assert_eq!(split(body, "r", at()), split_part_by_part(body, "r", at()));
         }
+    }
+
+    #[test]
+    fn characters_sqs_refuses_are_escaped_on_both_paths() {
+        for bad in ['\u{FFFF}', '\u{FFFE}'] {
+            // Bad input: a non-character SQS refuses, raw in a text message and a profile name.
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Ana{bad}"}},"wa_id":"5491123456789"}}],"messages":[{{"from":"5491123456789","id":"wamid.A1","timestamp":"1800000000","type":"text","text":{{"body":"hola {bad}{bad} chau"}}}}]}}}}]}}]}}"#
+            );
+            let original: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+            let part = &original["entry"][0]["changes"][0]["value"];
+            let fast = split_well_formed_whatsapp(body.as_bytes(), "r", at()).expect("well formed");
+            let slow = split_part_by_part(body.as_bytes(), "r", at()).expect("usable");
+            for (path, s) in [("one pass", &fast), ("part by part", &slow)] {
+                assert!(s.rejected.is_empty(), "{path}");
+                assert_eq!(s.envelopes.len(), 1, "{path}");
+                assert!(
+                    crate::queue::sqs_accepts(&s.envelopes[0]),
+                    "{path}: U+{:04X}",
+                    u32::from(bad)
+                );
+                let payload: serde_json::Value =
+                    serde_json::from_str(decoded(s)[0].payload.get()).expect("payload JSON");
+                assert_eq!(&payload, part, "{path}: the same payload");
+            }
+            assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn an_envelope_too_large_once_escaped_is_quarantined() {
+        // Bad input: under the queue's limit as sent, twice over it once its U+FFFFs are escaped.
+        let text = "\u{FFFF}".repeat(MAX_BODY_BYTES / 3 - 1_000);
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"2"}},"text":"{text}"}}}}]}}]}}"#
+        );
+        assert!(body.len() < MAX_BODY_BYTES);
+        let s = split(body.as_bytes(), "r", at()).expect("usable");
+        assert!(s.envelopes.is_empty());
+        assert_eq!(s.rejected.len(), 1);
+        assert_eq!(s.rejected[0].kind, "change larger than a queue message");
     }
 
     #[test]

@@ -96,6 +96,13 @@ pub enum Event<'a> {
         detail: String,
         raw: &'a str,
     },
+    /// An opt-out (or a keyword to review) in a message that cannot be processed: no usable
+    /// sender, time or id to record it under. Never dropped: it waits for a person, alarmed.
+    HeldOptOut {
+        /// Safe to log: a fixed phrase.
+        kind: &'static str,
+        raw: &'a str,
+    },
 }
 
 /// What the pure parse needs to know about the tenant.
@@ -123,6 +130,22 @@ pub fn parse<'a>(envelope: &'a Envelope, cx: Context<'_>) -> Vec<Event<'a>> {
         }),
     }
     out
+}
+
+/// A message that cannot be processed: held for a person when it says stop (or may), else
+/// rejected. Fail closed: an unreadable sender must not turn a STOP into nothing.
+fn unusable<'a>(detected: (Option<OptOutSignal>, bool), kind: &'static str, raw: &'a RawValue) -> Event<'a> {
+    match detected {
+        (
+            Some(OptOutSignal {
+                action: CommandAction::OptOut,
+                ..
+            }),
+            _,
+        )
+        | (_, true) => Event::HeldOptOut { kind, raw: raw.get() },
+        _ => rejected_plain(kind, raw),
+    }
 }
 
 fn rejected<'a>(kind: &'static str, detail: impl ToString, raw: &'a RawValue) -> Event<'a> {
@@ -245,10 +268,14 @@ fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Con
         Err(e) => return Some(rejected("WhatsApp message", e, raw)),
     };
     let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
-        return Some(rejected_plain("WhatsApp message: bad timestamp", raw));
+        return Some(unusable(
+            detect(whatsapp_said(&m), cx),
+            "WhatsApp message: bad timestamp",
+            raw,
+        ));
     };
     let Ok(id) = MetaMessageId::new(m.id.as_ref()) else {
-        return Some(rejected_plain("WhatsApp message: bad id", raw));
+        return Some(unusable(detect(whatsapp_said(&m), cx), "WhatsApp message: bad id", raw));
     };
     // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
     let Some(Ok(contact)) = m
@@ -257,7 +284,11 @@ fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Con
         .or(m.from.as_deref())
         .map(|s| ContactId::new(Channel::WhatsApp, s))
     else {
-        return Some(rejected_plain("WhatsApp message: no usable sender", raw));
+        return Some(unusable(
+            detect(whatsapp_said(&m), cx),
+            "WhatsApp message: no usable sender",
+            raw,
+        ));
     };
     let profile = profile(contacts, [m.from_user_id.as_ref(), m.from.as_ref()]);
     let mut identifiers = Vec::with_capacity(2);
@@ -300,7 +331,22 @@ fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Con
         },
         None => id,
     };
-    let said = match m.kind.as_ref() {
+    let said = whatsapp_said(&m);
+    let (signal, review) = detect(said, cx);
+    Some(Event::Message {
+        seen,
+        id,
+        direction: Direction::Inbound,
+        kind: m.kind,
+        content: raw,
+        signal,
+        review,
+    })
+}
+
+/// What in a WhatsApp message may be an opt-out signal: its text, or a tapped button's id.
+fn whatsapp_said<'s>(m: &'s wa::Message<'_>) -> Option<Said<'s>> {
+    match m.kind.as_ref() {
         "text" => m.text.0.as_ref().and_then(|t| t.body.0.as_deref()).map(Said::Text),
         "button" => m.button.0.as_ref().and_then(|b| {
             b.payload.0.as_deref().map(|id| Said::Button {
@@ -319,17 +365,7 @@ fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Con
             })
             .map(|id| Said::Button { id, label: None }),
         _ => None,
-    };
-    let (signal, review) = detect(said, cx);
-    Some(Event::Message {
-        seen,
-        id,
-        direction: Direction::Inbound,
-        kind: m.kind,
-        content: raw,
-        signal,
-        review,
-    })
+    }
 }
 
 fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event<'a> {
@@ -343,6 +379,9 @@ fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event
     let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
         return rejected_plain("WhatsApp status: bad timestamp", raw);
     };
+    // Error 131050: the person stopped marketing messages inside WhatsApp.
+    let stopped =
+        state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR));
     let (Ok(message_id), Some(Ok(contact))) = (
         MetaMessageId::new(s.id.as_ref()),
         s.recipient_user_id
@@ -350,7 +389,8 @@ fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event
             .or(s.recipient_id.as_deref())
             .map(|r| ContactId::new(Channel::WhatsApp, r)),
     ) else {
-        return rejected_plain("WhatsApp status: no usable id or recipient", raw);
+        let signal = stopped.then(|| marketing(CommandAction::OptOut, OptOutSource::FailedStatus));
+        return unusable((signal, false), "WhatsApp status: no usable id or recipient", raw);
     };
     let mut identifiers = Vec::with_capacity(2);
     add(
@@ -360,9 +400,6 @@ fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event
     );
     add(&mut identifiers, IdentifierKind::Phone, s.recipient_id.as_ref());
     let profile = profile(contacts, [s.recipient_user_id.as_ref(), s.recipient_id.as_ref()]);
-    // Error 131050: the person stopped marketing messages inside WhatsApp.
-    let stopped =
-        state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR));
     Event::Status {
         seen: Seen {
             contact,
@@ -408,7 +445,12 @@ fn user_preference(raw: &RawValue) -> Event<'_> {
             .or(p.wa_id.as_deref())
             .map(|id| ContactId::new(Channel::WhatsApp, id)),
     ) else {
-        return rejected_plain("user_preferences item: bad timestamp or person", raw);
+        let signal = marketing(action, OptOutSource::UserPreferences);
+        return unusable(
+            (Some(signal), false),
+            "user_preferences item: bad timestamp or person",
+            raw,
+        );
     };
     let mut identifiers = Vec::with_capacity(2);
     add(&mut identifiers, IdentifierKind::WhatsAppUserId, p.user_id.as_ref());
@@ -455,14 +497,22 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         Ok(e) => e,
         Err(err) => return Some(rejected("Instagram event", err, raw)),
     };
-    let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
-        return Some(rejected_plain("Instagram event: bad timestamp", raw));
-    };
     // Echoes (business-sent) reverse sender and recipient: the person is the other side.
     let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
+    let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
+        return Some(unusable(
+            detect(instagram_said(&e, outbound), cx),
+            "Instagram event: bad timestamp",
+            raw,
+        ));
+    };
     let person = if outbound { &e.recipient.id } else { &e.sender.id };
     let Ok(contact) = ContactId::new(Channel::Instagram, person.as_ref()) else {
-        return Some(rejected_plain("Instagram event: unusable IGSID", raw));
+        return Some(unusable(
+            detect(instagram_said(&e, outbound), cx),
+            "Instagram event: unusable IGSID",
+            raw,
+        ));
     };
     let seen = Seen {
         contact,
@@ -529,19 +579,13 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         });
     };
     let Ok(id) = MetaMessageId::new(id) else {
-        return Some(rejected_plain("Instagram event: bad message id", raw));
+        return Some(unusable(
+            detect(instagram_said(&e, outbound), cx),
+            "Instagram event: bad message id",
+            raw,
+        ));
     };
-    let inbound_message = e.message.as_ref().filter(|_| !outbound);
-    let quick_reply = inbound_message
-        .and_then(|m| m.quick_reply.as_ref())
-        .and_then(|q| q.payload.as_deref());
-    let text = inbound_message.and_then(|m| m.text.as_deref());
-    let said = match (quick_reply, text) {
-        (Some(payload), label) => Some(Said::Button { id: payload, label }),
-        (None, Some(text)) => Some(Said::Text(text)),
-        (None, None) => None,
-    };
-    let (signal, review) = detect(said, cx);
+    let (signal, review) = detect(instagram_said(&e, outbound), cx);
     Some(Event::Message {
         seen,
         id,
@@ -551,6 +595,18 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         signal,
         review,
     })
+}
+
+/// What in an Instagram event may be an opt-out signal: an inbound message's quick reply or text.
+fn instagram_said<'s>(e: &'s ig::Event<'_>, outbound: bool) -> Option<Said<'s>> {
+    let inbound_message = e.message.as_ref().filter(|_| !outbound)?;
+    let quick_reply = inbound_message.quick_reply.as_ref().and_then(|q| q.payload.as_deref());
+    let text = inbound_message.text.as_deref();
+    match (quick_reply, text) {
+        (Some(payload), label) => Some(Said::Button { id: payload, label }),
+        (None, Some(text)) => Some(Said::Text(text)),
+        (None, None) => None,
+    }
 }
 
 /// Hex of the first 16 bytes of SHA-256 over each part, length-prefixed: stable per

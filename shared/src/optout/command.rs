@@ -16,6 +16,7 @@ pub enum CommandAction {
 
 /// What the processor detected in one inbound event, for the opt-out function to apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CommandWire")]
 pub struct OptOutCommand {
     pub tenant: TenantId,
     pub contact: ContactId,
@@ -24,12 +25,52 @@ pub struct OptOutCommand {
     pub action: CommandAction,
     pub scope: OptOutScope,
     pub source: OptOutSource,
-    /// Meta's event time: newer events win, whatever the arrival order.
+    /// Meta's own event time: the event's identity (history key, confirmation dedup, replay
+    /// detection), identical on every redelivery.
     pub event_at: Timestamp,
+    /// The time changes are ordered by (newer wins, whatever the arrival order): `event_at`
+    /// clamped by the processor to its receipt time plus a small skew, so a payload dated 2099
+    /// cannot win against every later change. A retried POST is received again, so two deliveries
+    /// of one event can differ here.
+    pub order_at: Timestamp,
     /// YES opts in only someone who is opted out.
     pub only_while_opted_out: bool,
     /// The keyword's language, when it tells; else the tenant's locale is used.
     pub language: Option<Locale>,
+}
+
+/// The command as read from the queue: one queued by a processor that predates `order_at`
+/// orders by its event time, as such commands always did.
+#[derive(Deserialize)]
+struct CommandWire {
+    tenant: TenantId,
+    contact: ContactId,
+    subject_keys: Vec<SubjectKey>,
+    action: CommandAction,
+    scope: OptOutScope,
+    source: OptOutSource,
+    event_at: Timestamp,
+    #[serde(default)]
+    order_at: Option<Timestamp>,
+    only_while_opted_out: bool,
+    language: Option<Locale>,
+}
+
+impl From<CommandWire> for OptOutCommand {
+    fn from(w: CommandWire) -> Self {
+        Self {
+            order_at: w.order_at.unwrap_or(w.event_at),
+            tenant: w.tenant,
+            contact: w.contact,
+            subject_keys: w.subject_keys,
+            action: w.action,
+            scope: w.scope,
+            source: w.source,
+            event_at: w.event_at,
+            only_while_opted_out: w.only_while_opted_out,
+            language: w.language,
+        }
+    }
 }
 
 impl OptOutCommand {
@@ -51,6 +92,7 @@ pub struct PropagationEvent {
     pub subject_keys: Vec<SubjectKey>,
     pub scope: OptOutScope,
     pub source: OptOutSource,
+    /// The change's order time: consumers order changes by it (Meta's own time may be far off).
     pub at: Timestamp,
 }
 
@@ -73,4 +115,22 @@ pub struct OutboundReply {
     pub text: String,
     /// Stable per state change, so a sender can drop a duplicate.
     pub dedup_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_queued_before_order_times_orders_by_its_event_time() {
+        let json = r#"{"tenant":"shop","contact":{"channel":"whatsapp","stable_id":"AR.1"},"subject_keys":[],"action":"opt_out",
+            "scope":"all","source":"keyword","event_at":"2099-01-01T00:00:00Z","only_while_opted_out":false,
+            "language":null}"#;
+        let cmd: OptOutCommand = serde_json::from_str(json).expect("an older command still reads");
+        assert_eq!(cmd.order_at, cmd.event_at);
+        let mut newer = cmd.clone();
+        newer.order_at = Timestamp::from_unix_seconds(1_800_000_000);
+        let round: OptOutCommand = serde_json::from_str(&serde_json::to_string(&newer).expect("json")).expect("read");
+        assert_eq!(round, newer);
+    }
 }

@@ -1,7 +1,7 @@
 //! An in-process queue with SQS's visibility semantics, timed by the clock port so tests can move
 //! time past a visibility timeout instead of sleeping through it.
 
-use super::{Queue, QueueError, ReceivedMessage, check_sizes};
+use super::{Queue, QueueError, ReceivedMessage, check_characters, check_sizes};
 use crate::clock::SharedClock;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -117,6 +117,7 @@ impl EmbeddedQueue {
 impl Queue for EmbeddedQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
         check_sizes(bodies)?;
+        check_characters(bodies)?;
         self.push(bodies.iter().cloned(), self.clock.now());
         Ok(())
     }
@@ -154,5 +155,36 @@ impl Queue for EmbeddedQueue {
             }
             None => Err(QueueError::StaleReceipt),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SettableClock;
+
+    #[tokio::test]
+    async fn a_body_sqs_would_refuse_is_refused_and_nothing_is_stored() {
+        let q = EmbeddedQueue::new(
+            Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000))),
+            Duration::from_secs(30),
+        );
+        // Bad input: U+FFFF, a non-character SQS refuses, raw in the second body of the batch.
+        let bodies = ["{\"ok\":1}".to_owned(), "{\"text\":\"a\u{FFFF}\"}".to_owned()];
+        let err = q.send_batch(&bodies).await.expect_err("refused");
+        assert!(
+            matches!(err, QueueError::ForbiddenCharacter { index: 1, position: 10 }),
+            "{err:?}"
+        );
+        let said = err.to_string();
+        assert!(
+            !said.contains("text") && !said.contains('\u{FFFF}'),
+            "no body text in: {said}"
+        );
+        assert!(q.is_empty(), "nothing of the batch is stored");
+        // The same text escaped, as the envelope encoding writes it, is accepted.
+        let escaped = [crate::queue::escape_for_sqs(bodies[1].clone())];
+        q.send_batch(&escaped).await.expect("accepted");
+        assert_eq!(q.len(), 1);
     }
 }

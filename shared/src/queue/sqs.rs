@@ -1,4 +1,4 @@
-use super::{MAX_BODY_BYTES, Queue, QueueError, ReceivedMessage, check_sizes};
+use super::{MAX_BODY_BYTES, Queue, QueueError, ReceivedMessage, check_characters, check_sizes};
 use crate::backoff::Backoff;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -51,6 +51,8 @@ fn backend(e: impl std::error::Error + 'static) -> QueueError {
 impl Queue for SqsQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
         check_sizes(bodies)?;
+        // Before any chunk goes: a refused body would fail its batch after earlier ones were sent.
+        check_characters(bodies)?;
         for chunk in batches(bodies) {
             // Entry ids are positions in the chunk, so failed entries map back to their bodies.
             let mut pending: HashMap<String, &String> =

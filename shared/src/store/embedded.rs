@@ -9,10 +9,11 @@ use super::{
     QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome,
 };
 use crate::clock::SharedClock;
+use crate::domain::optout::Expect;
 use crate::domain::{
     ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
-    OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
-    TenantEvent, TenantId,
+    OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate,
+    Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -213,6 +214,20 @@ impl ConversationStore for EmbeddedConversationStore {
         page_of(sorted, page, &format!("messages:{pk}"))
     }
 
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        sent_at: Timestamp,
+        message: &MetaMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let now = self.clock.now();
+        Ok(lock(&self.contacts)
+            .get(&keys::contact_pk(tenant, contact))
+            .and_then(|s| s.messages.get(&keys::message_sk(sent_at, message)).cloned())
+            .filter(|m| !m.expires_at.is_expired(now)))
+    }
+
     async fn delete_message(
         &self,
         tenant: &TenantId,
@@ -344,22 +359,30 @@ pub struct EmbeddedOptOutStore {
 
 #[async_trait]
 impl OptOutStore for EmbeddedOptOutStore {
-    async fn apply(&self, r: &OptOutRecord) -> Result<ApplyOutcome, StoreError> {
+    /// Both writes under one lock, with the DynamoDB transaction's conditions and outcomes.
+    async fn apply(&self, r: &OptOutRecord, expect: Expect) -> Result<ApplyOutcome, StoreError> {
         let pk = keys::optout_pk(&r.tenant, &r.subject_key);
         let mut items = lock(&self.items);
-        let state_key = (pk.clone(), keys::optout_state_sk(r.scope));
-        let previous = match items.get(&state_key) {
-            Some(stored) if !r.supersedes(stored) => return Ok(ApplyOutcome::Stale),
-            Some(stored) => Some(stored.state),
-            None => None,
+        let history_key = (pk.clone(), keys::optout_history_sk(r.event_at, r.scope, r.state));
+        if items.contains_key(&history_key) {
+            return Ok(ApplyOutcome::Replay);
+        }
+        let state_key = (pk, keys::optout_state_sk(r.scope));
+        let stored = items.get(&state_key);
+        let expected = match expect {
+            Expect::Any => true,
+            Expect::State(state) => stored.map(|s| s.state) == state,
         };
+        if !expected || stored.is_some_and(|s| !r.supersedes(s)) {
+            return Ok(ApplyOutcome::Stale);
+        }
         let stored = OptOutRecord {
             confirmed: false,
             ..r.clone()
         };
         items.insert(state_key, stored.clone());
-        items.insert((pk, keys::optout_history_sk(r.event_at, r.scope, r.state)), stored);
-        Ok(ApplyOutcome::Applied { previous })
+        items.insert(history_key, stored);
+        Ok(ApplyOutcome::Applied)
     }
 
     async fn mark_confirmed(
@@ -368,10 +391,12 @@ impl OptOutStore for EmbeddedOptOutStore {
         key: &SubjectKey,
         scope: OptOutScope,
         event_at: Timestamp,
+        state: OptState,
     ) -> Result<(), StoreError> {
         let mut items = lock(&self.items);
         if let Some(r) = items.get_mut(&(keys::optout_pk(tenant, key), keys::optout_state_sk(scope)))
             && r.event_at == event_at
+            && r.state == state
         {
             r.confirmed = true;
         }
@@ -588,12 +613,26 @@ impl QuarantineStore for EmbeddedQuarantineStore {
         Ok(())
     }
 
+    async fn get(
+        &self,
+        bucket: &QuarantineBucket,
+        received_at: Timestamp,
+        id: uuid::Uuid,
+    ) -> Result<Option<QuarantineEntry>, StoreError> {
+        let now = self.clock.now();
+        let k = (keys::quarantine_pk(bucket), keys::quarantine_sk(received_at, id));
+        Ok(lock(&self.entries)
+            .get(&k)
+            .filter(|e| !e.expires_at.is_some_and(|x| x.is_expired(now)))
+            .cloned())
+    }
+
     async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError> {
         let now = self.clock.now();
         let pk = keys::quarantine_pk(bucket);
         let sorted = lock(&self.entries)
             .iter()
-            .filter(|((p, _), e)| p == &pk && !e.expires_at.is_expired(now))
+            .filter(|((p, _), e)| p == &pk && !e.expires_at.is_some_and(|x| x.is_expired(now)))
             .map(|((_, sk), e)| (sk.clone(), e.clone()))
             .collect();
         page_of(sorted, page, &format!("quarantine:{pk}"))

@@ -159,7 +159,7 @@ pub fn quarantine_pk(bucket: &QuarantineBucket) -> String {
         QuarantineBucket::Unrouted { account } => format!("UNROUTED#{}#{}", account.channel, account.account_id),
         QuarantineBucket::Rejected => "REJECTED".to_owned(),
         QuarantineBucket::Unhandled => "UNHANDLED".to_owned(),
-        QuarantineBucket::OptOutReview => "OPTOUT_REVIEW".to_owned(),
+        QuarantineBucket::OptOutReview { tenant } => format!("OPTOUT_REVIEW#{tenant}"),
     }
 }
 

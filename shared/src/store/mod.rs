@@ -138,6 +138,14 @@ pub trait ConversationStore: Send + Sync + Debug {
         contact: &ContactId,
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError>;
+    /// One live message by its key (Meta's time and id), as a review item points at it.
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        sent_at: Timestamp,
+        message: &MetaMessageId,
+    ) -> Result<Option<Message>, StoreError>;
     /// Deletes one stored message and its edits (the person unsent or revoked it), leaving a
     /// tombstone until `tombstone_expires` so a redelivery of the original cannot store it again.
     /// False if no live copy was stored.
@@ -171,24 +179,32 @@ pub trait ConversationStore: Send + Sync + Debug {
 
 #[async_trait]
 pub trait OptOutStore: Send + Sync + Debug {
-    /// Applies the change only if its event is newer than the stored one, and keeps it in history.
-    async fn apply(&self, record: &OptOutRecord) -> Result<ApplyOutcome, StoreError>;
+    /// Writes the change and its history entry in one atomic write, only if it supersedes the
+    /// stored state by order time (and that state is the one `expect`ed) and its event is not in
+    /// history yet: a crash cannot leave a change without its consent evidence, and a redelivery
+    /// with another order time is still a replay.
+    async fn apply(
+        &self,
+        record: &OptOutRecord,
+        expect: crate::domain::optout::Expect,
+    ) -> Result<ApplyOutcome, StoreError>;
     async fn get(
         &self,
         tenant: &TenantId,
         key: &SubjectKey,
         scope: OptOutScope,
     ) -> Result<Option<OptOutRecord>, StoreError>;
-    /// Records that the consequences of the change at `event_at` were sent. A no-op if a newer
-    /// change has replaced it.
+    /// Records that the consequences of the change to `state` at Meta's `event_at` were sent. A
+    /// no-op if another change has replaced it.
     async fn mark_confirmed(
         &self,
         tenant: &TenantId,
         key: &SubjectKey,
         scope: OptOutScope,
         event_at: Timestamp,
+        state: crate::domain::OptState,
     ) -> Result<(), StoreError>;
-    /// Every applied change, oldest first.
+    /// Every applied change, by Meta's event time (its key), oldest first.
     async fn history(
         &self,
         tenant: &TenantId,
@@ -230,6 +246,13 @@ pub trait TenantStore: Send + Sync + Debug {
 #[async_trait]
 pub trait QuarantineStore: Send + Sync + Debug {
     async fn put(&self, entry: &QuarantineEntry) -> Result<(), StoreError>;
+    /// One live entry by its key.
+    async fn get(
+        &self,
+        bucket: &QuarantineBucket,
+        received_at: Timestamp,
+        id: uuid::Uuid,
+    ) -> Result<Option<QuarantineEntry>, StoreError>;
     /// A bucket's entries, oldest first.
     async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError>;
     async fn delete(&self, entry: &QuarantineEntry) -> Result<(), StoreError>;

@@ -34,11 +34,16 @@ conformance!(
     erasure_resumes_from_a_persisted_cursor_after_a_restart,
     contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
     opt_out_keeps_the_newest_event_whatever_the_arrival_order,
+    opt_out_history_is_complete_after_every_applied_change,
+    opt_out_replay_writes_no_second_history_entry,
+    opt_out_state_and_history_agree,
     privacy_requests_lock_optimistically_and_index_open_deadlines,
     an_account_belongs_to_one_tenant,
     audit_is_append_only_and_ordered,
     quarantine_lists_by_bucket_and_expires,
+    opt_out_reviews_are_per_tenant_and_never_expire_undecided,
     an_unsent_message_is_deleted,
+    a_message_is_read_back_by_its_key,
     tenant_events_are_idempotent,
     a_message_unsent_before_it_arrives_is_refused_when_it_comes,
     recording_a_message_upserts_its_contact_and_stores_it_once,
@@ -532,36 +537,73 @@ async fn contact_upsert_merges_identifiers_and_keeps_the_newest_profile(h: Harne
     );
 }
 
+/// An opt-out record of one person in a tenant; `order_at` is the time changes are ordered by.
+fn opt_out(
+    t: &TenantId,
+    key: &shared::identity::SubjectKey,
+    scope: OptOutScope,
+    state: OptState,
+    event_at: Timestamp,
+    order_at: Timestamp,
+    previous: Option<OptState>,
+) -> OptOutRecord {
+    OptOutRecord {
+        tenant: t.clone(),
+        subject_key: key.clone(),
+        scope,
+        state,
+        source: OptOutSource::Keyword,
+        event_at,
+        order_at,
+        previous,
+        confirmed: false,
+    }
+}
+
+async fn opt_out_history(
+    store: &Arc<dyn shared::store::OptOutStore>,
+    t: &TenantId,
+    key: &shared::identity::SubjectKey,
+) -> Vec<OptOutRecord> {
+    collect_all(7, |req| async move { store.history(t, key, &req).await })
+        .await
+        .0
+}
+
 async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
+    use shared::domain::optout::Expect;
     let store = &h.stores.opt_outs;
     let (t, now) = (tenant("acme"), h.clock.now());
     let key = link(IdentifierKind::Phone, "+54 9 11 5555-0008").subject_key;
-    let record = |state, secs: i64, previous| OptOutRecord {
-        tenant: t.clone(),
-        subject_key: key.clone(),
-        scope: OptOutScope::All,
-        state,
-        source: OptOutSource::Keyword,
-        event_at: now.plus(Duration::seconds(secs)),
-        previous,
-        confirmed: false,
+    let record = |state, secs: i64, previous| {
+        let at = now.plus(Duration::seconds(secs));
+        opt_out(&t, &key, OptOutScope::All, state, at, at, previous)
     };
     use OptState::*;
     let stop20 = record(OptedOut, 20, None);
     assert_eq!(
-        store.apply(&stop20).await.expect("apply"),
-        ApplyOutcome::Applied { previous: None }
+        store.apply(&stop20, Expect::Any).await.expect("apply"),
+        ApplyOutcome::Applied
     );
     // START sent before the STOP but delivered after it: stale.
     assert_eq!(
-        store.apply(&record(OptedIn, 10, None)).await.expect("apply"),
+        store
+            .apply(&record(OptedIn, 10, None), Expect::Any)
+            .await
+            .expect("apply"),
         ApplyOutcome::Stale
     );
-    // Redelivery of the same STOP: stale, nothing added to history.
-    assert_eq!(store.apply(&stop20).await.expect("apply"), ApplyOutcome::Stale);
+    // Redelivery of the same STOP: its history entry is there, nothing added.
+    assert_eq!(
+        store.apply(&stop20, Expect::Any).await.expect("apply"),
+        ApplyOutcome::Replay
+    );
     // A START in the same second as the STOP: the opt-out wins the tie.
     assert_eq!(
-        store.apply(&record(OptedIn, 20, Some(OptedOut))).await.expect("apply"),
+        store
+            .apply(&record(OptedIn, 20, Some(OptedOut)), Expect::Any)
+            .await
+            .expect("apply"),
         ApplyOutcome::Stale
     );
     let current = store
@@ -578,37 +620,37 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
         None,
         "scopes are separate"
     );
-    // Confirming an older event does nothing; confirming the current one sticks.
-    store
-        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(10)))
-        .await
-        .expect("mark");
-    assert!(
-        !store
-            .get(&t, &key, OptOutScope::All)
-            .await
-            .expect("get")
-            .expect("stored")
-            .confirmed
-    );
-    store
-        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(20)))
-        .await
-        .expect("mark");
-    assert!(
+    // Confirming an older event, or another state at the same time, does nothing; confirming the
+    // current one sticks.
+    let confirmed = || async {
         store
             .get(&t, &key, OptOutScope::All)
             .await
             .expect("get")
             .expect("stored")
             .confirmed
-    );
+    };
+    store
+        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(10)), OptedOut)
+        .await
+        .expect("mark");
+    store
+        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(20)), OptedIn)
+        .await
+        .expect("mark");
+    assert!(!confirmed().await);
+    store
+        .mark_confirmed(&t, &key, OptOutScope::All, now.plus(Duration::seconds(20)), OptedOut)
+        .await
+        .expect("mark");
+    assert!(confirmed().await);
 
     assert_eq!(
-        store.apply(&record(OptedIn, 30, Some(OptedOut))).await.expect("apply"),
-        ApplyOutcome::Applied {
-            previous: Some(OptedOut)
-        }
+        store
+            .apply(&record(OptedIn, 30, Some(OptedOut)), Expect::Any)
+            .await
+            .expect("apply"),
+        ApplyOutcome::Applied
     );
     let after = store
         .get(&t, &key, OptOutScope::All)
@@ -623,14 +665,15 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
     assert!(after.is_change());
     // A STOP in the same second as that START wins the tie.
     assert_eq!(
-        store.apply(&record(OptedOut, 30, Some(OptedIn))).await.expect("apply"),
-        ApplyOutcome::Applied {
-            previous: Some(OptedIn)
-        }
+        store
+            .apply(&record(OptedOut, 30, Some(OptedIn)), Expect::Any)
+            .await
+            .expect("apply"),
+        ApplyOutcome::Applied
     );
-    let history = store.history(&t, &key, &PageRequest::first(10)).await.expect("history");
+    let history = opt_out_history(store, &t, &key).await;
     assert_eq!(
-        history.items.iter().map(|r| r.state).collect::<Vec<_>>(),
+        history.iter().map(|r| r.state).collect::<Vec<_>>(),
         vec![OptedOut, OptedIn, OptedOut]
     );
     assert!(
@@ -641,6 +684,284 @@ async fn opt_out_keeps_the_newest_event_whatever_the_arrival_order(h: Harness) {
             .is_none(),
         "per tenant"
     );
+
+    // Events clamped to one order time (dated ahead of the clock, received together): Meta's own
+    // time still orders them, then the opt-out wins a full tie.
+    let order = now.plus(Duration::seconds(100));
+    let clamped = |state, secs: i64| {
+        opt_out(
+            &t,
+            &key,
+            OptOutScope::All,
+            state,
+            now.plus(Duration::seconds(secs)),
+            order,
+            None,
+        )
+    };
+    for (r, expected) in [
+        (clamped(OptedIn, 500), ApplyOutcome::Applied),
+        (clamped(OptedOut, 400), ApplyOutcome::Stale),
+        (clamped(OptedOut, 600), ApplyOutcome::Applied),
+        (clamped(OptedIn, 600), ApplyOutcome::Stale),
+    ] {
+        assert_eq!(
+            store.apply(&r, Expect::Any).await.expect("apply"),
+            expected,
+            "{:?} at {}",
+            r.state,
+            r.event_at
+        );
+    }
+    let current = store
+        .get(&t, &key, OptOutScope::All)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        (current.state, current.event_at),
+        (OptedOut, now.plus(Duration::seconds(600)))
+    );
+}
+
+/// Every change the store accepts is in history at once (the consent evidence), exactly once,
+/// and nothing it refuses is: 60 changes in a random order, both scopes, ties and repeats.
+async fn opt_out_history_is_complete_after_every_applied_change(h: Harness) {
+    use shared::domain::optout::Expect;
+    let store = &h.stores.opt_outs;
+    let (t, now) = (tenant("acme"), h.clock.now());
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-0010").subject_key;
+    let mut rng = fastrand::Rng::with_seed(0x0F7_0C7);
+    let mut applied: Vec<OptOutRecord> = Vec::new();
+    for i in 0..60 {
+        let state = if rng.bool() {
+            OptState::OptedOut
+        } else {
+            OptState::OptedIn
+        };
+        let scope = if rng.u8(0..3) == 0 {
+            OptOutScope::Marketing
+        } else {
+            OptOutScope::All
+        };
+        let event_at = now.plus(Duration::seconds(rng.i64(0..25)));
+        // Order times as the processor gives them: Meta's time, or less when it was clamped.
+        let order_at = event_at.plus(Duration::seconds(-rng.i64(0..2)));
+        let r = opt_out(&t, &key, scope, state, event_at, order_at, None);
+        let stored = store.get(&t, &key, scope).await.expect("get");
+        let in_history = applied.iter().any(|a| a.same_event(&r));
+        let outcome = store.apply(&r, Expect::Any).await.expect("apply");
+        let expected = if in_history {
+            ApplyOutcome::Replay
+        } else if stored.is_none_or(|s| r.supersedes(&s)) {
+            ApplyOutcome::Applied
+        } else {
+            ApplyOutcome::Stale
+        };
+        assert_eq!(
+            outcome, expected,
+            "change {i}: {state:?}/{scope:?} at {event_at}, order {order_at}"
+        );
+        if outcome == ApplyOutcome::Applied {
+            applied.push(r);
+        }
+        let history = opt_out_history(store, &t, &key).await;
+        assert_eq!(
+            history.len(),
+            applied.len(),
+            "change {i}: one history entry per applied change"
+        );
+        for a in &applied {
+            let found: Vec<_> = history.iter().filter(|e| e.same_event(a)).collect();
+            assert_eq!(found.len(), 1, "change {i}: applied {a:?} is in history once");
+            assert_eq!(
+                (found[0].order_at, found[0].source, found[0].previous),
+                (a.order_at, a.source, a.previous)
+            );
+        }
+    }
+    assert!(applied.len() > 5, "the stream applies a fair share of its changes");
+}
+
+/// A redelivery is the same Meta event, whatever order time it was given: a STOP dated 2099
+/// (ordered at its receipt) comes back with a later order time and writes nothing, while a START
+/// received an hour after the STOP still wins.
+async fn opt_out_replay_writes_no_second_history_entry(h: Harness) {
+    use shared::domain::optout::Expect;
+    let store = &h.stores.opt_outs;
+    let (t, now) = (tenant("acme"), h.clock.now());
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-0011").subject_key;
+    let far = Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").expect("valid");
+    let all = OptOutScope::All;
+    let stop = opt_out(
+        &t,
+        &key,
+        all,
+        OptState::OptedOut,
+        far,
+        now.plus(Duration::minutes(5)),
+        None,
+    );
+    assert_eq!(
+        store.apply(&stop, Expect::Any).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let later = |mins| OptOutRecord {
+        order_at: now.plus(Duration::minutes(mins)),
+        ..stop.clone()
+    };
+    assert_eq!(
+        store.apply(&stop, Expect::Any).await.expect("apply"),
+        ApplyOutcome::Replay,
+        "the same delivery again"
+    );
+    assert_eq!(
+        store.apply(&later(30), Expect::Any).await.expect("apply"),
+        ApplyOutcome::Replay,
+        "a retried POST: received later, so ordered later, but the same event"
+    );
+    let start_at = now.plus(Duration::hours(1));
+    let start = opt_out(
+        &t,
+        &key,
+        all,
+        OptState::OptedIn,
+        start_at,
+        start_at,
+        Some(OptState::OptedOut),
+    );
+    assert_eq!(
+        store
+            .apply(&start, Expect::State(Some(OptState::OptedOut)))
+            .await
+            .expect("apply"),
+        ApplyOutcome::Applied,
+        "a START an hour later wins over a STOP dated 2099"
+    );
+    assert_eq!(
+        store.apply(&later(180), Expect::Any).await.expect("apply"),
+        ApplyOutcome::Replay,
+        "a replay ordered after the START does not undo it"
+    );
+    let current = store.get(&t, &key, all).await.expect("get").expect("stored");
+    assert_eq!((current.state, current.event_at), (OptState::OptedIn, start_at));
+    let history = opt_out_history(store, &t, &key).await;
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| (r.state, r.event_at, r.order_at))
+            .collect::<Vec<_>>(),
+        vec![
+            (OptState::OptedIn, start_at, start_at),
+            (OptState::OptedOut, far, now.plus(Duration::minutes(5)))
+        ],
+        "one entry per event, keyed by Meta's time, holding the order time it was applied with"
+    );
+}
+
+/// The state is the history entry that supersedes every other one, field for field; a write
+/// whose expected state moved meanwhile writes neither.
+async fn opt_out_state_and_history_agree(h: Harness) {
+    use OptState::*;
+    use shared::domain::optout::Expect;
+    let store = &h.stores.opt_outs;
+    let (t, now) = (tenant("acme"), h.clock.now());
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-0012").subject_key;
+    let at = |secs: i64| now.plus(Duration::seconds(secs));
+    let all = OptOutScope::All;
+    let changes = [
+        (
+            Expect::State(None),
+            opt_out(&t, &key, all, OptedOut, at(10), at(10), None),
+        ),
+        (
+            Expect::State(Some(OptedOut)),
+            opt_out(&t, &key, all, OptedIn, at(20), at(20), Some(OptedOut)),
+        ),
+        (
+            Expect::State(Some(OptedIn)),
+            opt_out(&t, &key, all, OptedOut, at(40), at(30), Some(OptedIn)),
+        ),
+    ];
+    for (expect, r) in &changes {
+        assert_eq!(store.apply(r, *expect).await.expect("apply"), ApplyOutcome::Applied);
+    }
+    // Another instance read the state before the last change: its guarded writes fail whole.
+    let late = opt_out(&t, &key, all, OptedIn, at(50), at(50), Some(OptedIn));
+    assert_eq!(
+        store.apply(&late, Expect::State(Some(OptedIn))).await.expect("apply"),
+        ApplyOutcome::Stale,
+        "the state moved to opted out since it was read"
+    );
+    assert_eq!(
+        store.apply(&late, Expect::State(None)).await.expect("apply"),
+        ApplyOutcome::Stale,
+        "there is a record since"
+    );
+    let history = opt_out_history(store, &t, &key).await;
+    assert_eq!(history.len(), 3, "a refused write leaves no history");
+    let state = store.get(&t, &key, all).await.expect("get").expect("stored");
+    let newest = OptOutRecord::in_force(&history).expect("history");
+    assert_eq!(
+        OptOutRecord {
+            confirmed: false,
+            ..state.clone()
+        },
+        *newest
+    );
+    assert_eq!((state.event_at, state.order_at), (at(40), at(30)), "both times kept");
+
+    // Then the guarded write with the state read now wins, and both agree again.
+    let fresh = OptOutRecord {
+        previous: Some(OptedOut),
+        ..late
+    };
+    assert_eq!(
+        store.apply(&fresh, Expect::State(Some(OptedOut))).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let history = opt_out_history(store, &t, &key).await;
+    let state = store.get(&t, &key, all).await.expect("get").expect("stored");
+    assert_eq!(OptOutRecord::in_force(&history), Some(&state));
+
+    // An item stored before order times were kept orders by its event time.
+    if let crate::support::Backend::Dynamo { client, tables, .. } = &h.backend {
+        use aws_sdk_dynamodb::types::AttributeValue::{Bool, N, S};
+        let old_key = link(IdentifierKind::Phone, "+54 9 11 5555-0013").subject_key;
+        client
+            .put_item()
+            .table_name(&tables.opt_outs)
+            .item("pk", S(shared::store::keys::optout_pk(&t, &old_key)))
+            .item("sk", S(shared::store::keys::optout_state_sk(all)))
+            .item("tenant", S(t.as_str().to_owned()))
+            .item("subject_key", S(old_key.as_str().to_owned()))
+            .item("scope", S("all".to_owned()))
+            .item("state", S("opted_out".to_owned()))
+            .item("source", S("keyword".to_owned()))
+            .item("event_ms", N(at(60).unix_millis().to_string()))
+            .item("previous_state", S("none".to_owned()))
+            .item("confirmed", Bool(true))
+            .send()
+            .await
+            .expect("raw put");
+        let old = store.get(&t, &old_key, all).await.expect("get").expect("stored");
+        assert_eq!(old.order_at, old.event_at);
+        let before = opt_out(&t, &old_key, all, OptedIn, at(59), at(59), Some(OptedOut));
+        assert_eq!(
+            store.apply(&before, Expect::Any).await.expect("apply"),
+            ApplyOutcome::Stale
+        );
+        let tie = opt_out(&t, &old_key, all, OptedIn, at(60), at(60), Some(OptedOut));
+        assert_eq!(
+            store.apply(&tie, Expect::Any).await.expect("apply"),
+            ApplyOutcome::Stale
+        );
+        let after = opt_out(&t, &old_key, all, OptedIn, at(61), at(61), Some(OptedOut));
+        assert_eq!(
+            store.apply(&after, Expect::State(Some(OptedOut))).await.expect("apply"),
+            ApplyOutcome::Applied
+        );
+    }
 }
 
 async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harness) {
@@ -779,7 +1100,7 @@ async fn audit_is_append_only_and_ordered(h: Harness) {
         at: now.plus(Duration::seconds(secs)),
         actor: "operator:privacy-desk".to_owned(),
         action,
-        contact: Some(wa_contact("AR.1009")),
+        contact: Some(shared::seal::Sealer::new(&secret()).contact_handle(&t, &wa_contact("AR.1009"))),
         subject_key: None,
         reason: "privacy request".to_owned(),
         expires_at: shared::retention::audit_expiry(now, 24),
@@ -812,7 +1133,7 @@ async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
         reason: "no tenant owns this account".to_owned(),
         envelope: r#"{"object":"whatsapp_business_account"}"#.to_owned(),
         received_at: now.plus(Duration::seconds(secs)),
-        expires_at: shared::retention::quarantine_expiry(now),
+        expires_at: Some(shared::retention::quarantine_expiry(now)),
     };
     let (e1, e2, rejected) = (
         entry(&unrouted, 1),
@@ -850,6 +1171,72 @@ async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
             .expect("list")
             .items
             .is_empty()
+    );
+}
+
+async fn opt_out_reviews_are_per_tenant_and_never_expire_undecided(h: Harness) {
+    let store = &h.stores.quarantine;
+    let now = h.clock.now();
+    let (a, b) = (
+        QuarantineBucket::OptOutReview { tenant: tenant("acme") },
+        QuarantineBucket::OptOutReview { tenant: tenant("bolt") },
+    );
+    let held = QuarantineEntry::new(
+        a.clone(),
+        "opt-out keyword inside a longer message".to_owned(),
+        "{}".to_owned(),
+        now,
+    );
+    assert_eq!(held.expires_at, None, "a review waits for a person");
+    store.put(&held).await.expect("put");
+    assert_eq!(store.get(&a, now, held.id).await.expect("get"), Some(held.clone()));
+    assert_eq!(
+        store.get(&b, now, held.id).await.expect("get"),
+        None,
+        "another tenant's bucket"
+    );
+    h.clock.advance(Duration::days(400));
+    let listed = store.list(&a, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items, vec![held.clone()], "still there after 400 days");
+    assert!(
+        store
+            .list(&b, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    store.delete(&held).await.expect("decided");
+    assert!(
+        store
+            .list(&a, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn a_message_is_read_back_by_its_key(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1011"), h.clock.now());
+    let m = message(&t, &c, "wamid.KEY1", now, "hola");
+    conv.put_message(&m).await.expect("put");
+    let id = MetaMessageId::new("wamid.KEY1").expect("valid");
+    assert_eq!(conv.get_message(&t, &c, now, &id).await.expect("get"), Some(m.clone()));
+    let elsewhere = [
+        (tenant("bolt"), c.clone(), now),
+        (t.clone(), wa_contact("AR.1012"), now),
+        (t.clone(), c.clone(), now.plus(Duration::seconds(1))),
+    ];
+    for (t2, c2, at) in &elsewhere {
+        assert_eq!(conv.get_message(t2, c2, *at, &id).await.expect("get"), None);
+    }
+    conv.delete_message(&t, &c, &id, months24(now)).await.expect("unsend");
+    assert_eq!(
+        conv.get_message(&t, &c, now, &id).await.expect("get"),
+        None,
+        "a tombstone is no message"
     );
 }
 

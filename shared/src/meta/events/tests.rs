@@ -150,6 +150,14 @@ fn rejection<'e>(e: &'e Event<'_>) -> (&'static str, &'e str) {
     }
 }
 
+/// `(kind, raw)` of a `HeldOptOut` event.
+fn held<'e>(e: &'e Event<'_>) -> (&'static str, &'e str) {
+    match e {
+        Event::HeldOptOut { kind, raw } => (*kind, *raw),
+        other => panic!("expected a held opt-out, got {other:?}"),
+    }
+}
+
 fn unhandled<'e>(e: &'e Event<'_>) -> (&'static str, &'e str) {
     match e {
         Event::Unhandled { kind, raw, .. } => (*kind, *raw),
@@ -752,13 +760,14 @@ fn other_preferences_are_resumed_unhandled_or_rejected() {
     let (kind, raw) = unhandled(&events[1]);
     assert_eq!(kind, "unhandled user preference", "call_permissions");
     assert!(raw.contains("call_permissions"));
+    // A stop that cannot be recorded is held for a person, never rejected.
     assert_eq!(
-        rejection(&events[2]).0,
+        held(&events[2]).0,
         "user_preferences item: bad timestamp or person",
         "timestamp 5"
     );
     assert_eq!(
-        rejection(&events[3]).0,
+        held(&events[3]).0,
         "user_preferences item: bad timestamp or person",
         "no wa_id or user_id"
     );
@@ -1071,6 +1080,40 @@ fn an_instagram_unsend_is_an_unsend() {
     let envs = envelopes(&body);
     let events = read(&envs);
     assert!(events.is_empty(), "{events:?}");
+}
+
+/// Fail closed: a STOP in a message that cannot be processed is held for a person, whatever
+/// made it unusable; the same message without a keyword is only rejected.
+#[test]
+fn an_unusable_stop_is_held_not_rejected() {
+    let mut no_sender = wa_message("wamid.H1", "text", json!({"body": "STOP"}));
+    no_sender
+        .as_object_mut()
+        .expect("object")
+        .retain(|k, _| k != "from" && k != "from_user_id");
+    let mut bad_sender = wa_message("wamid.H2", "text", json!({"body": "Baja"}));
+    bad_sender["from_user_id"] = json!("AR#1");
+    let mut bad_time = wa_message("wamid.H3", "text", json!({"body": "no quiero recibir más mensajes"}));
+    bad_time["timestamp"] = json!("yesterday");
+    let mut greeting = wa_message("wamid.H4", "text", json!({"body": "hola"}));
+    greeting["from_user_id"] = json!("AR#1");
+    let envs = envelopes(&wa_body(json!([no_sender, bad_sender, bad_time, greeting]), json!([])));
+    let events = read(&envs);
+    let kinds: Vec<&str> = events[..3].iter().map(|e| held(e).0).collect();
+    assert_eq!(
+        kinds,
+        [
+            "WhatsApp message: no usable sender",
+            "WhatsApp message: no usable sender",
+            "WhatsApp message: bad timestamp", // a keyword to review counts too
+        ]
+    );
+    assert_eq!(rejection(&events[3]).0, "WhatsApp message: no usable sender");
+    let body = ig_body(json!([ig_event(
+        json!({"sender": {"id": "has space"}, "message": {"mid": "m.9", "text": "stop"}})
+    )]));
+    let envs = envelopes(&body);
+    assert_eq!(held(&read(&envs)[0]).0, "Instagram event: unusable IGSID");
 }
 
 #[test]

@@ -459,6 +459,25 @@ impl ConversationStore for DynamoConversationStore {
             .await
     }
 
+    async fn get_message(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        sent_at: Timestamp,
+        message: &MetaMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let now = self.clock.now();
+        let k = key(keys::contact_pk(tenant, contact), keys::message_sk(sent_at, message));
+        let Some(item) = self.table.get(k).await? else {
+            return Ok(None);
+        };
+        let head: StoredMessageHead = from_item(item.clone())?;
+        if head.tombstone || !live(head.expires_at, now) {
+            return Ok(None);
+        }
+        Ok(Some(from_item::<MessageItem>(item)?.into_message(tenant, contact)?))
+    }
+
     async fn delete_message(
         &self,
         tenant: &TenantId,

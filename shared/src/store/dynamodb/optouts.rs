@@ -1,10 +1,12 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, key, n, s, to_item};
+use super::table::{Expr, QuerySpec, Table, from_item, key, n, s, to_item};
+use crate::domain::optout::Expect;
 use crate::domain::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, TenantId};
 use crate::identity::SubjectKey;
 use crate::store::keys::{self, OPTOUT_HISTORY_PREFIX};
 use crate::store::{OptOutStore, Page, PageRequest, StoreError};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
@@ -18,8 +20,8 @@ impl DynamoOptOutStore {
     }
 }
 
-/// Current state (sk `STATE#scope`) and history entries (sk `HIST#time#scope`) share one shape.
-/// No expiry: the suppression list is kept while it protects the person.
+/// Current state (sk `STATE#scope`) and history entries (sk `HIST#event time#scope#state`) share
+/// one shape. No expiry: the suppression list is kept while it protects the person.
 #[derive(Serialize, Deserialize)]
 struct OptOutItem {
     pk: String,
@@ -29,7 +31,11 @@ struct OptOutItem {
     scope: OptOutScope,
     state: OptState,
     source: OptOutSource,
+    /// Meta's event time: the event's identity.
     event_ms: i64,
+    /// The order time; absent from items written before it was stored, which order by event time.
+    #[serde(default)]
+    order_ms: Option<i64>,
     /// `opted_out`, `opted_in` or `none`.
     #[serde(default)]
     previous_state: Option<String>,
@@ -64,6 +70,7 @@ impl OptOutItem {
             state: self.state,
             source: self.source,
             event_at: Timestamp::from_unix_millis(self.event_ms),
+            order_at: Timestamp::from_unix_millis(self.order_ms.unwrap_or(self.event_ms)),
             confirmed: self.confirmed,
         }
     }
@@ -71,12 +78,34 @@ impl OptOutItem {
 
 #[async_trait]
 impl OptOutStore for DynamoOptOutStore {
-    async fn apply(&self, r: &OptOutRecord) -> Result<ApplyOutcome, StoreError> {
+    /// One transaction: the history entry (only if its event is not there yet) and the state
+    /// (only if the change supersedes it). The history Put comes first, so a replay is told by
+    /// its failed condition even when the state's fails too.
+    async fn apply(&self, r: &OptOutRecord, expect: Expect) -> Result<ApplyOutcome, StoreError> {
         let pk = keys::optout_pk(&r.tenant, &r.subject_key);
-        // One write records the new state and the one it replaced (operands read the old item).
-        let update = Expr::new(
+        let history = OptOutItem {
+            pk: pk.clone(),
+            sk: keys::optout_history_sk(r.event_at, r.scope, r.state),
+            tenant: r.tenant.clone(),
+            subject_key: r.subject_key.clone(),
+            scope: r.scope,
+            state: r.state,
+            source: r.source,
+            event_ms: r.event_at.unix_millis(),
+            order_ms: Some(r.order_at.unix_millis()),
+            previous_state: Some(r.previous.map_or(NO_PREVIOUS, state_text).to_owned()),
+            confirmed: false,
+        };
+        let put = Put::builder()
+            .table_name(&self.table.name)
+            .set_item(Some(to_item(&history)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        // The previous state is the caller's, kept so a redelivery can tell a change from none.
+        let set = Expr::new(
             "SET #tenant = :tenant, #key = :key, #scope = :scope, previous_state = :prev, \
-             #state = :state, #source = :source, event_ms = :e, confirmed = :false",
+             #state = :state, #source = :source, event_ms = :e, order_ms = :o, confirmed = :false",
         )
         .name("#tenant", "tenant")
         .name("#key", "subject_key")
@@ -89,40 +118,31 @@ impl OptOutStore for DynamoOptOutStore {
         .value(":prev", s(r.previous.map_or(NO_PREVIOUS, state_text)))
         .value(":state", s(state_text(r.state)))
         .value(":source", to_attr(&r.source)?)
-        .value(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false));
-        // `supersedes`: newer wins; at the same millisecond an opt-out beats an opt-in.
-        let newer = match r.state {
-            OptState::OptedOut => {
-                Expr::new("attribute_not_exists(pk) OR event_ms < :e OR (event_ms = :e AND #cur = :in)")
-                    .name("#cur", "state")
-                    .value(":in", s(state_text(OptState::OptedIn)))
-            }
-            OptState::OptedIn => Expr::new("attribute_not_exists(pk) OR event_ms < :e"),
-        }
-        .value(":e", n(r.event_at.unix_millis()));
-        let old = match self
-            .table
-            .update(key(&pk, keys::optout_state_sk(r.scope)), update, Some(newer))
-            .await?
-        {
-            Written::ConditionFailed => return Ok(ApplyOutcome::Stale),
-            Written::Yes(old) => old.filter(|o| !o.is_empty()).map(from_item::<OptOutItem>).transpose()?,
-        };
-        let previous = old.map(|o| o.state);
-        let history = OptOutItem {
-            pk,
-            sk: keys::optout_history_sk(r.event_at, r.scope, r.state),
-            tenant: r.tenant.clone(),
-            subject_key: r.subject_key.clone(),
-            scope: r.scope,
-            state: r.state,
-            source: r.source,
-            event_ms: r.event_at.unix_millis(),
-            previous_state: Some(r.previous.map_or(NO_PREVIOUS, state_text).to_owned()),
-            confirmed: false,
-        };
-        self.table.put(to_item(&history)?, None, false).await?;
-        Ok(ApplyOutcome::Applied { previous })
+        .value(":e", n(r.event_at.unix_millis()))
+        .value(":false", AttributeValue::Bool(false));
+        let condition = supersedes_condition(r, expect);
+        let mut names = set.names;
+        names.extend(condition.names);
+        let mut values = set.values;
+        values.extend(condition.values);
+        let update = Update::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(key(&pk, keys::optout_state_sk(r.scope))))
+            .update_expression(set.text)
+            .condition_expression(condition.text)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_err)?;
+        let actions = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        Ok(match self.table.transact_retrying_conflicts(actions).await? {
+            Ok(()) => ApplyOutcome::Applied,
+            Err(0) => ApplyOutcome::Replay,
+            Err(_) => ApplyOutcome::Stale,
+        })
     }
 
     async fn mark_confirmed(
@@ -131,10 +151,13 @@ impl OptOutStore for DynamoOptOutStore {
         subject: &SubjectKey,
         scope: OptOutScope,
         event_at: Timestamp,
+        state: OptState,
     ) -> Result<(), StoreError> {
-        let update =
-            Expr::new("SET confirmed = :true").value(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
-        let same_event = Expr::new("event_ms = :e").value(":e", n(event_at.unix_millis()));
+        let update = Expr::new("SET confirmed = :true").value(":true", AttributeValue::Bool(true));
+        let same_event = Expr::new("event_ms = :e AND #state = :state")
+            .name("#state", "state")
+            .value(":e", n(event_at.unix_millis()))
+            .value(":state", s(state_text(state)));
         self.table
             .update(
                 key(keys::optout_pk(tenant, subject), keys::optout_state_sk(scope)),
@@ -186,6 +209,42 @@ impl OptOutStore for DynamoOptOutStore {
     }
 }
 
-fn to_attr<T: Serialize>(v: &T) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+/// The state update's condition, `supersedes`: newer by order time wins, then by Meta's time; at
+/// the same instant of both an opt-out beats an opt-in. An item written before order times were
+/// stored orders by its event time, as it reads back.
+fn supersedes_condition(r: &OptOutRecord, expect: Expect) -> Expr {
+    let newer = match r.state {
+        OptState::OptedOut => {
+            "(order_ms < :o OR (order_ms = :o AND event_ms < :e) \
+             OR (order_ms = :o AND event_ms = :e AND #state = :in) \
+             OR (attribute_not_exists(order_ms) AND (event_ms < :o OR (event_ms = :o AND event_ms < :e) \
+             OR (event_ms = :o AND event_ms = :e AND #state = :in))))"
+        }
+        OptState::OptedIn => {
+            "(order_ms < :o OR (order_ms = :o AND event_ms < :e) \
+             OR (attribute_not_exists(order_ms) AND (event_ms < :o OR (event_ms = :o AND event_ms < :e))))"
+        }
+    };
+    let expr = match expect {
+        Expect::Any => Expr::new(format!("attribute_not_exists(pk) OR {newer}")),
+        Expect::State(None) => Expr::new("attribute_not_exists(pk)"),
+        Expect::State(Some(current)) => {
+            Expr::new(format!("#state = :expected AND {newer}")).value(":expected", s(state_text(current)))
+        }
+    };
+    // DynamoDB refuses placeholders no expression uses (`:o` and `:e` are in the update too).
+    let expr = expr.name("#state", "state").value(":o", n(r.order_at.unix_millis()));
+    if expr.text.contains(":in") {
+        expr.value(":in", s(state_text(OptState::OptedIn)))
+    } else {
+        expr
+    }
+}
+
+fn build_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_attr<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -3,7 +3,7 @@ use crate::clock::SharedClock;
 use crate::domain::{QuarantineBucket, QuarantineEntry};
 use crate::store::keys;
 use crate::store::{Page, PageRequest, QuarantineStore, StoreError};
-use crate::timestamp::Expiry;
+use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -33,7 +33,9 @@ impl DynamoQuarantineStore {
 struct QuarantineItem {
     pk: String,
     sk: String,
-    expires_at: Expiry,
+    /// Absent: never expires (DynamoDB TTL ignores items without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Expiry>,
     /// The entry as gzipped JSON.
     #[serde(with = "serde_bytes")]
     entry_gz: Vec<u8>,
@@ -56,6 +58,10 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
         .read_to_end(&mut out)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(out)
+}
+
+fn decode(item: &QuarantineItem) -> Result<QuarantineEntry, StoreError> {
+    serde_json::from_slice(&gunzip(&item.entry_gz)?).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn encode(e: &QuarantineEntry) -> Result<Vec<u8>, StoreError> {
@@ -92,6 +98,23 @@ impl QuarantineStore for DynamoQuarantineStore {
         Ok(())
     }
 
+    async fn get(
+        &self,
+        bucket: &QuarantineBucket,
+        received_at: Timestamp,
+        id: uuid::Uuid,
+    ) -> Result<Option<QuarantineEntry>, StoreError> {
+        let k = key(keys::quarantine_pk(bucket), keys::quarantine_sk(received_at, id));
+        let Some(item) = self.table.get(k).await? else {
+            return Ok(None);
+        };
+        let item: QuarantineItem = from_item(item)?;
+        if item.expires_at.is_some_and(|e| e.is_expired(self.clock.now())) {
+            return Ok(None);
+        }
+        decode(&item).map(Some)
+    }
+
     async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError> {
         let pk = keys::quarantine_pk(bucket);
         let spec = QuerySpec {
@@ -106,12 +129,7 @@ impl QuarantineStore for DynamoQuarantineStore {
             filter: None,
             newest_first: false,
         };
-        self.table
-            .query_page(&spec, page, |i| {
-                let item: QuarantineItem = from_item(i)?;
-                serde_json::from_slice(&gunzip(&item.entry_gz)?).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .await
+        self.table.query_page(&spec, page, |i| decode(&from_item(i)?)).await
     }
 
     async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
@@ -131,7 +149,7 @@ mod tests {
             reason: "invalid JSON".to_owned(),
             envelope,
             received_at: Timestamp::from_unix_seconds(0),
-            expires_at: Expiry::from_epoch_seconds(1),
+            expires_at: Some(Expiry::from_epoch_seconds(1)),
         }
     }
 

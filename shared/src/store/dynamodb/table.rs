@@ -478,6 +478,47 @@ impl Table {
     }
 }
 
+impl Table {
+    /// `transact`, retried with backoff while DynamoDB cancels it for a conflict with another
+    /// in-flight write on one of its items (nothing was written then, so the retry re-evaluates
+    /// every condition). On a failed condition, returns the index of the first failing action.
+    pub async fn transact_retrying_conflicts(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), usize>, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let mut backoff = Backoff::default();
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            let e = match res {
+                Ok(out) => {
+                    self.meter.write(out.consumed_capacity());
+                    return Ok(Ok(()));
+                }
+                Err(e) => e,
+            };
+            let reasons = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons(),
+                _ => &[],
+            };
+            if let Some(i) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
+                self.meter.failed_condition(&self.name);
+                return Ok(Err(i));
+            }
+            let conflict = reasons.iter().any(|r| r.code() == Some("TransactionConflict"));
+            if !conflict || !backoff.wait().await {
+                return Err(backend(e));
+            }
+        }
+    }
+}
+
 fn encode_key(key: &Item, scope: &str) -> Result<Cursor, StoreError> {
     let json: serde_json::Value = from_item(key.clone())?;
     Cursor::encode(scope, &json)
