@@ -94,12 +94,11 @@ impl TryFrom<StoredIdentifier> for Identifier {
         }
         // The normalized shape, checked without re-running the phone library on every read.
         let ok = match s.kind {
-            IdentifierKind::Phone => {
-                s.value.len() <= 16
-                    && s.value
-                        .strip_prefix('+')
-                        .is_some_and(|d| d.len() >= 7 && d.bytes().all(|b| b.is_ascii_digit()))
-            }
+            // E.164 as the phone library writes it: `+`, no leading zero, and as few as 4 or as
+            // many as 17 digits (short national numbers; German fixed lines run long).
+            IdentifierKind::Phone => s.value.strip_prefix('+').is_some_and(|d| {
+                (4..=17).contains(&d.len()) && !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit())
+            }),
             _ => Identifier::parse(s.kind, &s.value).is_ok_and(|i| i.value == s.value),
         };
         if ok {
@@ -432,6 +431,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Whatever `parse` accepts decodes again: a stored contact must never become unreadable.
+    #[test]
+    fn every_normalized_phone_decodes() {
+        let forms = [
+            "+49 30 1234567890123",
+            "+49 1641",
+            "+43 1 1100",
+            "+98 9601",
+            "+54 9 11 2345-6789",
+            "+1 202 555 0143",
+            "+34 600 111 222",
+            "+39 06 1234 5678",
+        ];
+        let mut parsed = 0;
+        for raw in forms {
+            if let Ok(id) = Identifier::parse(IdentifierKind::Phone, raw) {
+                parsed += 1;
+                let json = serde_json::to_string(&id).expect("encode");
+                let back: Identifier = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{raw}: {json}: {e}"));
+                assert_eq!(back, id);
+            }
+        }
+        assert!(parsed >= 5, "only {parsed} forms parsed");
     }
 
     /// Identifiers decoded from a queue or a store are held to the rules `parse` enforces.

@@ -305,7 +305,18 @@ impl OptOutHandler {
         keys: &[SubjectKey],
         change: &OptOutRecord,
     ) -> Result<(), OptOutError> {
+        let primary = keys.first().map(SubjectKey::as_str).unwrap_or_default();
+        let scope = match change.scope {
+            OptOutScope::All => "all",
+            OptOutScope::Marketing => "marketing",
+        };
+        let identity = format!(
+            "{primary}:{}:{scope}:{}",
+            change.event_at.unix_millis(),
+            state_tag(change.state)
+        );
         let event = PropagationEvent {
+            event_id: hex::encode(&Sha256::digest(identity.as_bytes())[..16]),
             event: change.state,
             tenant: tenant.id.clone(),
             subject_keys: keys.to_vec(),

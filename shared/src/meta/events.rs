@@ -72,7 +72,9 @@ pub enum Event<'a> {
     },
     /// The person unsent or revoked a message: its copy goes, a tombstone stays.
     Unsend { seen: Seen<'a>, message_id: MetaMessageId },
-    /// A preference set inside WhatsApp (`user_preferences`): marketing stop or resume.
+    /// A signal with no message to store: a preference set inside WhatsApp (`user_preferences`,
+    /// marketing stop or resume), or a STOP from a known sender in a message without a usable
+    /// time or id (rejected beside it), counted at its receipt.
     Preference { seen: Seen<'a>, signal: OptOutSignal },
     /// A template or account notification: no personal data, kept per tenant.
     TenantEvent {
@@ -117,7 +119,9 @@ pub fn parse<'a>(envelope: &'a Envelope, cx: Context<'_>) -> Vec<Event<'a>> {
     let mut out = Vec::new();
     let payload: &'a RawValue = &envelope.payload;
     match (envelope.object, envelope.field.as_deref()) {
-        (MetaObject::WhatsAppBusinessAccount, Some("messages")) => whatsapp_messages(payload, cx, &mut out),
+        (MetaObject::WhatsAppBusinessAccount, Some("messages")) => {
+            whatsapp_messages(payload, cx, envelope.received_at, &mut out)
+        }
         (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => user_preferences(payload, &mut out),
         (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
             out.push(tenant_event(&envelope.entry_id, field, payload))
@@ -246,49 +250,92 @@ fn marketing(action: CommandAction, source: OptOutSource) -> OptOutSignal {
     }
 }
 
-fn whatsapp_messages<'a>(payload: &'a RawValue, cx: Context<'_>, out: &mut Vec<Event<'a>>) {
+fn whatsapp_messages<'a>(payload: &'a RawValue, cx: Context<'_>, received_at: Timestamp, out: &mut Vec<Event<'a>>) {
     let value: wa::MessagesValue<'a> = match serde_json::from_str(payload.get()) {
         Ok(v) => v,
         Err(e) => return out.push(rejected("WhatsApp messages value", e, payload)),
     };
     out.reserve(value.messages.len() + value.statuses.len());
     for raw in &value.messages {
-        if let Some(event) = whatsapp_message(raw, &value.contacts, cx) {
-            out.push(event);
-        }
+        whatsapp_message(raw, &value.contacts, cx, received_at, out);
     }
     for raw in &value.statuses {
         out.push(whatsapp_status(raw, &value.contacts));
     }
 }
 
-fn whatsapp_message<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>], cx: Context<'_>) -> Option<Event<'a>> {
+fn whatsapp_message<'a>(
+    raw: &'a RawValue,
+    contacts: &[wa::Contact<'a>],
+    cx: Context<'_>,
+    received_at: Timestamp,
+    out: &mut Vec<Event<'a>>,
+) {
+    if let Some(event) = whatsapp_message_event(raw, contacts, cx, received_at, out) {
+        out.push(event);
+    }
+}
+
+fn whatsapp_message_event<'a>(
+    raw: &'a RawValue,
+    contacts: &[wa::Contact<'a>],
+    cx: Context<'_>,
+    received_at: Timestamp,
+    out: &mut Vec<Event<'a>>,
+) -> Option<Event<'a>> {
     let m: wa::Message<'a> = match serde_json::from_str(raw.get()) {
         Ok(m) => m,
         Err(e) => return Some(rejected("WhatsApp message", e, raw)),
     };
-    let Some(at) = wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds) else {
-        return Some(unusable(
-            detect(whatsapp_said(&m), cx),
-            "WhatsApp message: bad timestamp",
-            raw,
-        ));
-    };
-    let Ok(id) = MetaMessageId::new(m.id.as_ref()) else {
-        return Some(unusable(detect(whatsapp_said(&m), cx), "WhatsApp message: bad id", raw));
-    };
-    // The business-scoped user id is the stable key; the phone only when Meta sends no BSUID.
-    let Some(Ok(contact)) = m
-        .from_user_id
-        .as_deref()
-        .or(m.from.as_deref())
-        .map(|s| ContactId::new(Channel::WhatsApp, s))
+    // The business-scoped user id is the stable key; the phone when Meta sends no usable BSUID.
+    let Some(contact) = [m.from_user_id.as_deref(), m.from.as_deref()]
+        .into_iter()
+        .flatten()
+        .find_map(|s| ContactId::new(Channel::WhatsApp, s).ok())
     else {
         return Some(unusable(
             detect(whatsapp_said(&m), cx),
             "WhatsApp message: no usable sender",
             raw,
         ));
+    };
+    let (at, id) = match (
+        wa::parse_seconds(&m.timestamp).map(Timestamp::from_unix_seconds),
+        MetaMessageId::new(m.id.as_ref()),
+    ) {
+        (Some(at), Ok(id)) => (at, id),
+        (at, _) => {
+            let kind = if at.is_none() {
+                "WhatsApp message: bad timestamp"
+            } else {
+                "WhatsApp message: bad id"
+            };
+            let detected = detect(whatsapp_said(&m), cx);
+            // The sender is known: a STOP is acted on at its receipt time, and the message,
+            // which cannot be stored without a time and id, is rejected beside it.
+            if let (Some(signal), _) = &detected
+                && signal.action == CommandAction::OptOut
+            {
+                let mut identifiers = Vec::with_capacity(2);
+                add(
+                    &mut identifiers,
+                    IdentifierKind::WhatsAppUserId,
+                    m.from_user_id.as_ref(),
+                );
+                add(&mut identifiers, IdentifierKind::Phone, m.from.as_ref());
+                out.push(Event::Preference {
+                    seen: Seen {
+                        contact,
+                        profile_name: None,
+                        identifiers,
+                        at: received_at,
+                    },
+                    signal: signal.clone(),
+                });
+                return Some(rejected_plain(kind, raw));
+            }
+            return Some(unusable(detected, kind, raw));
+        }
     };
     let profile = profile(contacts, [m.from_user_id.as_ref(), m.from.as_ref()]);
     let mut identifiers = Vec::with_capacity(2);

@@ -86,6 +86,10 @@ impl OptOutCommand {
 /// Published on the propagation queue for every other part of Socio Virtual.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PropagationEvent {
+    /// Stable per change (its first subject key, Meta's time, scope and state): the queue is
+    /// at-least-once, and a redelivery after a partial failure can publish a change again, so
+    /// consumers drop repeats by this id.
+    pub event_id: String,
     /// `opted_out` or `opted_in`.
     pub event: OptState,
     pub tenant: TenantId,

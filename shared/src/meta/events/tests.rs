@@ -531,6 +531,7 @@ fn bad_whatsapp_messages_are_rejected_beside_good_ones() {
         .retain(|k, _| k != "from" && k != "from_user_id");
     let mut bad_sender = wa_message("wamid.X4", "text", json!({"body": "hola"}));
     bad_sender["from_user_id"] = json!("has space");
+    bad_sender["from"] = json!("54911 has space");
     let mut bad_id = wa_message("wamid.X5", "text", json!({"body": "hola"}));
     bad_id["id"] = json!("wamid with space");
     let mut malformed = wa_message("wamid.X6", "text", json!({"body": "hola"}));
@@ -560,7 +561,7 @@ fn bad_whatsapp_messages_are_rejected_beside_good_ones() {
             "WhatsApp message: bad timestamp",    // "yesterday"
             "WhatsApp message: bad timestamp",    // 1970
             "WhatsApp message: no usable sender", // neither from nor from_user_id
-            "WhatsApp message: no usable sender", // a BSUID with a space
+            "WhatsApp message: no usable sender", // a BSUID and a phone with a space
             "WhatsApp message: bad id",           // an id with a space
             "WhatsApp message",                   // id a number
             "WhatsApp edit: bad original id",     // original id with a space
@@ -1091,13 +1092,15 @@ fn an_unusable_stop_is_held_not_rejected() {
         .as_object_mut()
         .expect("object")
         .retain(|k, _| k != "from" && k != "from_user_id");
-    let mut bad_sender = wa_message("wamid.H2", "text", json!({"body": "Baja"}));
-    bad_sender["from_user_id"] = json!("AR#1");
+    let mut no_user_id = wa_message("wamid.H2", "text", json!({"body": "Baja"}));
+    no_user_id["from_user_id"] = json!("AR#1");
+    no_user_id["from"] = json!("54911#2345");
     let mut bad_time = wa_message("wamid.H3", "text", json!({"body": "no quiero recibir más mensajes"}));
     bad_time["timestamp"] = json!("yesterday");
     let mut greeting = wa_message("wamid.H4", "text", json!({"body": "hola"}));
     greeting["from_user_id"] = json!("AR#1");
-    let envs = envelopes(&wa_body(json!([no_sender, bad_sender, bad_time, greeting]), json!([])));
+    greeting["from"] = json!("54911#2345");
+    let envs = envelopes(&wa_body(json!([no_sender, no_user_id, bad_time, greeting]), json!([])));
     let events = read(&envs);
     let kinds: Vec<&str> = events[..3].iter().map(|e| held(e).0).collect();
     assert_eq!(
@@ -1114,6 +1117,38 @@ fn an_unusable_stop_is_held_not_rejected() {
     )]));
     let envs = envelopes(&body);
     assert_eq!(held(&read(&envs)[0]).0, "Instagram event: unusable IGSID");
+}
+
+/// A STOP from a known sender is acted on even when its message cannot be stored: at its
+/// receipt time, with the message rejected beside it. An unusable user id falls back to the phone.
+#[test]
+fn a_stop_from_a_known_sender_in_a_broken_message_is_still_a_signal() {
+    let mut bad_time = wa_message("wamid.K1", "text", json!({"body": "STOP"}));
+    bad_time["timestamp"] = json!("yesterday");
+    let mut bad_id = wa_message("wamid.K2", "text", json!({"body": "BAJA"}));
+    bad_id["id"] = json!("wamid with space");
+    let mut bad_user_id = wa_message("wamid.K3", "text", json!({"body": "STOP"}));
+    bad_user_id["from_user_id"] = json!("AR#1");
+    let envs = envelopes(&wa_body(json!([bad_time, bad_id, bad_user_id]), json!([])));
+    let events = read(&envs);
+    assert_eq!(events.len(), 5, "{events:?}");
+    for (signal, rejected) in [(&events[0], &events[1]), (&events[2], &events[3])] {
+        let Event::Preference { seen, signal } = signal else {
+            panic!("expected a signal, got {signal:?}")
+        };
+        assert_eq!(signal.action, CommandAction::OptOut);
+        assert_eq!(
+            seen.at,
+            Timestamp::from_unix_seconds(1_800_000_000),
+            "counted at receipt"
+        );
+        assert_eq!(seen.contact, wa_contact(ANA_BSUID));
+        assert!(rejection(rejected).0.starts_with("WhatsApp message: bad"));
+    }
+    let m = msg(&events[4]);
+    assert_eq!(m.id, "wamid.K3");
+    assert!(m.signal.is_some());
+    assert_eq!(seen(&events[4]).contact, wa_contact(ANA_PHONE), "keyed by the phone");
 }
 
 #[test]
