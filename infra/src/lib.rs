@@ -45,8 +45,10 @@ pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Lambda's synchronous payload limit: larger requests never reach a function in AWS either.
 pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
-/// How long `POST /_local/drain` waits for the queues to empty.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `POST /_local/drain` waits for the queues to empty: long enough for a 150-message
+/// envelope on DynamoDB Local when the machine is busy (2 cores shared with builds), which took
+/// past 30 s.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Printed, never used outside this binary.
 const DEV_SECRETS: &[(&str, &str)] = &[
