@@ -66,9 +66,11 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
-  corpus=$(find "$work" -type f | wc -l)
-  summary+=("$(printf '%-22s %12s execs %9s exec/s %6ss  cov %6s  corpus %4s seeds + %5s found  exit %s' \
-    "$t" "${execs:-?}" "${rate:-?}" "$secs" "${cov:-?}" "$(find "$seeds" -type f | wc -l)" "$corpus" "$status")")
+  # The corpus as libFuzzer last reported it (units/bytes): the directory also keeps the units
+  # that smaller ones replaced.
+  corpus=$(grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
+  summary+=("$(printf '%-22s %12s execs %9s exec/s %6ss  cov %6s  seeds %4s  corpus %s  exit %s' \
+    "$t" "${execs:-?}" "${rate:-?}" "$secs" "${cov:-?}" "$(find "$seeds" -type f | wc -l)" "${corpus:-?}" "$status")")
   if [[ $status -ne 0 ]]; then
     failed+=("$t")
     echo "fuzz: $t FAILED (exit $status); the end of its log ($log):" >&2
