@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced by infra/test.sh and infra/bench-coldstart.sh: installs DynamoDB Local and an SQS server
+# Sourced by infra/test.sh, infra/bench-coldstart.sh and infra/chaos.sh: installs DynamoDB Local and an SQS server
 # (moto, which also serves Secrets Manager) into .cache/, starts both on free loopback ports,
 # exports their endpoints, and stops them when the sourcing script exits.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,11 +76,25 @@ wait_for() { # name port pid log
 install_dynamodb_local
 install_moto
 
+# DynamoDB Local on 127.0.0.1:$1, in memory by default. Opt-in: with DYNAMODB_DATA_DIR set, its
+# tables live in that directory (-dbPath), so a caller can kill it and call this again on the same
+# port and data (infra/chaos.sh does). Sets DYNAMODB_PID; the log is appended to.
+start_dynamodb_local() {
+  local port="$1" storage=(-inMemory)
+  if [[ -n "${DYNAMODB_DATA_DIR:-}" ]]; then
+    mkdir -p "$DYNAMODB_DATA_DIR"
+    storage=(-dbPath "$DYNAMODB_DATA_DIR")
+  fi
+  java -Djava.library.path="$DYNAMO_DIR/DynamoDBLocal_lib" -jar "$DYNAMO_DIR/DynamoDBLocal.jar" \
+    "${storage[@]}" -port "$port" >>"$LOGS/dynamodb-local.log" 2>&1 &
+  DYNAMODB_PID="$!"
+  PIDS+=("$DYNAMODB_PID")
+  wait_for "DynamoDB Local" "$port" "$DYNAMODB_PID" "$LOGS/dynamodb-local.log"
+}
+
 DYNAMO_PORT="$(free_port)"
-java -Djava.library.path="$DYNAMO_DIR/DynamoDBLocal_lib" -jar "$DYNAMO_DIR/DynamoDBLocal.jar" \
-  -inMemory -port "$DYNAMO_PORT" >"$LOGS/dynamodb-local.log" 2>&1 &
-PIDS+=("$!")
-wait_for "DynamoDB Local" "$DYNAMO_PORT" "$!" "$LOGS/dynamodb-local.log"
+: >"$LOGS/dynamodb-local.log"
+start_dynamodb_local "$DYNAMO_PORT"
 
 SQS_PORT="$(free_port)"
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$SQS_PORT" >"$LOGS/moto.log" 2>&1 &
