@@ -260,9 +260,9 @@ impl Processor {
                 signal,
                 review,
             } => {
-                let upsert = self.upsert(tenant, &seen, origin, counts);
+                let upsert = self.contact(tenant, &seen, origin, counts).await?;
                 match serde_json::from_str(content.get()) {
-                    Ok(content) => {
+                    Ok(value) => {
                         let message = Message {
                             tenant: tenant.id.clone(),
                             contact: upsert.contact.clone(),
@@ -270,12 +270,18 @@ impl Processor {
                             direction,
                             sent_at: seen.at,
                             kind: kind.into_owned(),
-                            content,
+                            content: value,
                             expires_at: retention.expiry_for(upsert.seen_at),
                         };
-                        match self.stores.conversations.record_message(&upsert, &message).await? {
-                            WriteOutcome::Written => counts.stored += 1,
-                            WriteOutcome::Unchanged => counts.duplicates += 1,
+                        let written = self.stores.conversations.record_message(&upsert, &message).await;
+                        let kind = "message too large to store";
+                        match self
+                            .stored_or_held(written, origin, kind, content.get(), counts)
+                            .await?
+                        {
+                            Some(WriteOutcome::Written) => counts.stored += 1,
+                            Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                            None => {}
                         }
                     }
                     // Stored as nothing, it would block a corrected copy (the write is
@@ -302,21 +308,24 @@ impl Processor {
                 detail,
                 signal,
             } => {
-                let upsert = self.upsert(tenant, &seen, origin, counts);
+                let upsert = self.contact(tenant, &seen, origin, counts).await?;
                 match serde_json::from_str(detail.get()) {
-                    Ok(detail) => {
+                    Ok(value) => {
                         let status = StatusUpdate {
                             tenant: tenant.id.clone(),
                             contact: upsert.contact.clone(),
                             message_id,
                             state,
                             at: seen.at,
-                            detail,
+                            detail: value,
                             expires_at: retention.expiry_for(upsert.seen_at),
                         };
-                        match self.stores.conversations.record_status(&upsert, &status).await? {
-                            WriteOutcome::Written => counts.statuses += 1,
-                            WriteOutcome::Unchanged => counts.duplicates += 1,
+                        let written = self.stores.conversations.record_status(&upsert, &status).await;
+                        let kind = "status too large to store";
+                        match self.stored_or_held(written, origin, kind, detail.get(), counts).await? {
+                            Some(WriteOutcome::Written) => counts.statuses += 1,
+                            Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                            None => {}
                         }
                     }
                     Err(e) => {
@@ -330,7 +339,7 @@ impl Processor {
                 }
             }
             Event::Unsend { seen, message_id } => {
-                let upsert = self.upsert(tenant, &seen, origin, counts);
+                let upsert = self.contact(tenant, &seen, origin, counts).await?;
                 self.stores.conversations.upsert_contact(&upsert).await?;
                 // The person deleted the message: so do we, and a tombstone refuses it again.
                 let expiry = retention.expiry_for(upsert.seen_at);
@@ -341,7 +350,7 @@ impl Processor {
                 counts.deleted += 1;
             }
             Event::Preference { seen, signal } => {
-                let upsert = self.upsert(tenant, &seen, origin, counts);
+                let upsert = self.contact(tenant, &seen, origin, counts).await?;
                 self.stores.conversations.upsert_contact(&upsert).await?;
                 self.send_command(&upsert, signal, seen.at, origin, counts).await?;
             }
@@ -354,9 +363,15 @@ impl Processor {
                         received_at: origin.received_at,
                         payload: value,
                     };
-                    match self.stores.tenants.record_event(&event).await? {
-                        WriteOutcome::Written => counts.tenant_events += 1,
-                        WriteOutcome::Unchanged => counts.duplicates += 1,
+                    let written = self.stores.tenants.record_event(&event).await;
+                    let kind = "tenant event too large to store";
+                    match self
+                        .stored_or_held(written, origin, kind, payload.get(), counts)
+                        .await?
+                    {
+                        Some(WriteOutcome::Written) => counts.tenant_events += 1,
+                        Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                        None => {}
                     }
                 }
                 Err(e) => {
@@ -401,6 +416,48 @@ impl Processor {
             identifiers,
             seen_at: counted_at,
             expires_at: tenant.retention_months.contact_expiry_for(counted_at),
+        }
+    }
+
+    /// `upsert`, holding a profile name too long to keep in quarantine rather than in the profile.
+    async fn contact(
+        &self,
+        tenant: &Tenant,
+        seen: &Seen<'_>,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<ContactUpsert, ProcessError> {
+        let mut upsert = self.upsert(tenant, seen, origin, counts);
+        if let Some(name) = upsert.profile_name.take_if(|n| n.len() > MAX_PROFILE_NAME_BYTES) {
+            let detail = format!(
+                "{} bytes, over {MAX_PROFILE_NAME_BYTES}; the profile keeps no name",
+                name.len()
+            );
+            self.reject(origin, "profile name too long to keep", &detail, &name, counts)
+                .await?;
+        }
+        Ok(upsert)
+    }
+
+    /// A write's outcome, or None when the store refused the item for its size: retrying could
+    /// never store it, and failing the envelope would hold every event behind it, so what it held
+    /// goes to quarantine with the reason.
+    async fn stored_or_held(
+        &self,
+        written: Result<WriteOutcome, StoreError>,
+        origin: &Origin<'_>,
+        kind: &'static str,
+        raw: &str,
+        counts: &mut Counts,
+    ) -> Result<Option<WriteOutcome>, ProcessError> {
+        match written {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(e @ StoreError::TooLarge) => {
+                let detail = format!("{e} ({} bytes as received)", raw.len());
+                self.reject(origin, kind, &detail, raw, counts).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

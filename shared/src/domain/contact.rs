@@ -77,6 +77,11 @@ impl LinkedIdentifier {
     }
 }
 
+/// The longest profile name kept (UTF-8 bytes). Meta's names are a few dozen characters; one
+/// much longer would make the profile item too large to store (DynamoDB's 400 KB item limit) and
+/// block every later event of the contact, so it is held in quarantine instead of kept.
+pub const MAX_PROFILE_NAME_BYTES: usize = 1024;
+
 /// What one event tells us about a contact. Applied only if `seen_at` is not older than what is
 /// stored, so a redelivered old event cannot roll a profile back.
 #[derive(Clone, PartialEq, Eq)]

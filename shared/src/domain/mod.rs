@@ -9,7 +9,9 @@ pub mod quarantine;
 pub mod tenant;
 
 pub use audit::{AuditAction, AuditEvent};
-pub use contact::{BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier};
+pub use contact::{
+    BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier, MAX_PROFILE_NAME_BYTES,
+};
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};
 pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};

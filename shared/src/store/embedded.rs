@@ -6,7 +6,7 @@ use super::keys;
 use super::profile::{self, ProfileState};
 use super::{
     AuditStore, ConversationStore, Cursor, EraseCursor, OptOutStore, Page, PageRequest, PrivacyRequestStore,
-    QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome,
+    QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome, check_item_size,
 };
 use crate::clock::SharedClock;
 use crate::domain::optout::Expect;
@@ -130,6 +130,9 @@ impl ConversationStore for EmbeddedConversationStore {
         let Some(change) = profile::rewrite(state.live_profile(now), u) else {
             return Ok(WriteOutcome::Unchanged);
         };
+        if let Some(contact) = contact_of(&keys::contact_pk(&u.tenant, &u.contact), &change.profile) {
+            check_item_size(&contact)?;
+        }
         let mut identifiers = change.profile.identifiers.clone();
         identifiers.sort_by(|a, b| a.identifier.cmp(&b.identifier));
         let expires_at = change.profile.expires_at;
@@ -174,6 +177,7 @@ impl ConversationStore for EmbeddedConversationStore {
     }
 
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
+        check_item_size(m)?;
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&m.tenant, &m.contact)).or_default();
@@ -256,6 +260,7 @@ impl ConversationStore for EmbeddedConversationStore {
     }
 
     async fn put_status(&self, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
+        check_item_size(st)?;
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&st.tenant, &st.contact)).or_default();
@@ -570,6 +575,7 @@ impl TenantStore for EmbeddedTenantStore {
     }
 
     async fn record_event(&self, e: &TenantEvent) -> Result<WriteOutcome, StoreError> {
+        check_item_size(e)?;
         let mut st = lock(&self.state);
         let k = (e.tenant.clone(), keys::tenant_event_sk(&e.id));
         if st.events.contains_key(&k) {

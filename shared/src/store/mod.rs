@@ -18,7 +18,9 @@ use crate::domain::{
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 pub use cursor::Cursor;
+use std::collections::HashMap;
 use std::fmt::Debug;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,10 @@ pub enum StoreError {
     Conflict,
     #[error("a stored item could not be decoded: {0}")]
     Corrupt(String),
+    /// Nothing written: the item would be larger than DynamoDB's item limit. Retrying cannot
+    /// help, so callers hold what they tried to store instead.
+    #[error("the item is larger than the {MAX_ITEM_BYTES}-byte item limit")]
+    TooLarge,
     #[error("storage backend failed: {0}")]
     Backend(String),
 }
@@ -54,6 +60,41 @@ impl StoreError {
 }
 
 pub const MAX_PAGE_SIZE: usize = 100;
+
+/// DynamoDB's item size limit (400 KB). The embedded adapter refuses what DynamoDB would.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// An item's size as DynamoDB counts it: attribute names and values, with a few bytes of
+/// overhead per list or map element. Close enough to refuse what DynamoDB refuses; DynamoDB's own
+/// refusal is the authority (the DynamoDB adapter maps it to `TooLarge`).
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(name, v)| name.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    use AttributeValue as V;
+    match v {
+        V::S(s) => s.len(),
+        V::N(n) => n.len().div_ceil(2) + 1,
+        V::B(b) => b.as_ref().len(),
+        V::Ss(x) => x.iter().map(String::len).sum(),
+        V::Ns(x) => x.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        V::Bs(x) => x.iter().map(|b| b.as_ref().len()).sum(),
+        V::L(x) => 3 + x.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        V::M(x) => 3 + x.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// `TooLarge` if `value`, mapped to an item, would be over the limit.
+pub(crate) fn check_item_size<T: serde::Serialize>(value: &T) -> Result<(), StoreError> {
+    let item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if item_size(&item) > MAX_ITEM_BYTES {
+        return Err(StoreError::TooLarge);
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRequest {

@@ -50,6 +50,7 @@ conformance!(
     a_profile_moves_only_when_an_event_changes_it,
     links_live_as_long_as_their_contact,
     nothing_of_an_unsent_message_comes_back,
+    items_over_the_item_limit_are_refused_and_nothing_is_written,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -1646,4 +1647,87 @@ async fn nothing_of_an_unsent_message_comes_back(h: Harness) {
             .items
             .is_empty()
     );
+}
+
+/// DynamoDB refuses an item over 400 KB whatever is retried; both adapters say so as `TooLarge`
+/// (the processor quarantines on it) and write nothing, not part of a record.
+async fn items_over_the_item_limit_are_refused_and_nothing_is_written(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1020"), h.clock.now());
+    let huge = "x".repeat(450 * 1024);
+    let big_but_fits = "y".repeat(300 * 1024);
+
+    let oversize = message(&t, &c, "wamid.BIG1", now, &huge);
+    assert!(
+        matches!(conv.put_message(&oversize).await, Err(StoreError::TooLarge)),
+        "a 450 KB text"
+    );
+    let fits = message(&t, &c, "wamid.BIG2", now, &big_but_fits);
+    assert_eq!(
+        conv.put_message(&fits).await.expect("a 300 KB text fits"),
+        WriteOutcome::Written
+    );
+    let listed = conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items, vec![fits], "only the one that fits");
+
+    let mut st = status(&t, &c, "wamid.out1", DeliveryState::Delivered, now);
+    st.detail = json!({"status": "delivered", "errors": [{"title": huge}]});
+    assert!(
+        matches!(conv.put_status(&st).await, Err(StoreError::TooLarge)),
+        "a 450 KB status detail"
+    );
+    let id = MetaMessageId::new("wamid.out1").expect("valid");
+    assert_eq!(conv.get_status(&t, &c, &id).await.expect("get"), None);
+
+    let other = wa_contact("AR.1021");
+    let named = upsert(
+        &t,
+        &other,
+        Some(&huge),
+        vec![link(IdentifierKind::Phone, "+54 9 11 5555-0021")],
+        now,
+    );
+    assert!(
+        matches!(conv.upsert_contact(&named).await, Err(StoreError::TooLarge)),
+        "a 450 KB profile name"
+    );
+    assert_eq!(
+        conv.get_contact(&t, &other).await.expect("get"),
+        None,
+        "no profile written"
+    );
+
+    // Recording: the contact is written, the oversize message is not.
+    let third = wa_contact("AR.1022");
+    let u = upsert(&t, &third, Some("Ana"), vec![], now);
+    let m = message(&t, &third, "wamid.BIG3", now, &huge);
+    assert!(matches!(conv.record_message(&u, &m).await, Err(StoreError::TooLarge)));
+    assert!(
+        conv.get_contact(&t, &third).await.expect("get").is_some(),
+        "the contact is stored"
+    );
+    let listed = conv
+        .list_messages(&t, &third, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "the message is not");
+
+    let event = TenantEvent {
+        tenant: t.clone(),
+        id: "e-big".to_owned(),
+        field: "message_template_status_update".to_owned(),
+        received_at: now,
+        payload: json!({"event": "APPROVED", "reason": huge}),
+    };
+    assert!(
+        matches!(h.stores.tenants.record_event(&event).await, Err(StoreError::TooLarge)),
+        "a 450 KB tenant event"
+    );
+    let events = h
+        .stores
+        .tenants
+        .list_events(&t, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert!(events.items.is_empty());
 }

@@ -6,7 +6,7 @@ use crate::store::keys::EXPIRES_AT;
 use crate::store::{Cursor, Page, PageRequest, StoreError};
 use crate::timestamp::Timestamp;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::{delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, DeleteRequest, ReturnConsumedCapacity, ReturnValue, TransactWriteItem,
@@ -84,7 +84,21 @@ impl CapacityMeter {
     }
 }
 
-pub(crate) fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+/// DynamoDB's refusal of an oversize item is a `ValidationException` with this message (for
+/// puts, updates and transactions alike).
+const ITEM_TOO_LARGE: &str = "Item size";
+
+pub(crate) fn backend<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let too_large = e.as_service_error().is_some_and(|se| {
+        se.code() == Some("ValidationException") && se.message().is_some_and(|m| m.contains(ITEM_TOO_LARGE))
+    });
+    if too_large {
+        return StoreError::TooLarge;
+    }
     StoreError::Backend(DisplayErrorContext(e).to_string())
 }
 
@@ -278,7 +292,7 @@ impl Table {
         parts: impl FnOnce(O) -> (Option<ConsumedCapacity>, Option<Item>),
     ) -> Result<Written, StoreError>
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
     {
         match res {

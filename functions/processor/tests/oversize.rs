@@ -1,0 +1,216 @@
+//! Items DynamoDB can never store (over its 400 KB item limit) are quarantined with their reason,
+//! not failed back to SQS: a failed envelope would be received five times, fifteen minutes apart,
+//! then dead-lettered with everything behind it (the emulator-failure run saw exactly that). The
+//! same cases on the embedded stores and on DynamoDB Local through the real adapters.
+
+use processor::Processor;
+use shared::clock::SettableClock;
+use shared::config::{Endpoints, TableNames};
+use shared::deadline::Jurisdiction;
+use shared::domain::{Channel, ChannelAccount, ContactId, Locale, QuarantineBucket, QuarantineEntry, Tenant, TenantId};
+use shared::identity::SubjectKeySecret;
+use shared::meta::envelope;
+use shared::queue::Queue;
+use shared::queue::embedded::EmbeddedQueue;
+use shared::store::{PageRequest, Stores};
+use shared::timestamp::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ACCOUNT: &str = "106540352242922";
+const START: i64 = 2_208_988_800; // 2040-01-01, clear of DynamoDB Local's real-time TTL sweeper
+
+struct Setup {
+    processor: Processor,
+    stores: Stores,
+    tenant: TenantId,
+    optout: Arc<EmbeddedQueue>,
+}
+
+async fn setup(on_dynamodb: bool) -> Setup {
+    let clock = SettableClock::at(Timestamp::from_unix_seconds(START));
+    let stores = if on_dynamodb {
+        let endpoint =
+            std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh");
+        let endpoints = Endpoints {
+            dynamodb: Some(endpoint),
+            ..Endpoints::default()
+        };
+        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
+        let tables = TableNames::with_prefix(&format!("big{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
+        shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
+            .await
+            .expect("tables from template.yaml");
+        shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &Default::default())
+    } else {
+        shared::store::embedded::stores(Arc::new(clock.clone()))
+    };
+    let tenant = Tenant {
+        id: TenantId::new("tenant-a").expect("valid"),
+        name: "A".to_owned(),
+        accounts: vec![ChannelAccount::new(Channel::WhatsApp, ACCOUNT).expect("valid")],
+        retention_months: shared::retention::RetentionMonths::MAX,
+        locale: Locale::Spanish,
+        jurisdiction: Jurisdiction::Ar,
+        optout_keywords: Vec::new(),
+        optout_button_ids: Vec::new(),
+        created_at: Timestamp::from_unix_seconds(START),
+    };
+    stores.tenants.register(&tenant).await.expect("register");
+    let optout = Arc::new(EmbeddedQueue::new(Arc::new(clock.clone()), Duration::from_secs(30)));
+    let secret = SubjectKeySecret::new(b"oversize-test-secret-oversize-test".to_vec()).expect("long enough");
+    Setup {
+        processor: Processor::new(stores.clone(), secret, Arc::new(clock), optout.clone()),
+        stores,
+        tenant: tenant.id,
+        optout,
+    }
+}
+
+fn text(from: &str, id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({"from": from, "id": id, "timestamp": START.to_string(), "type": "text", "text": {"body": body}})
+}
+
+/// One change: `contacts` and `messages` as given.
+fn envelope_of(contacts: serde_json::Value, messages: Vec<serde_json::Value>) -> String {
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491155550000", "phone_number_id": ACCOUNT},
+            "contacts": contacts, "messages": messages}}]}]
+    })
+    .to_string();
+    let split = envelope::split(body.as_bytes(), "req-oversize", Timestamp::from_unix_seconds(START)).expect("usable");
+    assert_eq!(split.envelopes.len(), 1, "one change");
+    split.envelopes.into_iter().next().expect("one envelope")
+}
+
+async fn rejected(stores: &Stores) -> Vec<QuarantineEntry> {
+    stores
+        .quarantine
+        .list(&QuarantineBucket::Rejected, &PageRequest::first(100))
+        .await
+        .expect("list")
+        .items
+}
+
+async fn stored_ids(s: &Setup, contact: &ContactId) -> Vec<String> {
+    let page = s
+        .stores
+        .conversations
+        .list_messages(&s.tenant, contact, &PageRequest::first(100))
+        .await
+        .expect("list");
+    page.items.into_iter().map(|m| m.id.as_str().to_owned()).collect()
+}
+
+/// Bad input: a 450 KB text, then an ordinary message and a STOP from the same sender, in one
+/// envelope. The text is held with its reason; what follows it is stored and acted on.
+async fn an_oversize_message_is_held_and_the_rest_of_its_envelope_goes_on(on_dynamodb: bool) {
+    let s = setup(on_dynamodb).await;
+    let wa = "5491155550001";
+    let env = envelope_of(
+        serde_json::json!([{"profile": {"name": "Ana"}, "wa_id": wa}]),
+        vec![
+            text(wa, "wamid.BIG", &"x".repeat(450 * 1024)),
+            text(wa, "wamid.SMALL", "hola, ¿tienen talle M?"),
+            text(wa, "wamid.STOP", "STOP"),
+        ],
+    );
+    let counts = s.processor.process(&env).await.expect("not failed back to SQS");
+    assert_eq!((counts.stored, counts.quarantined, counts.optout_commands), (2, 1, 1));
+    let contact = ContactId::new(Channel::WhatsApp, wa).expect("valid");
+    let mut ids = stored_ids(&s, &contact).await;
+    ids.sort();
+    assert_eq!(ids, ["wamid.SMALL", "wamid.STOP"]);
+    let held = rejected(&s.stores).await;
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0]
+            .reason
+            .starts_with("message too large to store: the item is larger than"),
+        "{}",
+        held[0].reason
+    );
+    assert!(held[0].envelope.contains("xxxx"), "the content is kept");
+    let commands = s.optout.receive(10, Duration::ZERO).await.expect("receive");
+    assert_eq!(commands.len(), 1, "the STOP behind it is sent");
+
+    // A redelivery adds nothing: the held item is keyed by its content.
+    let again = s.processor.process(&env).await.expect("not failed back to SQS");
+    assert_eq!((again.stored, again.duplicates), (0, 2));
+    assert_eq!(rejected(&s.stores).await.len(), 1);
+}
+
+/// Bad input: a 450 KB profile name. The message is stored, the profile keeps no name, and the
+/// name is held in quarantine with its reason.
+async fn an_oversize_profile_name_is_held_and_its_message_stored(on_dynamodb: bool) {
+    let s = setup(on_dynamodb).await;
+    let wa = "5491155550002";
+    let name = "N".repeat(450 * 1024);
+    let env = envelope_of(
+        serde_json::json!([{"profile": {"name": name}, "wa_id": wa}]),
+        vec![text(wa, "wamid.NAMED", "hola")],
+    );
+    let counts = s.processor.process(&env).await.expect("not failed back to SQS");
+    assert_eq!((counts.stored, counts.quarantined), (1, 1));
+    let contact = ContactId::new(Channel::WhatsApp, wa).expect("valid");
+    assert_eq!(stored_ids(&s, &contact).await, ["wamid.NAMED"]);
+    let profile = s
+        .stores
+        .conversations
+        .get_contact(&s.tenant, &contact)
+        .await
+        .expect("get")
+        .expect("the contact is stored");
+    assert_eq!(profile.profile_name, None);
+    let held = rejected(&s.stores).await;
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0]
+            .reason
+            .starts_with("profile name too long to keep: 460800 bytes"),
+        "{}",
+        held[0].reason
+    );
+    assert_eq!(held[0].envelope, name);
+}
+
+/// A name at the bound is kept as it came.
+async fn a_name_at_the_bound_is_kept(on_dynamodb: bool) {
+    let s = setup(on_dynamodb).await;
+    let wa = "5491155550003";
+    let name = "ñ".repeat(shared::domain::MAX_PROFILE_NAME_BYTES / 2);
+    let env = envelope_of(
+        serde_json::json!([{"profile": {"name": name}, "wa_id": wa}]),
+        vec![text(wa, "wamid.KEPT", "hola")],
+    );
+    let counts = s.processor.process(&env).await.expect("processed");
+    assert_eq!((counts.stored, counts.quarantined), (1, 0));
+    let contact = ContactId::new(Channel::WhatsApp, wa).expect("valid");
+    let profile = s
+        .stores
+        .conversations
+        .get_contact(&s.tenant, &contact)
+        .await
+        .expect("get");
+    assert_eq!(profile.and_then(|p| p.profile_name), Some(name));
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $case() { super::$case(false).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test] async fn $case() { super::$case(true).await })*
+        }
+    };
+}
+
+on_both!(
+    an_oversize_message_is_held_and_the_rest_of_its_envelope_goes_on,
+    an_oversize_profile_name_is_held_and_its_message_stored,
+    a_name_at_the_bound_is_kept,
+);
