@@ -126,7 +126,7 @@ pub fn parse<'a>(envelope: &'a Envelope, cx: Context<'_>) -> Vec<Event<'a>> {
         (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
             out.push(tenant_event(&envelope.entry_id, field, payload))
         }
-        (MetaObject::Instagram, None) => instagram_entry(payload, cx, &mut out),
+        (MetaObject::Instagram, None) => instagram_entry(payload, cx, envelope.received_at, &mut out),
         (_, field) => out.push(Event::Unhandled {
             kind: "unhandled webhook field",
             detail: field.unwrap_or("entry without messaging"),
@@ -149,6 +149,25 @@ fn unusable<'a>(detected: (Option<OptOutSignal>, bool), kind: &'static str, raw:
         )
         | (_, true) => Event::HeldOptOut { kind, raw: raw.get() },
         _ => rejected_plain(kind, raw),
+    }
+}
+
+/// A message from a known sender that cannot be stored (no usable time or id): a STOP in it is
+/// acted on at its receipt time (`seen`), and the message is rejected beside it. Anything else
+/// that may be a STOP is held, as from an unknown sender.
+fn unstorable_from_known<'a>(
+    detected: (Option<OptOutSignal>, bool),
+    kind: &'static str,
+    raw: &'a RawValue,
+    seen: impl FnOnce() -> Seen<'a>,
+    out: &mut Vec<Event<'a>>,
+) -> Event<'a> {
+    match detected {
+        (Some(signal), _) if signal.action == CommandAction::OptOut => {
+            out.push(Event::Preference { seen: seen(), signal });
+            rejected_plain(kind, raw)
+        }
+        other => unusable(other, kind, raw),
     }
 }
 
@@ -310,12 +329,7 @@ fn whatsapp_message_event<'a>(
             } else {
                 "WhatsApp message: bad id"
             };
-            let detected = detect(whatsapp_said(&m), cx);
-            // The sender is known: a STOP is acted on at its receipt time, and the message,
-            // which cannot be stored without a time and id, is rejected beside it.
-            if let (Some(signal), _) = &detected
-                && signal.action == CommandAction::OptOut
-            {
+            let seen = || {
                 let mut identifiers = Vec::with_capacity(2);
                 add(
                     &mut identifiers,
@@ -323,18 +337,20 @@ fn whatsapp_message_event<'a>(
                     m.from_user_id.as_ref(),
                 );
                 add(&mut identifiers, IdentifierKind::Phone, m.from.as_ref());
-                out.push(Event::Preference {
-                    seen: Seen {
-                        contact,
-                        profile_name: None,
-                        identifiers,
-                        at: received_at,
-                    },
-                    signal: signal.clone(),
-                });
-                return Some(rejected_plain(kind, raw));
-            }
-            return Some(unusable(detected, kind, raw));
+                Seen {
+                    contact,
+                    profile_name: None,
+                    identifiers,
+                    at: received_at,
+                }
+            };
+            return Some(unstorable_from_known(
+                detect(whatsapp_said(&m), cx),
+                kind,
+                raw,
+                seen,
+                out,
+            ));
         }
     };
     let profile = profile(contacts, [m.from_user_id.as_ref(), m.from.as_ref()]);
@@ -526,33 +542,32 @@ fn tenant_event<'a>(entry_id: &str, field: &'a str, payload: &'a RawValue) -> Ev
     }
 }
 
-fn instagram_entry<'a>(payload: &'a RawValue, cx: Context<'_>, out: &mut Vec<Event<'a>>) {
+fn instagram_entry<'a>(payload: &'a RawValue, cx: Context<'_>, received_at: Timestamp, out: &mut Vec<Event<'a>>) {
     let entry: ig::Entry<'a> = match serde_json::from_str(payload.get()) {
         Ok(e) => e,
         Err(e) => return out.push(rejected("Instagram entry", e, payload)),
     };
     out.reserve(entry.messaging.len());
     for raw in &entry.messaging {
-        if let Some(event) = instagram_event(&entry.id, raw, cx) {
+        if let Some(event) = instagram_event(&entry.id, raw, cx, received_at, out) {
             out.push(event);
         }
     }
 }
 
-fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Option<Event<'a>> {
+fn instagram_event<'a>(
+    business: &str,
+    raw: &'a RawValue,
+    cx: Context<'_>,
+    received_at: Timestamp,
+    out: &mut Vec<Event<'a>>,
+) -> Option<Event<'a>> {
     let e: ig::Event<'a> = match serde_json::from_str(raw.get()) {
         Ok(e) => e,
         Err(err) => return Some(rejected("Instagram event", err, raw)),
     };
     // Echoes (business-sent) reverse sender and recipient: the person is the other side.
     let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);
-    let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
-        return Some(unusable(
-            detect(instagram_said(&e, outbound), cx),
-            "Instagram event: bad timestamp",
-            raw,
-        ));
-    };
     let person = if outbound { &e.recipient.id } else { &e.sender.id };
     let Ok(contact) = ContactId::new(Channel::Instagram, person.as_ref()) else {
         return Some(unusable(
@@ -561,8 +576,8 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
             raw,
         ));
     };
-    let seen = Seen {
-        contact,
+    let seen_at = |at| Seen {
+        contact: contact.clone(),
         profile_name: None,
         identifiers: vec![RawIdentifier {
             kind: IdentifierKind::InstagramId,
@@ -570,6 +585,18 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         }],
         at,
     };
+    let Some(at) = ig::timestamp_ms(e.timestamp).map(Timestamp::from_unix_millis) else {
+        let detected = detect(instagram_said(&e, outbound), cx);
+        let seen = || seen_at(received_at);
+        return Some(unstorable_from_known(
+            detected,
+            "Instagram event: bad timestamp",
+            raw,
+            seen,
+            out,
+        ));
+    };
+    let seen = seen_at(at);
     let direction = if outbound {
         Direction::Outbound
     } else {
@@ -626,10 +653,17 @@ fn instagram_event<'a>(business: &str, raw: &'a RawValue, cx: Context<'_>) -> Op
         });
     };
     let Ok(id) = MetaMessageId::new(id) else {
-        return Some(unusable(
-            detect(instagram_said(&e, outbound), cx),
+        let detected = detect(instagram_said(&e, outbound), cx);
+        let seen = || Seen {
+            at: received_at,
+            ..seen
+        };
+        return Some(unstorable_from_known(
+            detected,
             "Instagram event: bad message id",
             raw,
+            seen,
+            out,
         ));
     };
     let (signal, review) = detect(instagram_said(&e, outbound), cx);

@@ -1151,6 +1151,51 @@ fn a_stop_from_a_known_sender_in_a_broken_message_is_still_a_signal() {
     assert_eq!(seen(&events[4]).contact, wa_contact(ANA_PHONE), "keyed by the phone");
 }
 
+/// The same on Instagram: the IGSID is known, so a STOP in an event with a bad time or mid is
+/// acted on at receipt rather than held; one from an unusable IGSID is held.
+#[test]
+fn an_instagram_stop_from_a_known_sender_in_a_broken_event_is_still_a_signal() {
+    let body = ig_body(json!([
+        // Bad input: a timestamp of 5 ms after 1970.
+        ig_event(json!({"timestamp": 5, "message": {"mid": "m.K1", "text": "STOP"}})),
+        // Bad input: a mid with a space.
+        ig_event(json!({"message": {"mid": "bad mid", "text": "BAJA"}})),
+        // Bad input: an IGSID with a space; nothing identifies the sender.
+        ig_event(json!({"sender": {"id": "has space"}, "message": {"mid": "m.K3", "text": "STOP"}})),
+    ]));
+    let envs = envelopes(&body);
+    let events = read(&envs);
+    assert_eq!(events.len(), 5, "{events:?}");
+    for (signal, rejected, kind) in [
+        (&events[0], &events[1], "Instagram event: bad timestamp"),
+        (&events[2], &events[3], "Instagram event: bad message id"),
+    ] {
+        let Event::Preference { seen, signal } = signal else {
+            panic!("expected a signal, got {signal:?}")
+        };
+        assert_eq!(signal.action, CommandAction::OptOut);
+        assert_eq!(
+            seen.at,
+            Timestamp::from_unix_seconds(1_800_000_000),
+            "counted at receipt"
+        );
+        assert_eq!(seen.contact, ig_contact());
+        assert_eq!(seen.identifiers, vec![id(IdentifierKind::InstagramId, IGSID)]);
+        assert_eq!(rejection(rejected).0, kind);
+    }
+    assert!(
+        matches!(
+            events[4],
+            Event::HeldOptOut {
+                kind: "Instagram event: unusable IGSID",
+                ..
+            }
+        ),
+        "{:?}",
+        events[4]
+    );
+}
+
 #[test]
 fn bad_instagram_events_are_rejected_with_their_reason() {
     let body = ig_body(json!([
