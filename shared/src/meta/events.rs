@@ -279,7 +279,8 @@ fn whatsapp_messages<'a>(payload: &'a RawValue, cx: Context<'_>, received_at: Ti
         whatsapp_message(raw, &value.contacts, cx, received_at, out);
     }
     for raw in &value.statuses {
-        out.push(whatsapp_status(raw, &value.contacts));
+        let event = whatsapp_status(raw, &value.contacts, received_at, out);
+        out.push(event);
     }
 }
 
@@ -431,29 +432,29 @@ fn whatsapp_said<'s>(m: &'s wa::Message<'_>) -> Option<Said<'s>> {
     }
 }
 
-fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event<'a> {
+fn whatsapp_status<'a>(
+    raw: &'a RawValue,
+    contacts: &[wa::Contact<'a>],
+    received_at: Timestamp,
+    out: &mut Vec<Event<'a>>,
+) -> Event<'a> {
     let s: wa::Status<'a> = match serde_json::from_str(raw.get()) {
         Ok(s) => s,
         Err(e) => return rejected("WhatsApp status", e, raw),
     };
-    let Some(state) = wa::delivery_state(&s.status) else {
-        return rejected_plain("WhatsApp status: unknown status", raw);
-    };
-    let Some(at) = wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds) else {
-        return rejected_plain("WhatsApp status: bad timestamp", raw);
-    };
-    // Error 131050: the person stopped marketing messages inside WhatsApp.
-    let stopped =
-        state == DeliveryState::Failed && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR));
-    let (Ok(message_id), Some(Ok(contact))) = (
-        MetaMessageId::new(s.id.as_ref()),
-        s.recipient_user_id
-            .as_deref()
-            .or(s.recipient_id.as_deref())
-            .map(|r| ContactId::new(Channel::WhatsApp, r)),
-    ) else {
-        let signal = stopped.then(|| marketing(CommandAction::OptOut, OptOutSource::FailedStatus));
-        return unusable((signal, false), "WhatsApp status: no usable id or recipient", raw);
+    let state = wa::delivery_state(&s.status);
+    // Error 131050: the person stopped marketing messages inside WhatsApp. It is a signal even
+    // when the rest of the status is unreadable (an unknown status name, a bad time).
+    let stopped = state.is_none_or(|st| st == DeliveryState::Failed)
+        && s.errors.iter().any(|e| e.code == Some(wa::MARKETING_STOPPED_ERROR));
+    let signal = || stopped.then(|| marketing(CommandAction::OptOut, OptOutSource::FailedStatus));
+    let contact = s
+        .recipient_user_id
+        .as_deref()
+        .or(s.recipient_id.as_deref())
+        .and_then(|r| ContactId::new(Channel::WhatsApp, r).ok());
+    let Some(contact) = contact else {
+        return unusable((signal(), false), "WhatsApp status: no usable recipient", raw);
     };
     let mut identifiers = Vec::with_capacity(2);
     add(
@@ -462,18 +463,37 @@ fn whatsapp_status<'a>(raw: &'a RawValue, contacts: &[wa::Contact<'a>]) -> Event
         s.recipient_user_id.as_ref(),
     );
     add(&mut identifiers, IdentifierKind::Phone, s.recipient_id.as_ref());
-    let profile = profile(contacts, [s.recipient_user_id.as_ref(), s.recipient_id.as_ref()]);
+    let seen_at = |at| Seen {
+        contact,
+        profile_name: profile_name(profile(
+            contacts,
+            [s.recipient_user_id.as_ref(), s.recipient_id.as_ref()],
+        )),
+        identifiers,
+        at,
+    };
+    let checked = (
+        state,
+        wa::parse_seconds(&s.timestamp).map(Timestamp::from_unix_seconds),
+        MetaMessageId::new(s.id.as_ref()),
+    );
+    let (state, at, message_id) = match checked {
+        (Some(state), Some(at), Ok(id)) => (state, at, id),
+        (state, at, _) => {
+            let kind = match (state, at) {
+                (None, _) => "WhatsApp status: unknown status",
+                (_, None) => "WhatsApp status: bad timestamp",
+                _ => "WhatsApp status: bad id",
+            };
+            return unstorable_from_known((signal(), false), kind, raw, || seen_at(received_at), out);
+        }
+    };
     Event::Status {
-        seen: Seen {
-            contact,
-            profile_name: profile_name(profile),
-            identifiers,
-            at,
-        },
+        seen: seen_at(at),
         message_id,
         state,
         detail: raw,
-        signal: stopped.then(|| marketing(CommandAction::OptOut, OptOutSource::FailedStatus)),
+        signal: signal(),
     }
 }
 

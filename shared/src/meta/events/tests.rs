@@ -687,14 +687,71 @@ fn bad_statuses_are_rejected_with_their_reason() {
     assert_eq!(
         kinds,
         [
-            "WhatsApp status: unknown status",            // "seen"
-            "WhatsApp status: bad timestamp",             // "soon"
-            "WhatsApp status: no usable id or recipient", // no recipient
-            "WhatsApp status: no usable id or recipient", // an id with a space
-            "WhatsApp status",                            // no status at all
+            "WhatsApp status: unknown status",      // "seen"
+            "WhatsApp status: bad timestamp",       // "soon"
+            "WhatsApp status: no usable recipient", // no recipient
+            "WhatsApp status: bad id",              // an id with a space
+            "WhatsApp status",                      // no status at all
         ]
     );
     assert!(rejection(&events[0]).1.contains("wamid.B1"), "raw is the status itself");
+}
+
+/// Error 131050 is a STOP even in a status that cannot be stored: acted on at receipt when the
+/// recipient is known, held when nothing identifies them.
+#[test]
+fn a_marketing_stop_in_an_unreadable_failed_status_is_still_a_signal() {
+    let stopped = json!([{"code": 131050, "title": "User's number is part of an experiment"}]);
+    let body = wa_body(
+        json!([]),
+        json!([
+            // Bad input: a status name Meta may add later.
+            {"id": "wamid.S1", "status": "undeliverable", "timestamp": "1800000000", "recipient_id": ANA_PHONE, "errors": stopped},
+            // Bad input: a timestamp that is not a number.
+            {"id": "wamid.S2", "status": "failed", "timestamp": "soon", "recipient_id": ANA_PHONE, "errors": stopped},
+            // Bad input: an id with a space.
+            {"id": "wamid S3", "status": "failed", "timestamp": "1800000000", "recipient_id": ANA_PHONE, "errors": stopped},
+            // Bad input: no recipient at all.
+            {"id": "wamid.S4", "status": "failed", "timestamp": "1800000000", "errors": stopped},
+            // A bad time without 131050 is only rejected.
+            {"id": "wamid.S5", "status": "failed", "timestamp": "soon", "recipient_id": ANA_PHONE, "errors": [{"code": 131026}]},
+        ]),
+    );
+    let envs = envelopes(&body);
+    let events = read(&envs);
+    assert_eq!(events.len(), 8, "{events:?}");
+    for (signal, rejected, kind) in [
+        (&events[0], &events[1], "WhatsApp status: unknown status"),
+        (&events[2], &events[3], "WhatsApp status: bad timestamp"),
+        (&events[4], &events[5], "WhatsApp status: bad id"),
+    ] {
+        let Event::Preference { seen, signal } = signal else {
+            panic!("expected a signal, got {signal:?}")
+        };
+        assert_eq!(
+            (signal.action, signal.source),
+            (CommandAction::OptOut, OptOutSource::FailedStatus)
+        );
+        assert_eq!(
+            seen.at,
+            Timestamp::from_unix_seconds(1_800_000_000),
+            "counted at receipt"
+        );
+        assert_eq!(seen.contact, wa_contact(ANA_PHONE));
+        assert_eq!(rejection(rejected).0, kind);
+    }
+    assert!(
+        matches!(
+            events[6],
+            Event::HeldOptOut {
+                kind: "WhatsApp status: no usable recipient",
+                ..
+            }
+        ),
+        "{:?}",
+        events[6]
+    );
+    assert_eq!(rejection(&events[7]).0, "WhatsApp status: bad timestamp");
 }
 
 // WhatsApp user preferences.
