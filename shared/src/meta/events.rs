@@ -408,10 +408,18 @@ fn whatsapp_message_event<'a>(
     })
 }
 
-/// What in a WhatsApp message may be an opt-out signal: its text, or a tapped button's id.
+/// What in a WhatsApp message may be an opt-out signal: its text (an edit's new text), or a
+/// tapped button's id.
 fn whatsapp_said<'s>(m: &'s wa::Message<'_>) -> Option<Said<'s>> {
     match m.kind.as_ref() {
         "text" => m.text.0.as_ref().and_then(|t| t.body.0.as_deref()).map(Said::Text),
+        "edit" => m
+            .edit
+            .as_ref()
+            .and_then(|e| e.message.0.as_ref())
+            .and_then(|edited| edited.text.0.as_ref())
+            .and_then(|t| t.body.0.as_deref())
+            .map(Said::Text),
         "button" => m.button.0.as_ref().and_then(|b| {
             b.payload.0.as_deref().map(|id| Said::Button {
                 id,
@@ -698,9 +706,16 @@ fn instagram_event<'a>(
     })
 }
 
-/// What in an Instagram event may be an opt-out signal: an inbound message's quick reply or text.
+/// What in an Instagram event may be an opt-out signal: an inbound message's quick reply or text,
+/// or an edit's new text.
 fn instagram_said<'s>(e: &'s ig::Event<'_>, outbound: bool) -> Option<Said<'s>> {
-    let inbound_message = e.message.as_ref().filter(|_| !outbound)?;
+    if outbound {
+        return None;
+    }
+    if let Some(edit) = &e.message_edit {
+        return edit.text.as_deref().map(Said::Text);
+    }
+    let inbound_message = e.message.as_ref()?;
     let quick_reply = inbound_message.quick_reply.as_ref().and_then(|q| q.payload.as_deref());
     let text = inbound_message.text.as_deref();
     match (quick_reply, text) {

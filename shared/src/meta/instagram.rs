@@ -124,6 +124,9 @@ pub struct MessageEdit<'a> {
     #[serde(borrow)]
     pub mid: Cow<'a, str>,
     pub num_edit: Option<u32>,
+    /// The text as edited (an edit to "STOP" is a STOP).
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub text: Option<Cow<'a, str>>,
 }
 
 /// Instagram examples mix milliseconds and seconds: tell them apart by magnitude. None when the

@@ -112,6 +112,15 @@ pub struct Reply<'a> {
 pub struct Edit<'a> {
     #[serde(borrow)]
     pub original_message_id: Cow<'a, str>,
+    /// The message as edited; only its text is read (an edit to "STOP" is a STOP).
+    #[serde(borrow, default)]
+    pub message: Lenient<Edited<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Edited<'a> {
+    #[serde(borrow, default)]
+    pub text: Lenient<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1253,6 +1253,37 @@ fn an_instagram_stop_from_a_known_sender_in_a_broken_event_is_still_a_signal() {
     );
 }
 
+/// A person who edits a message to "STOP" has said STOP: an edit's new text is classified like
+/// any text, on both channels; an edit to something else is only stored.
+#[test]
+fn an_edit_to_stop_is_a_stop() {
+    let edit = |id: &str, text: &str| {
+        wa_message(
+            id,
+            "edit",
+            json!({"original_message_id": "wamid.ORIG", "message": {"type": "text", "text": {"body": text}}}),
+        )
+    };
+    let envs = envelopes(&wa_body(
+        json!([edit("wamid.E1", "STOP"), edit("wamid.E2", "nos vemos")]),
+        json!([]),
+    ));
+    let events = read(&envs);
+    assert_eq!(events.len(), 2);
+    assert_eq!(msg(&events[0]).id, "wamid.ORIG#edit#wamid.E1");
+    assert_eq!(msg(&events[0]).signal.map(|s| s.action), Some(CommandAction::OptOut));
+    assert_eq!(msg(&events[1]).signal, None);
+
+    let body = ig_body(json!([
+        ig_event(json!({"message_edit": {"mid": "m.orig", "num_edit": 1, "text": "STOP"}})),
+        ig_event(json!({"message_edit": {"mid": "m.orig", "num_edit": 2, "text": "corregido"}})),
+    ]));
+    let envs = envelopes(&body);
+    let events = read(&envs);
+    assert_eq!(msg(&events[0]).signal.map(|s| s.action), Some(CommandAction::OptOut));
+    assert_eq!(msg(&events[1]).signal, None);
+}
+
 #[test]
 fn bad_instagram_events_are_rejected_with_their_reason() {
     let body = ig_body(json!([
