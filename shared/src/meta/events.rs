@@ -122,7 +122,7 @@ pub fn parse<'a>(envelope: &'a Envelope, cx: Context<'_>) -> Vec<Event<'a>> {
         (MetaObject::WhatsAppBusinessAccount, Some("messages")) => {
             whatsapp_messages(payload, cx, envelope.received_at, &mut out)
         }
-        (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => user_preferences(payload, &mut out),
+        (MetaObject::WhatsAppBusinessAccount, Some("user_preferences")) => user_preferences(payload, cx, &mut out),
         (MetaObject::WhatsAppBusinessAccount, Some(field)) if wa::TENANT_EVENT_FIELDS.contains(&field) => {
             out.push(tenant_event(&envelope.entry_id, field, payload))
         }
@@ -168,6 +168,39 @@ fn unstorable_from_known<'a>(
             rejected_plain(kind, raw)
         }
         other => unusable(other, kind, raw),
+    }
+}
+
+/// A part in a shape the typed reader does not know: held for a person when anything in it may
+/// be a STOP (a text that classifies as one or as one to review, or error 131050), else rejected
+/// with the reader's reason. Fail closed: a shape Meta changes must not turn STOPs into
+/// rejections. Content `serde_json::Value` cannot hold (a number beyond f64, nesting past its
+/// limit) cannot be looked into, and is rejected.
+fn undecodable<'a>(kind: &'static str, err: serde_json::Error, raw: &'a RawValue, cx: Context<'_>) -> Event<'a> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(v) if may_say_stop(&v, cx) => Event::HeldOptOut { kind, raw: raw.get() },
+        _ => rejected(kind, err, raw),
+    }
+}
+
+fn may_say_stop(v: &serde_json::Value, cx: Context<'_>) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => matches!(
+            detect(Some(Said::Text(s)), cx),
+            (
+                Some(OptOutSignal {
+                    action: CommandAction::OptOut,
+                    ..
+                }),
+                _
+            ) | (_, true)
+        ),
+        Value::Array(items) => items.iter().any(|i| may_say_stop(i, cx)),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| (k == "code" && v.as_i64() == Some(wa::MARKETING_STOPPED_ERROR)) || may_say_stop(v, cx)),
+        _ => false,
     }
 }
 
@@ -272,14 +305,14 @@ fn marketing(action: CommandAction, source: OptOutSource) -> OptOutSignal {
 fn whatsapp_messages<'a>(payload: &'a RawValue, cx: Context<'_>, received_at: Timestamp, out: &mut Vec<Event<'a>>) {
     let value: wa::MessagesValue<'a> = match serde_json::from_str(payload.get()) {
         Ok(v) => v,
-        Err(e) => return out.push(rejected("WhatsApp messages value", e, payload)),
+        Err(e) => return out.push(undecodable("WhatsApp messages value", e, payload, cx)),
     };
     out.reserve(value.messages.len() + value.statuses.len());
     for raw in &value.messages {
         whatsapp_message(raw, &value.contacts, cx, received_at, out);
     }
     for raw in &value.statuses {
-        let event = whatsapp_status(raw, &value.contacts, received_at, out);
+        let event = whatsapp_status(raw, &value.contacts, cx, received_at, out);
         out.push(event);
     }
 }
@@ -305,7 +338,7 @@ fn whatsapp_message_event<'a>(
 ) -> Option<Event<'a>> {
     let m: wa::Message<'a> = match serde_json::from_str(raw.get()) {
         Ok(m) => m,
-        Err(e) => return Some(rejected("WhatsApp message", e, raw)),
+        Err(e) => return Some(undecodable("WhatsApp message", e, raw, cx)),
     };
     // The business-scoped user id is the stable key; the phone when Meta sends no usable BSUID.
     let Some(contact) = [m.from_user_id.as_deref(), m.from.as_deref()]
@@ -443,12 +476,13 @@ fn whatsapp_said<'s>(m: &'s wa::Message<'_>) -> Option<Said<'s>> {
 fn whatsapp_status<'a>(
     raw: &'a RawValue,
     contacts: &[wa::Contact<'a>],
+    cx: Context<'_>,
     received_at: Timestamp,
     out: &mut Vec<Event<'a>>,
 ) -> Event<'a> {
     let s: wa::Status<'a> = match serde_json::from_str(raw.get()) {
         Ok(s) => s,
-        Err(e) => return rejected("WhatsApp status", e, raw),
+        Err(e) => return undecodable("WhatsApp status", e, raw, cx),
     };
     let state = wa::delivery_state(&s.status);
     // Error 131050: the person stopped marketing messages inside WhatsApp. It is a signal even
@@ -506,17 +540,18 @@ fn whatsapp_status<'a>(
 }
 
 /// Meta's marketing preference: stop or resume marketing messages, set inside WhatsApp.
-fn user_preferences<'a>(payload: &'a RawValue, out: &mut Vec<Event<'a>>) {
+fn user_preferences<'a>(payload: &'a RawValue, cx: Context<'_>, out: &mut Vec<Event<'a>>) {
     let value: wa::UserPreferencesValue<'a> = match serde_json::from_str(payload.get()) {
         Ok(v) => v,
-        Err(e) => return out.push(rejected("user_preferences value", e, payload)),
+        Err(e) => return out.push(undecodable("user_preferences value", e, payload, cx)),
     };
-    out.extend(value.user_preferences.iter().map(|raw| user_preference(raw)));
+    out.extend(value.user_preferences.iter().map(|raw| user_preference(raw, cx)));
 }
 
-fn user_preference(raw: &RawValue) -> Event<'_> {
-    let Ok(p) = serde_json::from_str::<wa::UserPreference<'_>>(raw.get()) else {
-        return rejected_plain("user_preferences item", raw);
+fn user_preference<'a>(raw: &'a RawValue, cx: Context<'_>) -> Event<'a> {
+    let p = match serde_json::from_str::<wa::UserPreference<'_>>(raw.get()) {
+        Ok(p) => p,
+        Err(e) => return undecodable("user_preferences item", e, raw, cx),
     };
     let action = match (p.category.as_ref(), p.value.as_ref()) {
         ("marketing_messages", "stop") => CommandAction::OptOut,
@@ -573,7 +608,7 @@ fn tenant_event<'a>(entry_id: &str, field: &'a str, payload: &'a RawValue) -> Ev
 fn instagram_entry<'a>(payload: &'a RawValue, cx: Context<'_>, received_at: Timestamp, out: &mut Vec<Event<'a>>) {
     let entry: ig::Entry<'a> = match serde_json::from_str(payload.get()) {
         Ok(e) => e,
-        Err(e) => return out.push(rejected("Instagram entry", e, payload)),
+        Err(e) => return out.push(undecodable("Instagram entry", e, payload, cx)),
     };
     out.reserve(entry.messaging.len());
     for raw in &entry.messaging {
@@ -592,7 +627,7 @@ fn instagram_event<'a>(
 ) -> Option<Event<'a>> {
     let e: ig::Event<'a> = match serde_json::from_str(raw.get()) {
         Ok(e) => e,
-        Err(err) => return Some(rejected("Instagram event", err, raw)),
+        Err(err) => return Some(undecodable("Instagram event", err, raw, cx)),
     };
     // Echoes (business-sent) reverse sender and recipient: the person is the other side.
     let outbound = e.sender.id == business || e.message.as_ref().is_some_and(|m| m.is_echo);

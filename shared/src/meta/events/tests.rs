@@ -831,11 +831,63 @@ fn other_preferences_are_resumed_unhandled_or_rejected() {
     );
     assert_eq!(rejection(&events[4]).0, "user_preferences item", "no value");
 
-    // Bad input: `user_preferences` is a string.
+    // Bad input: `user_preferences` is a string. One that says stop may be a STOP in a shape
+    // Meta changed: held for a person; anything else is rejected.
     let envs = envelopes(&preferences_body(json!({"user_preferences": "stop"})));
     let events = read(&envs);
     assert_eq!(events.len(), 1);
+    assert_eq!(held(&events[0]).0, "user_preferences value");
+    let envs = envelopes(&preferences_body(json!({"user_preferences": "later"})));
+    let events = read(&envs);
     assert_eq!(rejection(&events[0]).0, "user_preferences value");
+}
+
+/// A part in a shape the typed reader does not know is held when anything in it may be a STOP,
+/// on every path: a whole messages value, one message, one status, an Instagram entry or event.
+#[test]
+fn an_unreadable_part_that_may_say_stop_is_held_not_rejected() {
+    let cases = [
+        // Bad input: `messages` is an object, not a list; a text in it says STOP.
+        (
+            wa_body(json!({"m": {"text": {"body": "STOP"}}}), json!([])),
+            "WhatsApp messages value",
+        ),
+        // Bad input: a message whose id is a number.
+        (
+            wa_body(json!([{"id": 5, "from": ANA_PHONE, "timestamp": "1800000000", "type": "text", "text": {"body": "baja"}}]), json!([])),
+            "WhatsApp message",
+        ),
+        // Bad input: a status whose errors are an object; error 131050 in it.
+        (
+            wa_body(json!([]), json!([{"id": "wamid.Z", "status": "failed", "timestamp": "1800000000", "recipient_id": ANA_PHONE, "errors": {"code": 131050}}])),
+            "WhatsApp status",
+        ),
+        // Bad input: `messaging` is an object.
+        (
+            json!({"object": "instagram", "entry": [{"id": "17841400000001", "messaging": {"message": {"text": "STOP"}}}]}).to_string(),
+            "Instagram entry",
+        ),
+        // Bad input: the sender is a string, not an object.
+        (
+            ig_body(json!([{"sender": IGSID, "recipient": {"id": "17841400000001"}, "timestamp": 1800000500000_i64, "message": {"mid": "m.Z", "text": "no quiero recibir más mensajes"}}])),
+            "Instagram event",
+        ),
+    ];
+    for (body, kind) in cases {
+        let envs = envelopes(&body);
+        let events = read(&envs);
+        assert_eq!(events.len(), 1, "{kind}: {events:?}");
+        assert_eq!(held(&events[0]).0, kind);
+        // The same shape saying something else is only rejected.
+        let quiet = body
+            .replace("STOP", "hola")
+            .replace("baja", "hola")
+            .replace("131050", "131026")
+            .replace("no quiero recibir más mensajes", "hola");
+        let envs = envelopes(&quiet);
+        let events = read(&envs);
+        assert_eq!(rejection(&events[0]).0, kind, "{quiet}");
+    }
 }
 
 // Tenant events and unhandled fields.
