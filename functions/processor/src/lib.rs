@@ -538,8 +538,14 @@ impl Processor {
             sent_at,
         };
         let body = serde_json::to_string(&pointer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Keyed by Meta's time, not this receipt: Meta's retry of the POST (received later)
+        // finds the same item rather than adding a second one to decide.
+        let keyed = Origin {
+            request_id: origin.request_id,
+            received_at: sent_at.min(origin.received_at),
+        };
         self.hold(
-            origin,
+            &keyed,
             QuarantineBucket::OptOutReview {
                 tenant: upsert.tenant.clone(),
             },

@@ -342,6 +342,25 @@ async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
         !review.items[0].envelope.contains("promos"),
         "the review entry points at the message, no copy"
     );
+
+    // Meta retries the POST an hour later: a new receipt time, the same review item.
+    let retried = envelope::split(
+        body.to_string().as_bytes(),
+        "req-2",
+        Timestamp::from_unix_seconds(1_800_003_600),
+    )
+    .expect("usable");
+    let counts = p.process(&retried.envelopes[0]).await.expect("processed");
+    assert_eq!(counts.duplicates, 5);
+    let review = stores
+        .quarantine
+        .list(
+            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(review.items.len(), 1, "a retry adds no second item to decide");
 }
 
 /// A body with one WhatsApp text message from Ana, with `extra` merged into the message.
