@@ -591,9 +591,8 @@ async fn stop_blocks_every_linked_identifier_and_start_restores_it() {
         changed["contactable"], false,
         "a number linked after the STOP: {changed}"
     );
-    let (status, _) = e
-        .admin_get("/admin/contactability?tenant=tenant-a&channel=instagram&id=ana.perez")
-        .await;
+    let question = serde_json::json!({"tenant": "tenant-a", "channel": "instagram", "id": "ana.perez"});
+    let (status, _) = e.admin_post("/admin/contactability", &question).await;
     assert_eq!(
         status, 400,
         "usernames are not linked yet: refused, not answered contactable"

@@ -150,15 +150,10 @@ impl E2e {
         body["contacts"].as_array().cloned().unwrap_or_default()
     }
 
-    /// `GET /admin/contactability` for one identifier, as an outbound sender would ask.
+    /// `POST /admin/contactability` for one identifier, as an outbound sender would ask.
     pub async fn contactability(&self, tenant: &str, channel: &str, id: &str, purpose: &str) -> Value {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("tenant", tenant)
-            .append_pair("channel", channel)
-            .append_pair("id", id)
-            .append_pair("purpose", purpose)
-            .finish();
-        let (status, body) = self.admin_get(&format!("/admin/contactability?{query}")).await;
+        let question = serde_json::json!({"tenant": tenant, "channel": channel, "id": id, "purpose": purpose});
+        let (status, body) = self.admin_post("/admin/contactability", &question).await;
         assert_eq!(status, 200, "{body}");
         body
     }

@@ -65,6 +65,19 @@ enum AuditTarget {
 }
 
 /// Why an admin request failed; turned into a status and a short, safe message at the edge.
+/// The contactability question, as a JSON body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactabilityQuery {
+    tenant: String,
+    channel: String,
+    id: String,
+    purpose: Option<String>,
+}
+
+const CONTACTABILITY_SHAPE: &str =
+    r#"expected {"tenant": "...", "channel": "whatsapp"|"instagram", "id": "...", "purpose"?: "service"|"marketing"}"#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{field}: {reason}")]
@@ -204,7 +217,11 @@ impl Admin {
                 self.messages(req, &actor, tenant, contact).await
             }
             (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, tenant).await,
-            (Method::GET, ["admin", "contactability"]) => self.contactability(req, &actor).await,
+            (Method::POST, ["admin", "contactability"]) => self.contactability(req, &actor).await,
+            (Method::GET, ["admin", "contactability"]) => apigw::error(
+                405,
+                "POST the query as a JSON body: an identifier in a URL ends up in access logs",
+            ),
             (Method::GET, ["admin", "tenants", tenant, "optout-reviews"]) => self.reviews(req, &actor, tenant).await,
             (Method::POST, ["admin", "tenants", tenant, "optout-reviews", id]) => {
                 self.decide(req, &actor, tenant, id).await
@@ -408,29 +425,29 @@ impl Admin {
         }
     }
 
-    /// `?tenant=&channel=&id=[&purpose=service|marketing]`: may this person be contacted?
+    /// `POST {"tenant", "channel", "id", "purpose"?}`: may this person be contacted? A body, not
+    /// a query string: the identifier is a phone number or username.
     async fn contactability(&self, req: &Request, actor: &str) -> Response {
-        let (Some(tenant), Some(channel), Some(id)) = (
-            apigw::query(req, "tenant"),
-            apigw::query(req, "channel"),
-            apigw::query(req, "id"),
-        ) else {
-            return bad_request("tenant, channel, id", "all three query parameters are required").into();
+        let q = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<ContactabilityQuery>(&b)) {
+            Ok(Ok(q)) => q,
+            Ok(Err(e)) => return bad_request("body", format!("{CONTACTABILITY_SHAPE}: {e}")).into(),
+            Err(e) => return bad_request("body", e).into(),
         };
-        let tenant = match self.tenant(tenant).await {
+        let tenant = match self.tenant(&q.tenant).await {
             Ok(t) => t,
             Err(e) => return e.into(),
         };
-        let channel = match channel {
+        let channel = match q.channel.as_str() {
             "whatsapp" => Channel::WhatsApp,
             "instagram" => Channel::Instagram,
             _ => return bad_request("channel", "must be whatsapp or instagram").into(),
         };
-        let purpose = match apigw::query(req, "purpose") {
+        let purpose = match q.purpose.as_deref() {
             None | Some("service") => Purpose::Service,
             Some("marketing") => Purpose::Marketing,
             Some(_) => return bad_request("purpose", "must be service or marketing").into(),
         };
+        let id = q.id.as_str();
         let asked = match contactability::asked(&self.secret, channel, id) {
             Ok(a) => a,
             Err(e) => return bad_request("id", e).into(),

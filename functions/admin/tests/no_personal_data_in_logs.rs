@@ -227,6 +227,17 @@ fn get(path: &str, query: &[(&str, &str)]) -> Request {
     request(Method::GET, path, query, None)
 }
 
+/// A contactability question: the fields as a JSON body.
+fn ask(fields: &[(&str, &str)]) -> Request {
+    let body: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
+    request(
+        Method::POST,
+        paths::CONTACTABILITY,
+        &[],
+        Some(Value::Object(body).to_string()),
+    )
+}
+
 async fn call(admin: &Admin, req: &Request) -> (i64, Value) {
     let r = admin.handle(req).await;
     let text = apigw::body_text(&r);
@@ -407,7 +418,7 @@ async fn no_personal_datum_in_any_log_line_or_panic_message() {
                 ("id", id),
                 ("purpose", purpose),
             ];
-            let (s, _) = call(&admin, &get(paths::CONTACTABILITY, &query)).await;
+            let (s, _) = call(&admin, &ask(&query)).await;
             expect("contactability", s, true);
         }
     }
@@ -480,7 +491,13 @@ async fn no_personal_datum_in_any_log_line_or_panic_message() {
             &[("cursor", &format!("{NAME}{}", "A".repeat(5000)))],
         ),
         get(&paths::messages("tenant-a", &first), &[("cursor", &store_like)]),
-        get(paths::CONTACTABILITY, &[]),
+        ask(&[]),
+        request(
+            Method::POST,
+            paths::CONTACTABILITY,
+            &[],
+            Some(format!("{{\"id\": \"{NAME}\"")),
+        ),
     ];
     for id in PHONE_FORMATS.iter().chain([&MX_PHONE, &EMAIL, &NAME]) {
         hostile.push(get(
@@ -504,8 +521,13 @@ async fn no_personal_datum_in_any_log_line_or_panic_message() {
             ],
             vec![("channel", "whatsapp"), ("id", *id)],
         ] {
-            hostile.push(get(paths::CONTACTABILITY, &query));
+            hostile.push(ask(&query));
         }
+        // The old form: the question in the query string.
+        hostile.push(get(
+            paths::CONTACTABILITY,
+            &[("tenant", "tenant-a"), ("channel", "whatsapp"), ("id", *id)],
+        ));
     }
     let mut anonymous = get(
         &paths::messages("tenant-a", &paths::raw_contact_segment("whatsapp", PHONE_FORMATS[1])),
@@ -524,7 +546,7 @@ async fn no_personal_datum_in_any_log_line_or_panic_message() {
     // Served or refused depending on the form (digits are a valid Instagram id), never logged.
     for id in PHONE_FORMATS.iter().chain([&MX_PHONE, &EMAIL, &NAME]) {
         let query = [("tenant", "tenant-a"), ("channel", "instagram"), ("id", *id)];
-        let _ = call(&admin, &get(paths::CONTACTABILITY, &query)).await;
+        let _ = call(&admin, &ask(&query)).await;
     }
     // The old `<channel>:<id>` form of a stored contact: served or refused, never logged.
     for id in PHONE_FORMATS.iter().chain([&BSUID]) {

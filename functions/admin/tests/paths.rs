@@ -327,3 +327,32 @@ async fn a_messages_read_is_audited_under_the_handle_not_the_id() {
         assert!(!stored.contains(personal), "the audit trail holds {personal}");
     }
 }
+
+/// The contactability question names a person (a phone, a username): it travels in the body,
+/// and the query-string form is refused without being answered.
+#[tokio::test]
+async fn contactability_is_asked_in_the_body_never_the_url() {
+    let f = Fixture::new().await;
+    let question = json!({"tenant": "tenant-a", "channel": "whatsapp", "id": PHONE_ID});
+    let (status, body) = f
+        .call(request(Method::POST, "/admin/contactability", &[], Some(question)))
+        .await;
+    assert_eq!((status, &body["contactable"]), (200, &json!(true)), "{body}");
+
+    // Bad input: the old query-string form.
+    let query = [("tenant", "tenant-a"), ("channel", "whatsapp"), ("id", PHONE_ID)];
+    let (status, body) = f.get("/admin/contactability", &query).await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.get("contactable").is_none());
+
+    // Bad input: a field the question does not have.
+    let extra = json!({"tenant": "tenant-a", "channel": "whatsapp", "id": PHONE_ID, "phone": PHONE_ID});
+    let (status, body) = f
+        .call(request(Method::POST, "/admin/contactability", &[], Some(extra)))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        !body.to_string().contains(PHONE_ID),
+        "the refusal does not echo the id: {body}"
+    );
+}
