@@ -108,10 +108,13 @@ impl Admin {
         let Some(found) = found.into_iter().find(|c| c.tenant == tenant.id) else {
             return Ok(None);
         };
-        let message = conversations
-            .get_message(&tenant.id, &found.contact, pointer.sent_at, &pointer.message_id)
-            .await
-            .map_err(store_error)?;
+        let message = match (pointer.sent_at, &pointer.message_id) {
+            (Some(at), Some(id)) => conversations
+                .get_message(&tenant.id, &found.contact, at, id)
+                .await
+                .map_err(store_error)?,
+            _ => None,
+        };
         Ok(Some(Resolved {
             handle: self.sealer.contact_handle(&tenant.id, &found.contact),
             contact: found.contact,
@@ -151,11 +154,11 @@ impl Admin {
                 Ok(r) => r,
                 Err(r) => return r.into(),
             };
-            let held = match &resolved {
-                None if serde_json::from_str::<ReviewPointer>(&entry.envelope).is_err() => {
-                    serde_json::from_str(&entry.envelope).ok()
-                }
-                _ => None,
+            // What came as it came: a held opt-out, or a known sender's message that could not
+            // be stored.
+            let held = match serde_json::from_str::<ReviewPointer>(&entry.envelope) {
+                Ok(pointer) => pointer.held,
+                Err(_) => serde_json::from_str(&entry.envelope).ok(),
             };
             views.push(ReviewView {
                 id: review_id(entry),

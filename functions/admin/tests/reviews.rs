@@ -276,3 +276,47 @@ async fn operators_see_and_decide_the_review_queue() {
         "the audit trail holds no identifier"
     );
 }
+
+/// A keyword to review from a known sender whose message cannot be stored (bad input: the
+/// timestamp is "yesterday"): the item shows the message as it came and can still be decided
+/// `opt_out`, which contactability then honours.
+#[tokio::test]
+async fn a_known_senders_unstorable_message_can_still_be_opted_out() {
+    let f = Fixture::new().await;
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+    "value": {"metadata": {"phone_number_id": "106540352242922"}, "messages": [
+        {"from": ANA_PHONE, "from_user_id": ANA_USER_ID, "id": "wamid.BROKEN1", "timestamp": "yesterday",
+         "type": "text", "text": {"body": "no quiero recibir más mensajes"}}
+    ]}}]}]})
+    .to_string();
+    f.ingest(&body).await;
+    assert!(
+        f.apply_optouts().await.is_empty(),
+        "a keyword to review is not acted on"
+    );
+    let (status, listed) = f.call(Method::GET, REVIEWS, None).await;
+    assert_eq!(status, 200, "{listed}");
+    let reviews = listed["reviews"].as_array().expect("reviews");
+    assert_eq!(reviews.len(), 1, "{listed}");
+    let item = &reviews[0];
+    assert_eq!(item["can_opt_out"], true, "{item}");
+    assert_eq!(item["held"]["text"]["body"], "no quiero recibir más mensajes");
+    assert_eq!(item["message"], Value::Null, "nothing stored to point at");
+
+    let path = format!("{REVIEWS}/{}", item["id"].as_str().expect("id"));
+    let (status, body) = f
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"decision": "opt_out", "scope": "all"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(f.apply_optouts().await, [OptOutSource::Operator]);
+    assert_eq!(f.contactable(ANA_USER_ID).await["contactable"], false);
+    assert_eq!(
+        f.contactable(ANA_PHONE).await["contactable"],
+        false,
+        "every identifier of the contact"
+    );
+}

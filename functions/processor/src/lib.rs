@@ -120,6 +120,14 @@ pub struct Processor {
     optout_queue: Arc<dyn Queue>,
 }
 
+/// The message a review item is about.
+enum Reviewed<'a> {
+    /// Stored: the item points at it by Meta's id and time.
+    Stored(&'a MetaMessageId, Timestamp),
+    /// Not storable (no usable time or id): the item holds it as it came.
+    Held(serde_json::Value),
+}
+
 /// Where a bad item came from, for its quarantine entry.
 struct Origin<'a> {
     request_id: &'a str,
@@ -295,7 +303,8 @@ impl Processor {
                 // Signals are acted on for redeliveries too: the opt-out function ignores what
                 // it has already applied.
                 if review {
-                    self.hold_for_review(&upsert, &id, seen.at, origin, counts).await?;
+                    self.hold_for_review(&upsert, Reviewed::Stored(&id, seen.at), origin, counts)
+                        .await?;
                 }
                 if let Some(signal) = signal {
                     self.send_command(&upsert, signal, seen.at, origin, counts).await?;
@@ -386,6 +395,17 @@ impl Processor {
             }
             Event::Rejected { kind, detail, raw } => self.reject(origin, kind, &detail, raw, counts).await?,
             Event::HeldOptOut { kind, raw } => self.hold_unidentified(&tenant.id, kind, raw, origin, counts).await?,
+            Event::HeldReview { seen, kind, raw } => {
+                let upsert = self.contact(tenant, &seen, origin, counts).await?;
+                self.stores.conversations.upsert_contact(&upsert).await?;
+                match serde_json::from_str::<serde_json::Value>(raw) {
+                    Ok(held) => {
+                        self.hold_for_review(&upsert, Reviewed::Held(held), origin, counts)
+                            .await?
+                    }
+                    Err(_) => self.hold_unidentified(&tenant.id, kind, raw, origin, counts).await?,
+                }
+            }
         }
         Ok(())
     }
@@ -519,30 +539,34 @@ impl Processor {
     }
 
     /// A keyword inside a longer message: a pointer to it (no copy of the text, no plaintext
-    /// identifier) for a person to decide on.
+    /// identifier) for a person to decide on; the message as it came when it could not be stored.
     async fn hold_for_review(
         &self,
         upsert: &ContactUpsert,
-        message_id: &MetaMessageId,
-        sent_at: Timestamp,
+        reviewed: Reviewed<'_>,
         origin: &Origin<'_>,
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
         let Some(subject) = upsert.identifiers.first() else {
             return self.hold_unidentified_upsert(upsert, origin, counts).await;
         };
+        let (message_id, sent_at, held) = match reviewed {
+            Reviewed::Stored(id, at) => (Some(id.clone()), Some(at), None),
+            Reviewed::Held(held) => (None, None, Some(held)),
+        };
         let pointer = ReviewPointer {
             tenant: upsert.tenant.clone(),
             subject_key: subject.subject_key.clone(),
-            message_id: message_id.clone(),
+            message_id,
             sent_at,
+            held,
         };
         let body = serde_json::to_string(&pointer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Keyed by Meta's time, not this receipt: Meta's retry of the POST (received later)
         // finds the same item rather than adding a second one to decide.
         let keyed = Origin {
             request_id: origin.request_id,
-            received_at: sent_at.min(origin.received_at),
+            received_at: sent_at.map_or(origin.received_at, |at| at.min(origin.received_at)),
         };
         self.hold(
             &keyed,

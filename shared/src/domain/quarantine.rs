@@ -26,16 +26,21 @@ pub enum QuarantineBucket {
     },
 }
 
-/// What an opt-out review item holds for a message already stored: where to find it. The contact
-/// is named by the subject key of its stable id, so the item holds no plaintext identifier and
-/// no copy of the text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What an opt-out review item holds about a known sender: the subject key of the contact's
+/// stable id (no plaintext identifier), and where the stored message is (no copy of the text).
+/// A message that could not be stored (no usable time or id) is held as it came instead, so the
+/// operator can still read it and opt the sender out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReviewPointer {
     pub tenant: TenantId,
     pub subject_key: SubjectKey,
-    pub message_id: MetaMessageId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MetaMessageId>,
     /// Meta's time of the message: with the id, its key in the contact's partition.
-    pub sent_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<serde_json::Value>,
 }
 
 /// A raw envelope that could not be processed, with the reason. The envelope holds personal data,

@@ -98,8 +98,16 @@ pub enum Event<'a> {
         detail: String,
         raw: &'a str,
     },
+    /// A keyword to review in a message from a known sender that cannot be stored (no usable
+    /// time or id): the contact is recorded, and the message waits for a person as it came.
+    HeldReview {
+        seen: Seen<'a>,
+        /// Safe to log: a fixed phrase.
+        kind: &'static str,
+        raw: &'a str,
+    },
     /// An opt-out (or a keyword to review) in a message that cannot be processed: no usable
-    /// sender, time or id to record it under. Never dropped: it waits for a person, alarmed.
+    /// sender to record it under. Never dropped: it waits for a person, alarmed.
     HeldOptOut {
         /// Safe to log: a fixed phrase.
         kind: &'static str,
@@ -153,8 +161,8 @@ fn unusable<'a>(detected: (Option<OptOutSignal>, bool), kind: &'static str, raw:
 }
 
 /// A message from a known sender that cannot be stored (no usable time or id): a STOP in it is
-/// acted on at its receipt time (`seen`), and the message is rejected beside it. Anything else
-/// that may be a STOP is held, as from an unknown sender.
+/// acted on at its receipt time (`seen`), and the message is rejected beside it; a keyword to
+/// review holds it for a person under the sender's contact.
 fn unstorable_from_known<'a>(
     detected: (Option<OptOutSignal>, bool),
     kind: &'static str,
@@ -167,7 +175,12 @@ fn unstorable_from_known<'a>(
             out.push(Event::Preference { seen: seen(), signal });
             rejected_plain(kind, raw)
         }
-        other => unusable(other, kind, raw),
+        (_, true) => Event::HeldReview {
+            seen: seen(),
+            kind,
+            raw: raw.get(),
+        },
+        _ => rejected_plain(kind, raw),
     }
 }
 

@@ -1211,15 +1211,29 @@ fn an_unusable_stop_is_held_not_rejected() {
     greeting["from"] = json!("54911#2345");
     let envs = envelopes(&wa_body(json!([no_sender, no_user_id, bad_time, greeting]), json!([])));
     let events = read(&envs);
-    let kinds: Vec<&str> = events[..3].iter().map(|e| held(e).0).collect();
+    let kinds: Vec<&str> = events[..2].iter().map(|e| held(e).0).collect();
     assert_eq!(
         kinds,
         [
             "WhatsApp message: no usable sender",
             "WhatsApp message: no usable sender",
-            "WhatsApp message: bad timestamp", // a keyword to review counts too
         ]
     );
+    // A keyword to review from a known sender: held under the sender's contact, so an operator
+    // can still opt them out.
+    let Event::HeldReview { seen, kind, raw } = &events[2] else {
+        panic!("expected a held review, got {:?}", events[2])
+    };
+    assert_eq!(
+        (seen.contact.clone(), *kind),
+        (wa_contact(ANA_BSUID), "WhatsApp message: bad timestamp")
+    );
+    assert_eq!(
+        seen.at,
+        Timestamp::from_unix_seconds(1_800_000_000),
+        "counted at receipt"
+    );
+    assert!(raw.contains("yesterday"));
     assert_eq!(rejection(&events[3]).0, "WhatsApp message: no usable sender");
     let body = ig_body(json!([ig_event(
         json!({"sender": {"id": "has space"}, "message": {"mid": "m.9", "text": "stop"}})
