@@ -430,7 +430,11 @@ impl Admin {
     async fn contactability(&self, req: &Request, actor: &str) -> Response {
         let q = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<ContactabilityQuery>(&b)) {
             Ok(Ok(q)) => q,
-            Ok(Err(e)) => return bad_request("body", format!("{CONTACTABILITY_SHAPE}: {e}")).into(),
+            // Not the parser's message: it quotes the value, which may be the phone asked about.
+            Ok(Err(e)) => {
+                let at = format!("line {}, column {}", e.line(), e.column());
+                return bad_request("body", format!("{CONTACTABILITY_SHAPE} (at {at})")).into();
+            }
             Err(e) => return bad_request("body", e).into(),
         };
         let tenant = match self.tenant(&q.tenant).await {

@@ -345,14 +345,18 @@ async fn contactability_is_asked_in_the_body_never_the_url() {
     assert_eq!(status, 405, "{body}");
     assert!(body.get("contactable").is_none());
 
-    // Bad input: a field the question does not have.
+    // Bad input: a field the question does not have; the phone as a number, not a string.
     let extra = json!({"tenant": "tenant-a", "channel": "whatsapp", "id": PHONE_ID, "phone": PHONE_ID});
-    let (status, body) = f
-        .call(request(Method::POST, "/admin/contactability", &[], Some(extra)))
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        !body.to_string().contains(PHONE_ID),
-        "the refusal does not echo the id: {body}"
-    );
+    let number: i64 = PHONE_ID.parse().expect("digits");
+    let as_number = json!({"tenant": "tenant-a", "channel": "whatsapp", "id": number});
+    for bad in [extra, as_number] {
+        let (status, body) = f
+            .call(request(Method::POST, "/admin/contactability", &[], Some(bad)))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            !body.to_string().contains(PHONE_ID),
+            "the refusal does not echo the id: {body}"
+        );
+    }
 }

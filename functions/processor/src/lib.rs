@@ -295,7 +295,7 @@ impl Processor {
                     // Stored as nothing, it would block a corrected copy (the write is
                     // idempotent by id): held with its reason instead.
                     Err(e) => {
-                        self.stores.conversations.upsert_contact(&upsert).await?;
+                        self.upsert_or_hold(&upsert, origin, counts).await?;
                         self.reject(origin, "message content cannot be stored", &e, content.get(), counts)
                             .await?;
                     }
@@ -338,7 +338,7 @@ impl Processor {
                         }
                     }
                     Err(e) => {
-                        self.stores.conversations.upsert_contact(&upsert).await?;
+                        self.upsert_or_hold(&upsert, origin, counts).await?;
                         self.reject(origin, "status cannot be stored", &e, detail.get(), counts)
                             .await?;
                     }
@@ -349,7 +349,7 @@ impl Processor {
             }
             Event::Unsend { seen, message_id } => {
                 let upsert = self.contact(tenant, &seen, origin, counts).await?;
-                self.stores.conversations.upsert_contact(&upsert).await?;
+                self.upsert_or_hold(&upsert, origin, counts).await?;
                 // The person deleted the message: so do we, and a tombstone refuses it again.
                 let expiry = retention.expiry_for(upsert.seen_at);
                 self.stores
@@ -360,7 +360,7 @@ impl Processor {
             }
             Event::Preference { seen, signal } => {
                 let upsert = self.contact(tenant, &seen, origin, counts).await?;
-                self.stores.conversations.upsert_contact(&upsert).await?;
+                self.upsert_or_hold(&upsert, origin, counts).await?;
                 self.send_command(&upsert, signal, seen.at, origin, counts).await?;
             }
             Event::TenantEvent { id, field, payload } => match serde_json::from_str(payload.get()) {
@@ -397,7 +397,7 @@ impl Processor {
             Event::HeldOptOut { kind, raw } => self.hold_unidentified(&tenant.id, kind, raw, origin, counts).await?,
             Event::HeldReview { seen, kind, raw } => {
                 let upsert = self.contact(tenant, &seen, origin, counts).await?;
-                self.stores.conversations.upsert_contact(&upsert).await?;
+                self.upsert_or_hold(&upsert, origin, counts).await?;
                 match serde_json::from_str::<serde_json::Value>(raw) {
                     Ok(held) => {
                         self.hold_for_review(&upsert, Reviewed::Held(held), origin, counts)
@@ -457,6 +457,28 @@ impl Processor {
                 .await?;
         }
         Ok(upsert)
+    }
+
+    /// The contact's upsert where nothing else is written with it. A profile too large to store
+    /// (one written before names were bounded, grown past the item limit by a new identifier)
+    /// is held rather than retried, so the signal that follows still goes out.
+    async fn upsert_or_hold(
+        &self,
+        upsert: &ContactUpsert,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let written = self.stores.conversations.upsert_contact(upsert).await;
+        // Names the contact by its subject key only: the profile itself holds personal data.
+        let held = serde_json::json!({
+            "tenant": upsert.tenant,
+            "channel": upsert.contact.channel,
+            "subject_key": upsert.identifiers.first().map(|l| &l.subject_key),
+        })
+        .to_string();
+        self.stored_or_held(written, origin, "contact too large to store", &held, counts)
+            .await?;
+        Ok(())
     }
 
     /// A write's outcome, or None when the store refused the item for its size: retrying could

@@ -198,6 +198,72 @@ async fn a_name_at_the_bound_is_kept(on_dynamodb: bool) {
     assert_eq!(profile.and_then(|p| p.profile_name), Some(name));
 }
 
+/// A profile stored near the item limit (as one could be before names were bounded) that a new
+/// identifier pushes over it: the STOP from that contact still goes out, and nothing is failed
+/// back to SQS.
+async fn a_stop_goes_out_when_its_contacts_profile_cannot_grow(on_dynamodb: bool) {
+    let s = setup(on_dynamodb).await;
+    let user = "AR.13491208655302741999";
+    let contact = ContactId::new(Channel::WhatsApp, user).expect("valid");
+    let secret = SubjectKeySecret::new(b"oversize-test-secret-oversize-test".to_vec()).expect("long enough");
+    let link = |kind, raw: &str| {
+        shared::domain::LinkedIdentifier::new(&secret, shared::identity::Identifier::parse(kind, raw).expect("valid"))
+    };
+    // The longest name that still fits, found by trying: the adapters count a few bytes apart.
+    let mut size = shared::store::MAX_ITEM_BYTES;
+    loop {
+        let upsert = shared::domain::ContactUpsert {
+            tenant: s.tenant.clone(),
+            contact: contact.clone(),
+            profile_name: Some("N".repeat(size)),
+            identifiers: vec![link(shared::identity::IdentifierKind::WhatsAppUserId, user)],
+            seen_at: Timestamp::from_unix_seconds(START - 60),
+            expires_at: shared::retention::RetentionMonths::MAX.expiry_for(Timestamp::from_unix_seconds(START - 60)),
+        };
+        match s.stores.conversations.upsert_contact(&upsert).await {
+            Ok(_) => break,
+            Err(shared::store::StoreError::TooLarge) => size -= 64,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Bad input, in effect: the STOP comes with a phone the profile has not linked yet.
+    let mut stop = text("5491155550099", "wamid.GROWS", "STOP");
+    stop["from_user_id"] = serde_json::json!(user);
+    let env = envelope_of(serde_json::json!([]), vec![stop]);
+    let counts = s.processor.process(&env).await.expect("not failed back to SQS");
+    assert_eq!(counts.optout_commands, 1);
+    assert_eq!(s.optout.receive(10, Duration::ZERO).await.expect("receive").len(), 1);
+    assert!(
+        !rejected(&s.stores).await.is_empty(),
+        "what could not be stored is held"
+    );
+
+    // The same through a marketing preference set inside WhatsApp (no message to store).
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "user_preferences", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491155550000", "phone_number_id": ACCOUNT},
+            "user_preferences": [{"wa_id": "5491155550098", "user_id": user, "category": "marketing_messages",
+                "value": "stop", "timestamp": START}]}}]}]
+    })
+    .to_string();
+    let split = envelope::split(body.as_bytes(), "req-pref", Timestamp::from_unix_seconds(START)).expect("usable");
+    let counts = s
+        .processor
+        .process(&split.envelopes[0])
+        .await
+        .expect("not failed back to SQS");
+    assert_eq!(counts.optout_commands, 1);
+    assert_eq!(s.optout.receive(10, Duration::ZERO).await.expect("receive").len(), 1);
+    let held = rejected(&s.stores).await;
+    assert!(
+        held.iter().any(|e| e.reason.starts_with("contact too large to store")),
+        "{:?}",
+        held.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+}
+
 macro_rules! on_both {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -213,4 +279,5 @@ on_both!(
     an_oversize_message_is_held_and_the_rest_of_its_envelope_goes_on,
     an_oversize_profile_name_is_held_and_its_message_stored,
     a_name_at_the_bound_is_kept,
+    a_stop_goes_out_when_its_contacts_profile_cannot_grow,
 );

@@ -437,7 +437,20 @@ fn whatsapp_message_event<'a>(
     let id = match &m.edit {
         Some(e) => match MetaMessageId::new(edit_id(&e.original_message_id, id.as_str())) {
             Ok(edit_id) => edit_id,
-            Err(_) => return Some(rejected_plain("WhatsApp edit: bad original id", raw)),
+            Err(_) => {
+                let detected = detect(whatsapp_said(&m), cx);
+                let seen = || Seen {
+                    at: received_at,
+                    ..seen
+                };
+                return Some(unstorable_from_known(
+                    detected,
+                    "WhatsApp edit: bad original id",
+                    raw,
+                    seen,
+                    out,
+                ));
+            }
         },
         None => id,
     };
@@ -760,10 +773,14 @@ fn instagram_said<'s>(e: &'s ig::Event<'_>, outbound: bool) -> Option<Said<'s>> 
     if outbound {
         return None;
     }
-    if let Some(edit) = &e.message_edit {
-        return edit.text.as_deref().map(Said::Text);
-    }
-    let inbound_message = e.message.as_ref()?;
+    // The message first, as it is stored first; an edit's text when there is no message.
+    let Some(inbound_message) = e.message.as_ref() else {
+        return e
+            .message_edit
+            .as_ref()
+            .and_then(|edit| edit.text.as_deref())
+            .map(Said::Text);
+    };
     let quick_reply = inbound_message.quick_reply.as_ref().and_then(|q| q.payload.as_deref());
     let text = inbound_message.text.as_deref();
     match (quick_reply, text) {

@@ -1340,14 +1340,31 @@ fn an_edit_to_stop_is_a_stop() {
     assert_eq!(msg(&events[0]).signal.map(|s| s.action), Some(CommandAction::OptOut));
     assert_eq!(msg(&events[1]).signal, None);
 
+    // Bad input: an edit whose original id has a space; the STOP in it is still acted on.
+    let mut broken = edit("wamid.E3", "STOP");
+    broken["edit"]["original_message_id"] = json!("bad original");
+    let envs = envelopes(&wa_body(json!([broken]), json!([])));
+    let events = read(&envs);
+    assert!(
+        matches!(&events[0], Event::Preference { signal, .. } if signal.action == CommandAction::OptOut),
+        "{events:?}"
+    );
+    assert_eq!(rejection(&events[1]).0, "WhatsApp edit: bad original id");
+
     let body = ig_body(json!([
         ig_event(json!({"message_edit": {"mid": "m.orig", "num_edit": 1, "text": "STOP"}})),
         ig_event(json!({"message_edit": {"mid": "m.orig", "num_edit": 2, "text": "corregido"}})),
+        // Both a message and an edit: the message is what is stored, and what is classified.
+        ig_event(
+            json!({"message": {"mid": "m.both", "text": "STOP"}, "message_edit": {"mid": "m.orig", "text": "ok"}})
+        ),
     ]));
     let envs = envelopes(&body);
     let events = read(&envs);
     assert_eq!(msg(&events[0]).signal.map(|s| s.action), Some(CommandAction::OptOut));
     assert_eq!(msg(&events[1]).signal, None);
+    assert_eq!(msg(&events[2]).id, "m.both");
+    assert_eq!(msg(&events[2]).signal.map(|s| s.action), Some(CommandAction::OptOut));
 }
 
 #[test]
