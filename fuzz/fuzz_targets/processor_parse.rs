@@ -60,6 +60,11 @@ fn apply(event: &Event<'_>) {
             let _ = serde_json::from_str::<serde_json::Value>(detail.get());
         }
         Event::Unsend { seen, .. } | Event::Preference { seen, .. } => upsert(seen),
+        Event::HeldReview { seen, kind, raw } => {
+            assert!(!kind.is_empty());
+            upsert(seen);
+            let _ = serde_json::from_str::<serde_json::Value>(raw);
+        }
         Event::TenantEvent { id, payload, .. } => {
             assert!(!id.is_empty(), "a tenant event without an id");
             let _ = serde_json::from_str::<serde_json::Value>(payload.get());
