@@ -64,7 +64,6 @@ enum AuditTarget {
     },
 }
 
-/// Why an admin request failed; turned into a status and a short, safe message at the edge.
 /// The contactability question, as a JSON body.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +77,7 @@ struct ContactabilityQuery {
 const CONTACTABILITY_SHAPE: &str =
     r#"expected {"tenant": "...", "channel": "whatsapp"|"instagram", "id": "...", "purpose"?: "service"|"marketing"}"#;
 
+/// Why an admin request failed; turned into a status and a short, safe message at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{field}: {reason}")]
