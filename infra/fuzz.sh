@@ -3,7 +3,8 @@
 # (`--sanitizer none`: no -Z flag, so no nightly). Installs cargo-fuzz if missing and checks for
 # the C++ compiler libfuzzer-sys needs. Each target starts from its checked-in seeds
 # (fuzz/corpus/<target>/, read only) and grows its working corpus in fuzz/target/corpus/<target>/;
-# a crash is saved in fuzz/artifacts/<target>/ and makes the script fail, after the other targets.
+# a crash is saved in fuzz/artifacts/<target>/ and makes the script fail, after the other targets;
+# once fixed, it goes to fuzz/regressions/<target>/, which every run replays (a regression test).
 # Prints executions, exec/s and corpus size per target (BENCHMARKS.md "Fuzzing").
 # Usage: infra/fuzz.sh                         every target for 10 million executions (the long run)
 #        infra/fuzz.sh -max_total_time=30      any libFuzzer limit instead (infra/fuzz-ci.sh)
@@ -58,7 +59,10 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   set +e
   # -timeout: an input that takes 10 s is a hang, reported like a crash.
-  cargo fuzz run "${build_flags[@]}" "$t" "$work" "$seeds" -- \
+  # Every crash fuzzing found, kept in fuzz/regressions/<target>/, is replayed first.
+  regressions=()
+  [[ -d "$FUZZ/regressions/$t" ]] && regressions=("$FUZZ/regressions/$t")
+  cargo fuzz run "${build_flags[@]}" "$t" "$work" "$seeds" "${regressions[@]}" -- \
     "${limits[@]}" -timeout=10 -print_final_stats=1 -artifact_prefix="$FUZZ/artifacts/$t/" >"$log" 2>&1
   status=$?
   set -e

@@ -6,8 +6,8 @@
 //! Besides "never panics":
 //! - a store cursor is accepted only in its own scope, and every `next` cursor a listing returns
 //!   pages on in that listing and is refused in another tenant's;
-//! - sealing round-trips any store cursor and any valid contact id, and a token or handle opens
-//!   only for the query or tenant it was sealed for.
+//! - sealing round-trips any store cursor (up to `MAX_CURSOR_BYTES`) and any valid contact id,
+//!   and a token or handle opens only for the query or tenant it was sealed for.
 
 #![no_main]
 
@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use shared::clock::{SettableClock, SharedClock};
 use shared::domain::{Channel, ContactId, QuarantineBucket, QuarantineEntry, TenantId};
 use shared::identity::SubjectKeySecret;
-use shared::seal::{CursorScope, Sealer};
+use shared::seal::{BadToken, CursorScope, MAX_CURSOR_BYTES, Sealer};
 use shared::store::embedded::{EmbeddedAuditStore, EmbeddedConversationStore, EmbeddedQuarantineStore};
 use shared::store::{AuditStore, ConversationStore, Cursor, PageRequest, QuarantineStore, StoreError};
 use shared::timestamp::Timestamp;
@@ -104,13 +104,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = f.sealer.open_contact_handle(&f.tenant, &token);
     let _ = f.sealer.open(&token, &token);
 
-    // Sealing what the input says: opens for its own query or tenant only.
+    // Sealing what the input says: opens for its own query or tenant only; a text longer than
+    // any store cursor (`MAX_CURSOR_BYTES`) seals to a token that is refused.
     let cursor = Cursor::from_token(token.as_ref());
     let sealed = f.sealer.seal_cursor(CursorScope::Contacts(&f.tenant), &cursor);
-    assert_eq!(
-        f.sealer.open_cursor(CursorScope::Contacts(&f.tenant), &sealed),
-        Ok(cursor.clone())
-    );
+    let opened = f.sealer.open_cursor(CursorScope::Contacts(&f.tenant), &sealed);
+    if token.len() <= MAX_CURSOR_BYTES {
+        assert_eq!(opened, Ok(cursor.clone()));
+    } else {
+        assert_eq!(opened, Err(BadToken));
+    }
     assert!(f.sealer.open_cursor(CursorScope::Contacts(&f.other), &sealed).is_err());
     assert!(f.sealer.open_cursor(CursorScope::Events(&f.tenant), &sealed).is_err());
     for channel in [Channel::WhatsApp, Channel::Instagram] {

@@ -29,6 +29,14 @@ pub const HANDLE_PREFIX: &str = "c_";
 /// Longer tokens are refused before decoding: no cursor or handle this system issues comes near.
 const MAX_TOKEN_CHARS: usize = 4096;
 
+/// AES-SIV's synthetic IV, prepended to every sealed text.
+const SIV_TAG_BYTES: usize = 16;
+
+/// The longest store cursor a sealed one carries within `MAX_TOKEN_CHARS` (unpadded base64: 4
+/// characters per 3 bytes). The stores' cursors are their keys, a few hundred bytes; a longer
+/// text seals to a token that is refused, never to one that opens as something else.
+pub const MAX_CURSOR_BYTES: usize = MAX_TOKEN_CHARS / 4 * 3 - SIV_TAG_BYTES;
+
 /// A token that does not open: altered, issued under another key, or for another query or tenant.
 /// Deliberately says no more, so a caller learns nothing by probing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -205,6 +213,22 @@ mod tests {
 
     fn contact() -> ContactId {
         ContactId::new(Channel::WhatsApp, PHONE_ID).expect("contact")
+    }
+
+    /// Found by fuzzing (`cursor_decode`): a 2 KB input of replacement characters, sealed as a
+    /// cursor, made a token past `MAX_TOKEN_CHARS`. Up to `MAX_CURSOR_BYTES` a cursor
+    /// round-trips; past it the token is refused.
+    #[test]
+    fn cursors_round_trip_up_to_the_bound_and_longer_ones_are_refused() {
+        let s = sealer();
+        let t = tenant("tenant-a");
+        let scope = || CursorScope::Contacts(&t);
+        let fits = Cursor::from_token("é".repeat(MAX_CURSOR_BYTES / 2));
+        let sealed = s.seal_cursor(scope(), &fits);
+        assert_eq!(sealed.len(), MAX_TOKEN_CHARS);
+        assert_eq!(s.open_cursor(scope(), &sealed), Ok(fits));
+        let over = Cursor::from_token("x".repeat(MAX_CURSOR_BYTES + 1));
+        assert_eq!(s.open_cursor(scope(), &s.seal_cursor(scope(), &over)), Err(BadToken));
     }
 
     #[test]
