@@ -56,6 +56,12 @@ enum AuditTarget {
     Subject(shared::identity::SubjectKey),
     /// A tenant's open opt-out reviews, message text included.
     OptOutReviews,
+    /// A tenant's template and account notifications.
+    Events,
+    /// A tenant registered (`new`) or updated; held envelopes for its accounts are replayed.
+    Registration {
+        new: bool,
+    },
     /// An operator's decision on one review.
     Decision {
         handle: Option<ContactHandle>,
@@ -211,12 +217,12 @@ impl Admin {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (apigw::method(req), segments.as_slice()) {
-            (Method::POST, ["admin", "tenants"]) => self.register(req).await,
+            (Method::POST, ["admin", "tenants"]) => self.register(req, &actor).await,
             (Method::GET, ["admin", "tenants", tenant, "contacts"]) => self.contacts(req, &actor, tenant).await,
             (Method::GET, ["admin", "tenants", tenant, "contacts", contact, "messages"]) => {
                 self.messages(req, &actor, tenant, contact).await
             }
-            (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, tenant).await,
+            (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, &actor, tenant).await,
             (Method::POST, ["admin", "contactability"]) => self.contactability(req, &actor).await,
             (Method::GET, ["admin", "contactability"]) => apigw::error(
                 405,
@@ -231,7 +237,7 @@ impl Admin {
         }
     }
 
-    async fn register(&self, req: &Request) -> Response {
+    async fn register(&self, req: &Request, actor: &str) -> Response {
         let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
             Ok(Ok(Value::Object(map))) => map,
             _ => return apigw::error(400, "body must be a JSON object"),
@@ -248,6 +254,11 @@ impl Admin {
             created_at: existed.as_ref().map_or(tenant.created_at, |t| t.created_at),
             ..tenant
         };
+        // Audited before the write: registering replays held envelopes (personal data) into it.
+        let target = AuditTarget::Registration { new: existed.is_none() };
+        if let Err(r) = self.audit(&tenant, actor, req, target).await {
+            return r.into();
+        }
         match self.stores.tenants.register(&tenant).await {
             Ok(()) => {}
             Err(StoreError::AccountTaken { channel, account_id }) => {
@@ -322,6 +333,9 @@ impl Admin {
             AuditTarget::Contact(handle) => (AuditAction::Read, Some(handle), None, "admin read"),
             AuditTarget::Subject(k) => (AuditAction::Lookup, None, Some(k), "contactability check"),
             AuditTarget::OptOutReviews => (AuditAction::Read, None, None, "opt-out review"),
+            AuditTarget::Events => (AuditAction::Read, None, None, "admin read: tenant events"),
+            AuditTarget::Registration { new: true } => (AuditAction::Change, None, None, "tenant registered"),
+            AuditTarget::Registration { new: false } => (AuditAction::Change, None, None, "tenant updated"),
             AuditTarget::Decision {
                 handle,
                 subject,
@@ -470,7 +484,7 @@ impl Admin {
         }
     }
 
-    async fn events(&self, req: &Request, tenant: &str) -> Response {
+    async fn events(&self, req: &Request, actor: &str, tenant: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -480,6 +494,9 @@ impl Admin {
             Ok(p) => p,
             Err(r) => return r.into(),
         };
+        if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::Events).await {
+            return r.into();
+        }
         match self.stores.tenants.list_events(&tenant.id, &page).await {
             Ok(p) => apigw::json(
                 200,
