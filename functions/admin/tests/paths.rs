@@ -360,3 +360,32 @@ async fn contactability_is_asked_in_the_body_never_the_url() {
         );
     }
 }
+
+/// Bad input: encoded tenant segments that try to reach tenant B's data from a path that names
+/// tenant A (or names B in a form other than its own). Segments are decoded exactly once and
+/// matched whole, so each is refused, and nothing of tenant B comes back.
+#[tokio::test]
+async fn encoded_segments_cannot_reach_another_tenant() {
+    let f = Fixture::new().await;
+    let b_contacts = f.contacts("tenant-b").await;
+    let b_handle = b_contacts[0]["contact"].as_str().expect("a handle").to_owned();
+    for path in [
+        "/admin/tenants/tenant-a%2F..%2Ftenant-b/contacts",
+        "/admin/tenants/tenant-a%252F..%252Ftenant-b/contacts",
+        "/admin/tenants/tenant-b%23/contacts",
+        "/admin/tenants/tenant-a%23tenant-b/contacts",
+        "/admin/tenants/TENANT-B/contacts",
+        "/admin/tenants/Tenant-b/contacts",
+        "/admin/tenants/%74enant-b%2F/contacts",
+        "/admin/tenants/tenant-a/../tenant-b/contacts",
+        "/admin/tenants/tenant-a/%2E%2E/tenant-b/contacts",
+        "/admin/tenants/tenant-a%2Fcontacts%2F..%2F..%2Ftenant-b/contacts",
+    ] {
+        let (status, body) = f.get(path, &[]).await;
+        assert!((400..500).contains(&status), "{path}: {status} {body}");
+        assert!(!body.to_string().contains(&b_handle), "{path} reached tenant B: {body}");
+    }
+    // Tenant B's handle under tenant A's path names nothing.
+    let (status, body) = f.messages("tenant-a", &b_handle, &[]).await;
+    assert_eq!(status, 404, "{body}");
+}
