@@ -149,3 +149,54 @@ async fn with_the_audit_store_down_nothing_is_read_or_changed() {
         "not registered unaudited"
     );
 }
+
+/// Bad input: a request with no authenticated principal (no IAM authorizer context), on every
+/// route. The handler answers 401 itself, before any lookup, and writes nothing, audit included.
+#[tokio::test]
+async fn no_principal_gets_401_on_every_route_and_nothing_is_written() {
+    let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
+    let stores = shared::store::embedded::stores(clock);
+    let admin = admin(&stores);
+    assert_eq!(
+        call(&admin, Method::POST, "/admin/tenants", Some(registration()))
+            .await
+            .0,
+        201
+    );
+    let tenant = TenantId::new("tenant-a").expect("valid");
+    let audited = || async {
+        stores
+            .audit
+            .list(&tenant, &PageRequest::first(100))
+            .await
+            .expect("list")
+            .items
+            .len()
+    };
+    let before = audited().await;
+    let routes = [
+        (Method::POST, "/admin/tenants", Some(registration())),
+        (Method::GET, "/admin/tenants/tenant-a/contacts", None),
+        (Method::GET, "/admin/tenants/tenant-a/contacts/c_x/messages", None),
+        (Method::GET, "/admin/tenants/tenant-a/events", None),
+        (
+            Method::POST,
+            "/admin/contactability",
+            Some(json!({"tenant": "tenant-a", "channel": "whatsapp", "id": "5491123456789"})),
+        ),
+        (Method::GET, "/admin/tenants/tenant-a/optout-reviews", None),
+        (
+            Method::POST,
+            "/admin/tenants/tenant-a/optout-reviews/1.x",
+            Some(json!({"decision": "dismiss"})),
+        ),
+        (Method::GET, "/admin/nowhere", None),
+    ];
+    for (method, path, body) in routes {
+        let mut req = request(method, path, body);
+        req.request_context.authorizer = None;
+        let resp = admin.handle(&req).await;
+        assert_eq!(resp.status_code, 401, "{path}");
+    }
+    assert_eq!(audited().await, before, "nothing audited, nothing read");
+}
