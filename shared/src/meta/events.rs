@@ -234,6 +234,15 @@ fn rejected_plain<'a>(kind: &'static str, raw: &'a RawValue) -> Event<'a> {
     }
 }
 
+/// A WhatsApp person's identifiers as Meta names them: the user id (the stable key) first, then
+/// the phone.
+fn whatsapp_ids<'a>(user_id: Option<&Cow<'a, str>>, phone: Option<&Cow<'a, str>>) -> Vec<RawIdentifier<'a>> {
+    let mut ids = Vec::with_capacity(2);
+    add(&mut ids, IdentifierKind::WhatsAppUserId, user_id);
+    add(&mut ids, IdentifierKind::Phone, phone);
+    ids
+}
+
 /// Adds an identifier unless it is absent or already there.
 fn add<'a>(ids: &mut Vec<RawIdentifier<'a>>, kind: IdentifierKind, value: Option<&Cow<'a, str>>) {
     if let Some(value) = value
@@ -376,20 +385,11 @@ fn whatsapp_message_event<'a>(
             } else {
                 "WhatsApp message: bad id"
             };
-            let seen = || {
-                let mut identifiers = Vec::with_capacity(2);
-                add(
-                    &mut identifiers,
-                    IdentifierKind::WhatsAppUserId,
-                    m.from_user_id.as_ref(),
-                );
-                add(&mut identifiers, IdentifierKind::Phone, m.from.as_ref());
-                Seen {
-                    contact,
-                    profile_name: None,
-                    identifiers,
-                    at: received_at,
-                }
+            let seen = || Seen {
+                contact,
+                profile_name: None,
+                identifiers: whatsapp_ids(m.from_user_id.as_ref(), m.from.as_ref()),
+                at: received_at,
             };
             return Some(unstorable_from_known(
                 detect(whatsapp_said(&m), cx),
@@ -401,13 +401,7 @@ fn whatsapp_message_event<'a>(
         }
     };
     let profile = profile(contacts, [m.from_user_id.as_ref(), m.from.as_ref()]);
-    let mut identifiers = Vec::with_capacity(2);
-    add(
-        &mut identifiers,
-        IdentifierKind::WhatsAppUserId,
-        m.from_user_id.as_ref(),
-    );
-    add(&mut identifiers, IdentifierKind::Phone, m.from.as_ref());
+    let mut identifiers = whatsapp_ids(m.from_user_id.as_ref(), m.from.as_ref());
     if let Some(p) = profile {
         add(&mut identifiers, IdentifierKind::WhatsAppUserId, p.user_id.as_ref());
         add(&mut identifiers, IdentifierKind::Phone, p.wa_id.as_ref());
@@ -524,13 +518,7 @@ fn whatsapp_status<'a>(
     let Some(contact) = contact else {
         return unusable((signal(), false), "WhatsApp status: no usable recipient", raw);
     };
-    let mut identifiers = Vec::with_capacity(2);
-    add(
-        &mut identifiers,
-        IdentifierKind::WhatsAppUserId,
-        s.recipient_user_id.as_ref(),
-    );
-    add(&mut identifiers, IdentifierKind::Phone, s.recipient_id.as_ref());
+    let identifiers = whatsapp_ids(s.recipient_user_id.as_ref(), s.recipient_id.as_ref());
     let seen_at = |at| Seen {
         contact,
         profile_name: profile_name(profile(
@@ -604,9 +592,7 @@ fn user_preference<'a>(raw: &'a RawValue, cx: Context<'_>) -> Event<'a> {
             raw,
         );
     };
-    let mut identifiers = Vec::with_capacity(2);
-    add(&mut identifiers, IdentifierKind::WhatsAppUserId, p.user_id.as_ref());
-    add(&mut identifiers, IdentifierKind::Phone, p.wa_id.as_ref());
+    let identifiers = whatsapp_ids(p.user_id.as_ref(), p.wa_id.as_ref());
     Event::Preference {
         seen: Seen {
             contact,
