@@ -68,6 +68,11 @@ struct ReviewView {
     can_opt_out: bool,
 }
 
+/// The pointer a review item holds, if it is one.
+fn pointer_of(e: &QuarantineEntry) -> Option<ReviewPointer> {
+    serde_json::from_str(&e.envelope).ok()
+}
+
 fn review_id(e: &QuarantineEntry) -> String {
     format!("{}.{}", e.received_at.unix_millis(), e.id)
 }
@@ -95,9 +100,10 @@ impl Admin {
         }
     }
 
-    async fn resolve(&self, tenant: &Tenant, entry: &QuarantineEntry) -> Result<Option<Resolved>, AdminError> {
-        // Held opt-outs keep the message as it came; only pointers parse as one.
-        let Ok(pointer) = serde_json::from_str::<ReviewPointer>(&entry.envelope) else {
+    /// The contact (and stored message) a pointer names; None when the item is no pointer (a
+    /// held opt-out keeps the message as it came) or its contact is gone.
+    async fn resolve(&self, tenant: &Tenant, pointer: Option<ReviewPointer>) -> Result<Option<Resolved>, AdminError> {
+        let Some(pointer) = pointer else {
             return Ok(None);
         };
         let conversations = &self.stores.conversations;
@@ -150,15 +156,16 @@ impl Admin {
         let waiting = |e: &QuarantineEntry| (now.unix_millis() - e.received_at.unix_millis()).max(0) / 1000;
         let mut views = Vec::with_capacity(listed.items.len());
         for entry in &listed.items {
-            let resolved = match self.resolve(&tenant, entry).await {
-                Ok(r) => r,
-                Err(r) => return r.into(),
-            };
+            let pointer = pointer_of(entry);
             // What came as it came: a held opt-out, or a known sender's message that could not
             // be stored.
-            let held = match serde_json::from_str::<ReviewPointer>(&entry.envelope) {
-                Ok(pointer) => pointer.held,
-                Err(_) => serde_json::from_str(&entry.envelope).ok(),
+            let held = match &pointer {
+                Some(p) => p.held.clone(),
+                None => serde_json::from_str(&entry.envelope).ok(),
+            };
+            let resolved = match self.resolve(&tenant, pointer).await {
+                Ok(r) => r,
+                Err(r) => return r.into(),
             };
             views.push(ReviewView {
                 id: review_id(entry),
@@ -212,7 +219,7 @@ impl Admin {
             Ok(None) => return AdminError::NotFound("no such review item").into(),
             Err(e) => return store_error(e).into(),
         };
-        let resolved = match self.resolve(&tenant, &entry).await {
+        let resolved = match self.resolve(&tenant, pointer_of(&entry)).await {
             Ok(r) => r,
             Err(r) => return r.into(),
         };
