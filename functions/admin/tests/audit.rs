@@ -2,12 +2,14 @@
 //! (which replays held personal data into the tenant) and the events listing included; when the
 //! audit store fails, the request is refused with a 503 and nothing is returned or changed.
 
+mod common;
+
 use admin::Admin;
 use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription};
+use common::request;
 use http::Method;
 use serde_json::{Value, json};
-use shared::apigw::{self, Request};
+use shared::apigw;
 use shared::clock::{SettableClock, SharedClock};
 use shared::domain::{AuditAction, AuditEvent, TenantId};
 use shared::identity::SubjectKeySecret;
@@ -16,21 +18,6 @@ use shared::store::{AuditStore, Page, PageRequest, StoreError, Stores};
 use shared::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn request(method: Method, path: &str, body: Option<Value>) -> Request {
-    let mut e = Request::default();
-    e.version = Some("2.0".into());
-    e.raw_path = Some(path.to_owned());
-    e.request_context.http.method = method;
-    e.request_context.http.path = Some(path.to_owned());
-    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
-    iam.user_arn = Some("arn:aws:iam::000000000000:user/privacy-desk".into());
-    let mut auth = ApiGatewayRequestAuthorizer::default();
-    auth.iam = Some(iam);
-    e.request_context.authorizer = Some(auth);
-    e.body = body.map(|b| b.to_string());
-    e
-}
 
 /// An audit store that is down: every append and list fails as a backend would.
 #[derive(Debug)]
@@ -46,15 +33,24 @@ impl AuditStore for DownAuditStore {
     }
 }
 
+/// One instant for every test: audit events order by time, then id.
+fn clock() -> SharedClock {
+    Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)))
+}
+
+fn embedded() -> Stores {
+    shared::store::embedded::stores(clock())
+}
+
 fn admin(stores: &Stores) -> Admin {
-    let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
+    let clock = clock();
     let queue = || Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(30)));
     let secret = SubjectKeySecret::new(b"audit-test-subject-key-secret-0123456789".to_vec()).expect("long enough");
     Admin::new(stores.clone(), queue(), queue(), clock.clone(), secret)
 }
 
 async fn call(admin: &Admin, method: Method, path: &str, body: Option<Value>) -> (i64, Value) {
-    let resp = admin.handle(&request(method, path, body)).await;
+    let resp = admin.handle(&request(method, path, &[], body)).await;
     let body = serde_json::from_str(&apigw::body_text(&resp)).unwrap_or(Value::Null);
     (resp.status_code, body)
 }
@@ -65,8 +61,7 @@ fn registration() -> Value {
 
 #[tokio::test]
 async fn registration_and_the_events_listing_are_audited() {
-    let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
-    let stores = shared::store::embedded::stores(clock);
+    let stores = embedded();
     let admin = admin(&stores);
     assert_eq!(
         call(&admin, Method::POST, "/admin/tenants", Some(registration()))
@@ -111,8 +106,7 @@ async fn registration_and_the_events_listing_are_audited() {
 /// returned (no contacts, no events) or changed (no tenant registered).
 #[tokio::test]
 async fn with_the_audit_store_down_nothing_is_read_or_changed() {
-    let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
-    let working = shared::store::embedded::stores(clock);
+    let working = embedded();
     // A tenant registered while the audit store worked, so reads get past the tenant lookup.
     assert_eq!(
         call(&admin(&working), Method::POST, "/admin/tenants", Some(registration()))
@@ -154,8 +148,7 @@ async fn with_the_audit_store_down_nothing_is_read_or_changed() {
 /// route. The handler answers 401 itself, before any lookup, and writes nothing, audit included.
 #[tokio::test]
 async fn no_principal_gets_401_on_every_route_and_nothing_is_written() {
-    let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)));
-    let stores = shared::store::embedded::stores(clock);
+    let stores = embedded();
     let admin = admin(&stores);
     assert_eq!(
         call(&admin, Method::POST, "/admin/tenants", Some(registration()))
@@ -193,7 +186,7 @@ async fn no_principal_gets_401_on_every_route_and_nothing_is_written() {
         (Method::GET, "/admin/nowhere", None),
     ];
     for (method, path, body) in routes {
-        let mut req = request(method, path, body);
+        let mut req = request(method, path, &[], body);
         req.request_context.authorizer = None;
         let resp = admin.handle(&req).await;
         assert_eq!(resp.status_code, 401, "{path}");

@@ -1,10 +1,12 @@
 //! What travels in admin URLs carries no personal data: contacts are named by sealed handles and
 //! page cursors are sealed for their query. Runs the handler on the embedded stores.
 
+mod common;
+
 use admin::Admin;
-use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::request;
 use http::Method;
 use serde_json::{Value, json};
 use shared::apigw::{self, Request};
@@ -16,7 +18,6 @@ use shared::queue::embedded::EmbeddedQueue;
 use shared::retention::RetentionMonths;
 use shared::store::{PageRequest, Stores};
 use shared::timestamp::Timestamp;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,26 +33,6 @@ struct Fixture {
 
 fn secret() -> SubjectKeySecret {
     SubjectKeySecret::new(b"admin-test-subject-key-secret-0123456789".to_vec()).expect("long enough")
-}
-
-fn request(method: Method, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Request {
-    let mut e = Request::default();
-    e.version = Some("2.0".into());
-    e.raw_path = Some(path.to_owned());
-    e.request_context.http.method = method;
-    e.request_context.http.path = Some(path.to_owned());
-    let mut params: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in query {
-        params.entry((*k).to_owned()).or_default().push((*v).to_owned());
-    }
-    e.query_string_parameters = params.into();
-    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
-    iam.user_arn = Some("arn:aws:iam::000000000000:user/privacy-desk".into());
-    let mut auth = ApiGatewayRequestAuthorizer::default();
-    auth.iam = Some(iam);
-    e.request_context.authorizer = Some(auth);
-    e.body = body.map(|b| b.to_string());
-    e
 }
 
 impl Fixture {

@@ -3,13 +3,15 @@
 //! text and the oldest item's age) and decides; an `opt_out` goes through the opt-out function
 //! with source `operator` and contactability honours it.
 
+mod common;
+
 use admin::Admin;
-use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription};
+use common::request;
 use http::Method;
 use optout::OptOutHandler;
 use processor::Processor;
 use serde_json::{Value, json};
-use shared::apigw::{self, Request};
+use shared::apigw;
 use shared::clock::{SettableClock, SharedClock};
 use shared::domain::{AuditAction, Channel, OptOutSource, QuarantineBucket, TenantId};
 use shared::identity::SubjectKeySecret;
@@ -29,21 +31,6 @@ const REVIEWS: &str = "/admin/tenants/tenant-a/optout-reviews";
 
 fn secret() -> SubjectKeySecret {
     SubjectKeySecret::new(b"review-test-subject-key-secret-0123456789".to_vec()).expect("long enough")
-}
-
-fn request(method: Method, path: &str, body: Option<Value>) -> Request {
-    let mut e = Request::default();
-    e.version = Some("2.0".into());
-    e.raw_path = Some(path.to_owned());
-    e.request_context.http.method = method;
-    e.request_context.http.path = Some(path.to_owned());
-    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
-    iam.user_arn = Some("arn:aws:iam::000000000000:user/privacy-desk".into());
-    let mut auth = ApiGatewayRequestAuthorizer::default();
-    auth.iam = Some(iam);
-    e.request_context.authorizer = Some(auth);
-    e.body = body.map(|b| b.to_string());
-    e
 }
 
 struct Fixture {
@@ -82,7 +69,7 @@ impl Fixture {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (i64, Value) {
-        let resp = self.admin.handle(&request(method, path, body)).await;
+        let resp = self.admin.handle(&request(method, path, &[], body)).await;
         let body = serde_json::from_str(&apigw::body_text(&resp)).unwrap_or(Value::Null);
         (resp.status_code, body)
     }
