@@ -3,11 +3,11 @@
 //! condition as the unit DynamoDB bills for it) gives the units each case costs. Capacity units
 //! are deterministic, so the budget is a test; `infra/bench-capacity.sh` prints the table.
 
+mod common;
+
+use common::{ACCOUNT, START};
 use processor::Processor;
 use shared::clock::SettableClock;
-use shared::config::{Endpoints, TableNames};
-use shared::deadline::Jurisdiction;
-use shared::domain::{Channel, ChannelAccount, Locale, Tenant, TenantId};
 use shared::identity::SubjectKeySecret;
 use shared::meta::envelope;
 use shared::queue::embedded::EmbeddedQueue;
@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const CONTACTS: u32 = 100;
-const ACCOUNT: &str = "106540352242922";
-const START: i64 = 2_208_988_800; // 2040-01-01, clear of DynamoDB Local's real-time TTL sweeper
 
 /// Budgets per message (write units, read units), from the cost issue's targets.
 const BUDGETS: &[(&str, f64, f64)] = &[
@@ -78,32 +76,10 @@ struct Bench {
 
 impl Bench {
     async fn new() -> Self {
-        let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-            .expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh or infra/bench-capacity.sh");
-        let endpoints = Endpoints {
-            dynamodb: Some(endpoint),
-            ..Endpoints::default()
-        };
-        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
-        let tables = TableNames::with_prefix(&format!("cap{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
-        shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
-            .await
-            .expect("tables from template.yaml");
         let clock = SettableClock::at(Timestamp::from_unix_seconds(START));
         let meter = CapacityMeter::default();
-        let stores = shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &meter);
-        let tenant = Tenant {
-            id: TenantId::new("tenant-a").expect("valid"),
-            name: "A".to_owned(),
-            accounts: vec![ChannelAccount::new(Channel::WhatsApp, ACCOUNT).expect("valid")],
-            retention_months: shared::retention::RetentionMonths::MAX,
-            locale: Locale::Spanish,
-            jurisdiction: Jurisdiction::Ar,
-            optout_keywords: Vec::new(),
-            optout_button_ids: Vec::new(),
-            created_at: Timestamp::from_unix_seconds(START),
-        };
-        stores.tenants.register(&tenant).await.expect("register");
+        let stores = common::dynamodb_stores("cap", Arc::new(clock.clone()), &meter).await;
+        common::register_tenant_a(&stores).await;
         let queue = Arc::new(EmbeddedQueue::new(Arc::new(clock.clone()), Duration::from_secs(30)));
         let secret = SubjectKeySecret::new(b"capacity-test-secret-capacity-test".to_vec()).expect("long enough");
         let processor = Processor::new(stores, secret, Arc::new(clock), queue);

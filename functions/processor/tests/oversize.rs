@@ -3,11 +3,12 @@
 //! then dead-lettered with everything behind it (the emulator-failure run saw exactly that). The
 //! same cases on the embedded stores and on DynamoDB Local through the real adapters.
 
+mod common;
+
+use common::{ACCOUNT, START};
 use processor::Processor;
 use shared::clock::SettableClock;
-use shared::config::{Endpoints, TableNames};
-use shared::deadline::Jurisdiction;
-use shared::domain::{Channel, ChannelAccount, ContactId, Locale, QuarantineBucket, QuarantineEntry, Tenant, TenantId};
+use shared::domain::{Channel, ContactId, QuarantineBucket, QuarantineEntry, TenantId};
 use shared::identity::SubjectKeySecret;
 use shared::meta::envelope;
 use shared::queue::Queue;
@@ -16,9 +17,6 @@ use shared::store::{PageRequest, Stores};
 use shared::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
-
-const ACCOUNT: &str = "106540352242922";
-const START: i64 = 2_208_988_800; // 2040-01-01, clear of DynamoDB Local's real-time TTL sweeper
 
 struct Setup {
     processor: Processor,
@@ -30,39 +28,17 @@ struct Setup {
 async fn setup(on_dynamodb: bool) -> Setup {
     let clock = SettableClock::at(Timestamp::from_unix_seconds(START));
     let stores = if on_dynamodb {
-        let endpoint =
-            std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh");
-        let endpoints = Endpoints {
-            dynamodb: Some(endpoint),
-            ..Endpoints::default()
-        };
-        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
-        let tables = TableNames::with_prefix(&format!("big{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
-        shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
-            .await
-            .expect("tables from template.yaml");
-        shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &Default::default())
+        common::dynamodb_stores("big", Arc::new(clock.clone()), &Default::default()).await
     } else {
         shared::store::embedded::stores(Arc::new(clock.clone()))
     };
-    let tenant = Tenant {
-        id: TenantId::new("tenant-a").expect("valid"),
-        name: "A".to_owned(),
-        accounts: vec![ChannelAccount::new(Channel::WhatsApp, ACCOUNT).expect("valid")],
-        retention_months: shared::retention::RetentionMonths::MAX,
-        locale: Locale::Spanish,
-        jurisdiction: Jurisdiction::Ar,
-        optout_keywords: Vec::new(),
-        optout_button_ids: Vec::new(),
-        created_at: Timestamp::from_unix_seconds(START),
-    };
-    stores.tenants.register(&tenant).await.expect("register");
+    let tenant = common::register_tenant_a(&stores).await;
     let optout = Arc::new(EmbeddedQueue::new(Arc::new(clock.clone()), Duration::from_secs(30)));
     let secret = SubjectKeySecret::new(b"oversize-test-secret-oversize-test".to_vec()).expect("long enough");
     Setup {
         processor: Processor::new(stores.clone(), secret, Arc::new(clock), optout.clone()),
         stores,
-        tenant: tenant.id,
+        tenant,
         optout,
     }
 }
