@@ -88,6 +88,21 @@ fn wa_contact(stable_id: &str) -> ContactId {
     ContactId::new(Channel::WhatsApp, stable_id).expect("valid")
 }
 
+/// A STOP acted on at the envelope's receipt time, as for a known sender whose message cannot be
+/// stored: its seen part and signal, for the checks particular to each case.
+fn stop_at_receipt<'e, 'a>(e: &'e Event<'a>) -> (&'e Seen<'a>, &'e OptOutSignal) {
+    let Event::Preference { seen, signal } = e else {
+        panic!("expected a signal, got {e:?}")
+    };
+    assert_eq!(signal.action, CommandAction::OptOut);
+    assert_eq!(
+        seen.at,
+        Timestamp::from_unix_seconds(1_800_000_000),
+        "counted at receipt"
+    );
+    (seen, signal)
+}
+
 fn ig_contact() -> ContactId {
     ContactId::new(Channel::Instagram, IGSID).expect("valid")
 }
@@ -725,18 +740,8 @@ fn a_marketing_stop_in_an_unreadable_failed_status_is_still_a_signal() {
         (&events[2], &events[3], "WhatsApp status: bad timestamp"),
         (&events[4], &events[5], "WhatsApp status: bad id"),
     ] {
-        let Event::Preference { seen, signal } = signal else {
-            panic!("expected a signal, got {signal:?}")
-        };
-        assert_eq!(
-            (signal.action, signal.source),
-            (CommandAction::OptOut, OptOutSource::FailedStatus)
-        );
-        assert_eq!(
-            seen.at,
-            Timestamp::from_unix_seconds(1_800_000_000),
-            "counted at receipt"
-        );
+        let (seen, signal) = stop_at_receipt(signal);
+        assert_eq!(signal.source, OptOutSource::FailedStatus);
         assert_eq!(seen.contact, wa_contact(ANA_PHONE));
         assert_eq!(rejection(rejected).0, kind);
     }
@@ -1256,15 +1261,7 @@ fn a_stop_from_a_known_sender_in_a_broken_message_is_still_a_signal() {
     let events = read(&envs);
     assert_eq!(events.len(), 5, "{events:?}");
     for (signal, rejected) in [(&events[0], &events[1]), (&events[2], &events[3])] {
-        let Event::Preference { seen, signal } = signal else {
-            panic!("expected a signal, got {signal:?}")
-        };
-        assert_eq!(signal.action, CommandAction::OptOut);
-        assert_eq!(
-            seen.at,
-            Timestamp::from_unix_seconds(1_800_000_000),
-            "counted at receipt"
-        );
+        let (seen, _) = stop_at_receipt(signal);
         assert_eq!(seen.contact, wa_contact(ANA_BSUID));
         assert!(rejection(rejected).0.starts_with("WhatsApp message: bad"));
     }
@@ -1293,15 +1290,7 @@ fn an_instagram_stop_from_a_known_sender_in_a_broken_event_is_still_a_signal() {
         (&events[0], &events[1], "Instagram event: bad timestamp"),
         (&events[2], &events[3], "Instagram event: bad message id"),
     ] {
-        let Event::Preference { seen, signal } = signal else {
-            panic!("expected a signal, got {signal:?}")
-        };
-        assert_eq!(signal.action, CommandAction::OptOut);
-        assert_eq!(
-            seen.at,
-            Timestamp::from_unix_seconds(1_800_000_000),
-            "counted at receipt"
-        );
+        let (seen, _) = stop_at_receipt(signal);
         assert_eq!(seen.contact, ig_contact());
         assert_eq!(seen.identifiers, vec![id(IdentifierKind::InstagramId, IGSID)]);
         assert_eq!(rejection(rejected).0, kind);
@@ -1345,10 +1334,7 @@ fn an_edit_to_stop_is_a_stop() {
     broken["edit"]["original_message_id"] = json!("bad original");
     let envs = envelopes(&wa_body(json!([broken]), json!([])));
     let events = read(&envs);
-    assert!(
-        matches!(&events[0], Event::Preference { signal, .. } if signal.action == CommandAction::OptOut),
-        "{events:?}"
-    );
+    stop_at_receipt(&events[0]);
     assert_eq!(rejection(&events[1]).0, "WhatsApp edit: bad original id");
 
     let body = ig_body(json!([
