@@ -64,6 +64,17 @@ async fn setup() -> (Processor, Stores, TenantId, Arc<shared::queue::embedded::E
     )
 }
 
+/// The tenant's opt-out review queue, first page.
+async fn reviews(stores: &Stores, tenant: &TenantId) -> Vec<QuarantineEntry> {
+    let bucket = QuarantineBucket::OptOutReview { tenant: tenant.clone() };
+    stores
+        .quarantine
+        .list(&bucket, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items
+}
+
 fn ana() -> ContactId {
     ContactId::new(Channel::WhatsApp, "AR.13491208655302741918").expect("valid")
 }
@@ -329,17 +340,10 @@ async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
         (sent[0].scope, sent[0].source),
         (OptOutScope::Marketing, OptOutSource::FailedStatus)
     );
-    let review = stores
-        .quarantine
-        .list(
-            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
-            &PageRequest::first(10),
-        )
-        .await
-        .expect("list");
-    assert_eq!(review.items.len(), 1);
+    let review = reviews(&stores, &tenant).await;
+    assert_eq!(review.len(), 1);
     assert!(
-        !review.items[0].envelope.contains("promos"),
+        !review[0].envelope.contains("promos"),
         "the review entry points at the message, no copy"
     );
 
@@ -352,15 +356,8 @@ async fn opt_out_signals_become_commands_and_decoys_go_to_review() {
     .expect("usable");
     let counts = p.process(&retried.envelopes[0]).await.expect("processed");
     assert_eq!(counts.duplicates, 5);
-    let review = stores
-        .quarantine
-        .list(
-            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
-            &PageRequest::first(10),
-        )
-        .await
-        .expect("list");
-    assert_eq!(review.items.len(), 1, "a retry adds no second item to decide");
+    let review = reviews(&stores, &tenant).await;
+    assert_eq!(review.len(), 1, "a retry adds no second item to decide");
 }
 
 /// A body with one WhatsApp text message from Ana, with `extra` merged into the message.
@@ -485,18 +482,11 @@ async fn a_stop_from_a_sender_nothing_identifies_is_held_and_alarmed() {
         "the STOP is held; the greeting rejected"
     );
     assert!(commands(&q).await.is_empty());
-    let held = stores
-        .quarantine
-        .list(
-            &QuarantineBucket::OptOutReview { tenant: tenant.clone() },
-            &PageRequest::first(10),
-        )
-        .await
-        .expect("list");
-    assert_eq!(held.items.len(), 1);
-    assert_eq!(held.items[0].reason, "WhatsApp message: no usable sender");
+    let held = reviews(&stores, &tenant).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].reason, "WhatsApp message: no usable sender");
     assert!(
-        held.items[0].envelope.contains("BAJA"),
+        held[0].envelope.contains("BAJA"),
         "a person needs the message to decide"
     );
 }
