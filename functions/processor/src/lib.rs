@@ -469,6 +469,10 @@ impl Processor {
         counts: &mut Counts,
     ) -> Result<(), ProcessError> {
         let written = self.stores.conversations.upsert_contact(upsert).await;
+        if !matches!(written, Err(StoreError::TooLarge)) {
+            written?;
+            return Ok(());
+        }
         // Names the contact by its subject key only: the profile itself holds personal data.
         let held = serde_json::json!({
             "tenant": upsert.tenant,
