@@ -54,7 +54,10 @@ trap finish EXIT
 
 # The stack and the driver share these (the driver signs with the app secret, reads as admin).
 export META_APP_SECRET="chaos-app-secret" META_VERIFY_TOKEN="chaos-verify-token"
-export ADMIN_TOKEN="chaos-admin-token" SUBJECT_KEY_SECRET="chaos-subject-key-secret-0123456789abcdef"
+export CHAOS_TOKEN="chaos-operator-token-0001" SUBJECT_KEY_SECRET="chaos-subject-key-secret-0123456789abcdef"
+# One caller that registers the run's tenant and reads it back.
+export LOCAL_PRINCIPALS='[{"token": "chaos-operator-token-0001", "principal": "arn:local:iam::000000000000:user/chaos",
+  "roles": ["platform_admin", "tenant_agent"], "tenants": ["chaos"]}]'
 
 echo "== building the local stack and the chaos driver (debug)"
 cargo build --quiet -p local-stack --bin local-stack --bin chaos

@@ -7,7 +7,10 @@ use shared::meta::signature::AppSecret;
 use std::path::PathBuf;
 
 pub const APP_SECRET: &str = "e2e-app-secret";
-pub const ADMIN: &str = "e2e-admin-token";
+pub const ADMIN: &str = "e2e-operator-token-0001";
+/// The operator the e2e tests act as: every role, on the fixtures' tenants (the access matrix
+/// itself is tested route by route in `functions/admin/tests/access.rs`).
+pub const OPERATOR: &str = "arn:local:iam::000000000000:user/e2e-operator";
 
 /// Tenant A and B's accounts, as the fixtures use them.
 pub const A_PHONE_NUMBER_ID: &str = "106540352242922";
@@ -52,7 +55,14 @@ impl E2e {
         let env = |n: &str| match n {
             "META_APP_SECRET" => Some(APP_SECRET.to_owned()),
             "META_VERIFY_TOKEN" => Some("e2e-verify".to_owned()),
-            "ADMIN_TOKEN" => Some(ADMIN.to_owned()),
+            "LOCAL_PRINCIPALS" => Some(
+                serde_json::json!([{
+                    "token": ADMIN, "principal": OPERATOR,
+                    "roles": ["tenant_agent", "privacy_officer", "platform_admin", "auditor"],
+                    "tenants": ["tenant-a", "tenant-b", "late-tenant"],
+                }])
+                .to_string(),
+            ),
             "SUBJECT_KEY_SECRET" => Some("e2e-subject-key-secret-0123456789abcdef".to_owned()),
             _ => None,
         };

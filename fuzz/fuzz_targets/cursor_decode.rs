@@ -13,11 +13,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::clock::{SettableClock, SharedClock};
-use shared::domain::{Channel, ContactId, QuarantineBucket, QuarantineEntry, TenantId};
+use shared::domain::{AuditChain, Channel, ContactId, QuarantineBucket, QuarantineEntry, TenantId};
 use shared::identity::SubjectKeySecret;
 use shared::seal::{BadToken, CursorScope, MAX_CURSOR_BYTES, Sealer};
 use shared::store::embedded::{EmbeddedAuditStore, EmbeddedConversationStore, EmbeddedQuarantineStore};
-use shared::store::{AuditStore, ConversationStore, Cursor, PageRequest, QuarantineStore, StoreError};
+use shared::store::{AuditStore, ConversationStore, Cursor, PageRequest, QuarantineStore, StoreError, TimeRange};
 use shared::timestamp::Timestamp;
 use std::future::Future;
 use std::pin::pin;
@@ -76,14 +76,15 @@ fuzz_target!(|data: &[u8]| {
             matches!(elsewhere, Err(StoreError::BadCursor)),
             "a cursor paged another bucket"
         );
-        let elsewhere = ready(f.audit.list(&f.tenant, &again));
+        let elsewhere = ready(f.audit.list(&AuditChain::Tenant(f.tenant.clone()), &TimeRange::ALL, &again));
         assert!(
             matches!(elsewhere, Err(StoreError::BadCursor)),
             "a quarantine cursor paged the audit"
         );
     }
     let _ = ready(f.conversations.list_contacts(&f.tenant, &page));
-    let _ = ready(f.audit.list(&f.other, &page));
+    let _ = ready(f.audit.list(&AuditChain::Tenant(f.other.clone()), &TimeRange::ALL, &page));
+    let _ = ready(f.audit.list(&AuditChain::Platform, &TimeRange::ALL, &page));
 
     // The sealed forms the admin API hands out: opened from hostile text, never a panic.
     let handle = f

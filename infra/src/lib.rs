@@ -5,6 +5,7 @@
 //! their endpoints (tables and queues then come from template.yaml).
 
 pub mod coldstart;
+pub mod principals;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body as LambdaBody;
@@ -14,6 +15,8 @@ use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
 use http::{HeaderValue, Method, StatusCode};
+use principals::LocalPrincipal;
+use shared::access::Role;
 use shared::apigw::{self, Request};
 use shared::clock::{Clock, SettableClock, SharedClock, SystemClock};
 use shared::config::{Endpoints, QueueKind, TableNames};
@@ -41,7 +44,6 @@ use webhook::Webhook;
 pub const META_APP_SECRET: &str = "META_APP_SECRET";
 pub const META_VERIFY_TOKEN: &str = "META_VERIFY_TOKEN";
 pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
-pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Lambda's synchronous payload limit: larger requests never reach a function in AWS either.
 pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
@@ -54,7 +56,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const DEV_SECRETS: &[(&str, &str)] = &[
     (META_APP_SECRET, "dev-app-secret"),
     (META_VERIFY_TOKEN, "dev-verify-token"),
-    (ADMIN_TOKEN, "dev-admin-token"),
     (SUBJECT_KEY_SECRET, "dev-subject-key-secret-for-the-local-stack-only"),
 ];
 
@@ -87,6 +88,8 @@ pub struct Options {
     pub secrets: HashMap<&'static str, String>,
     /// The variables that fell back to a printed development value.
     pub dev_fallbacks: Vec<&'static str>,
+    /// Who may call the admin routes, by bearer token (`LOCAL_PRINCIPALS`).
+    pub principals: Vec<LocalPrincipal>,
 }
 
 pub fn usage() -> &'static str {
@@ -94,8 +97,9 @@ pub fn usage() -> &'static str {
      \n\
      Serves every route on loopback. Storage and queues are in-process unless both emulator\n\
      endpoints are given (tables and queues are then created from template.yaml).\n\
-     Secrets: META_APP_SECRET, META_VERIFY_TOKEN, ADMIN_TOKEN, SUBJECT_KEY_SECRET from the\n\
-     environment, or printed development values."
+     Secrets: META_APP_SECRET, META_VERIFY_TOKEN, SUBJECT_KEY_SECRET from the environment, or\n\
+     printed development values. Admin callers: LOCAL_PRINCIPALS, a JSON list of\n\
+     {\"token\", \"principal\", \"roles\", \"tenants\"?}, or one printed development principal per role."
 }
 
 impl Options {
@@ -149,11 +153,17 @@ impl Options {
                 }
             };
         }
+        let configured = env(principals::LOCAL_PRINCIPALS).filter(|v| !v.trim().is_empty());
+        let principals = principals::parse(configured.as_deref()).map_err(StackError::Config)?;
+        if configured.is_none() {
+            dev_fallbacks.push(principals::LOCAL_PRINCIPALS);
+        }
         Ok(Self {
             bind: SocketAddr::new(host, port),
             emulators,
             secrets,
             dev_fallbacks,
+            principals,
         })
     }
 }
@@ -164,7 +174,7 @@ struct App {
     clock: SettableClock,
     /// The queues that have a consumer, in flow order (the ingest queue first).
     consumed: Vec<Arc<dyn Queue>>,
-    admin_token: String,
+    principals: Vec<LocalPrincipal>,
 }
 
 #[derive(Debug)]
@@ -312,12 +322,15 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
             .ok_or_else(|| StackError::Config(format!("{} consumes {}, which is not a queue", c.binary, c.queue)))?;
         pumped.push((queue.clone(), consumer(&c.binary, &resources).await?));
     }
+    principals::seed(stores.principals.as_ref(), &options.principals, clock.now())
+        .await
+        .map_err(|e| StackError::Config(format!("storing the local principals: {e}")))?;
     let app = Arc::new(App {
         webhook: webhook::build(&resources).await?,
         admin: admin::build(&resources).await?,
         clock: clock.clone(),
         consumed: pumped.iter().map(|(q, _)| q.clone()).collect(),
-        admin_token: options.secrets.get(ADMIN_TOKEN).cloned().unwrap_or_default(),
+        principals: options.principals.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(options.bind)
@@ -433,13 +446,45 @@ impl RunningStack {
         let body = sample_webhook(now);
         let signature = self.signer.sign(body.as_bytes());
         let mut out = format!("Socio Virtual local stack on {url} ({})\n", self.backend);
-        for name in &self.options.dev_fallbacks {
+        for name in self
+            .options
+            .dev_fallbacks
+            .iter()
+            .filter(|n| **n != principals::LOCAL_PRINCIPALS)
+        {
             out.push_str(&format!(
                 "  dev secret {name}={} (set {name} to override)\n",
                 secret(name)
             ));
         }
-        let admin = secret(ADMIN_TOKEN);
+        out.push_str("Admin callers (Authorization: Bearer <token>; set LOCAL_PRINCIPALS to configure):\n");
+        for p in &self.options.principals {
+            let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+            let tenants: Vec<&str> = p.tenants.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!(
+                "  {:<16} token {}  ({}{})\n",
+                roles.join(","),
+                p.token,
+                p.id,
+                if tenants.is_empty() {
+                    String::new()
+                } else {
+                    format!("; tenants {}", tenants.join(","))
+                }
+            ));
+        }
+        let token_of = |role: Role| {
+            self.options
+                .principals
+                .iter()
+                .find(|p| p.roles.contains(&role))
+                .map_or_else(|| format!("<{role} token>"), |p| p.token.clone())
+        };
+        let (admin, agent, auditor) = (
+            token_of(Role::PlatformAdmin),
+            token_of(Role::TenantAgent),
+            token_of(Role::Auditor),
+        );
         // Paths name a contact by its sealed handle, which the listing gives; the sample sender's
         // is computed here so the example can be pasted as is.
         let contact = shared::identity::SubjectKeySecret::new(secret(SUBJECT_KEY_SECRET).into_bytes())
@@ -459,8 +504,9 @@ impl RunningStack {
              -d '{{\"tenant_id\":\"demo\",\"name\":\"Demo\",\"whatsapp_phone_number_ids\":[\"{SAMPLE_PHONE_NUMBER_ID}\"]}}'\n\
              \nSend it a signed WhatsApp message:\n  curl -s -X POST {url}/webhooks/meta -H 'Content-Type: application/json' \
              -H 'X-Hub-Signature-256: {signature}' --data-binary '{body}'\n\
-             \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {admin}'\n  \
-             curl -s {url}/admin/tenants/demo/contacts/{contact}/messages -H 'Authorization: Bearer {admin}'\n"
+             \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {agent}'\n  \
+             curl -s {url}/admin/tenants/demo/contacts/{contact}/messages -H 'Authorization: Bearer {agent}'\n\
+             \nCheck the audit trail:\n  curl -s '{url}/admin/audit/verify?tenant=demo' -H 'Authorization: Bearer {auditor}'\n"
         ));
         out
     }
@@ -496,16 +542,21 @@ async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Resp
         app.webhook.handle(&event).await
     } else if path.starts_with("/admin/") {
         let bearer = apigw::header(&event, "authorization").and_then(|h| h.strip_prefix("Bearer "));
-        if bearer == Some(app.admin_token.as_str()) {
-            // What IAM authorization gives the function in AWS: the caller's identity.
-            let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
-            let mut iam = aws_lambda_events::apigw::ApiGatewayRequestAuthorizerIamDescription::default();
-            iam.user_arn = Some("arn:local:iam::000000000000:user/local-admin".into());
-            authorizer.iam = Some(iam);
-            event.request_context.authorizer = Some(authorizer);
-            app.admin.handle(&event).await
-        } else {
-            apigw::error(401, "Authorization: Bearer <ADMIN_TOKEN> required")
+        match bearer.and_then(|t| principals::authenticate(&app.principals, t)) {
+            Some(caller) => {
+                // What IAM authorization gives the function in AWS: the caller's identity.
+                let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
+                let mut iam = aws_lambda_events::apigw::ApiGatewayRequestAuthorizerIamDescription::default();
+                iam.user_arn = Some(caller.id.to_string());
+                authorizer.iam = Some(iam);
+                event.request_context.authorizer = Some(authorizer);
+                app.admin.handle(&event).await
+            }
+            // Without authentication the function is not invoked, as API Gateway's IAM check does.
+            None => apigw::error(
+                401,
+                "Authorization: Bearer <token of a LOCAL_PRINCIPALS principal> required",
+            ),
         }
     } else if path == "/_local/clock" && parts.method == Method::POST {
         set_clock(&app, &bytes)
@@ -621,10 +672,19 @@ mod tests {
     fn flags_and_fallbacks() {
         let o = Options::from_args(["--port".to_owned(), "0".to_owned()], |_| None).expect("valid");
         assert_eq!(o.bind.port(), 0);
-        assert_eq!(o.dev_fallbacks.len(), DEV_SECRETS.len());
-        let o = Options::from_args(Vec::new(), |n| (n == ADMIN_TOKEN).then(|| "mine".to_owned())).expect("valid");
-        assert_eq!(o.secrets[ADMIN_TOKEN], "mine");
-        assert!(!o.dev_fallbacks.contains(&ADMIN_TOKEN));
+        assert_eq!(
+            o.dev_fallbacks.len(),
+            DEV_SECRETS.len() + 1,
+            "the secrets and the principals"
+        );
+        let o = Options::from_args(Vec::new(), |n| (n == META_VERIFY_TOKEN).then(|| "mine".to_owned())).expect("valid");
+        assert_eq!(o.secrets[META_VERIFY_TOKEN], "mine");
+        assert!(!o.dev_fallbacks.contains(&META_VERIFY_TOKEN));
+        let bad = |n: &str| (n == principals::LOCAL_PRINCIPALS).then(|| "[1]".to_owned());
+        assert!(
+            Options::from_args(Vec::new(), bad).is_err(),
+            "LOCAL_PRINCIPALS that is not a list"
+        );
         assert!(Options::from_args(["--sqs-endpoint".to_owned(), "http://x".to_owned()], |_| None).is_err());
         assert!(Options::from_args(["--what".to_owned()], |_| None).is_err());
     }

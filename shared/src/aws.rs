@@ -12,7 +12,9 @@ use crate::queue::Queue;
 use crate::queue::sqs::SqsQueue;
 use crate::secrets::{FETCH_TIMEOUT, SECRETS_ARN, SecretSource, SecretsManagerSource};
 use crate::store::dynamodb::{CapacityMeter, DynamoStores};
-use crate::store::{AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, TenantStore};
+use crate::store::{
+    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, TenantStore,
+};
 use crate::wiring::{Resources, WiringError};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -227,6 +229,9 @@ impl Resources for AwsResources {
     }
     fn quarantine(&self) -> Arc<dyn QuarantineStore> {
         self.dynamo_stores().quarantine()
+    }
+    fn principals(&self) -> Arc<dyn PrincipalStore> {
+        self.dynamo_stores().principals()
     }
 
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {

@@ -3,7 +3,9 @@
 //! deadlines, identifier normalization, subject keys), and the storage and queue ports with their
 //! DynamoDB/SQS and embedded adapters.
 
+pub mod access;
 pub mod apigw;
+pub mod audit;
 pub mod aws;
 pub mod backoff;
 pub mod clock;

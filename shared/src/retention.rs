@@ -12,6 +12,9 @@ pub const LOG_RETENTION_DAYS: u16 = 90;
 pub const QUARANTINE_RETENTION_DAYS: i64 = 30;
 /// Audit events, unless configured otherwise.
 pub const DEFAULT_AUDIT_RETENTION_MONTHS: u32 = 24;
+/// An audit chain's daily checkpoints outlive the events they vouch for by this much, so the
+/// oldest retained events can still be checked against a checkpoint after their neighbours expire.
+pub const AUDIT_CHECKPOINT_EXTRA_MONTHS: u32 = 12;
 /// Closed privacy requests and their receipts: the limitation period, unless configured otherwise.
 pub const DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS: u32 = 60;
 
@@ -82,6 +85,11 @@ pub fn quarantine_expiry(received_at: Timestamp) -> Expiry {
 
 pub fn audit_expiry(at: Timestamp, months: u32) -> Expiry {
     Expiry::at(at.plus_months(months))
+}
+
+/// When a checkpoint of a chain whose last event expires at `event_expires` may go.
+pub fn audit_checkpoint_expiry(event_expires: Expiry) -> Expiry {
+    Expiry::at(event_expires.as_timestamp().plus_months(AUDIT_CHECKPOINT_EXTRA_MONTHS))
 }
 
 pub fn closed_request_expiry(closed_at: Timestamp, months: u32) -> Expiry {

@@ -102,6 +102,9 @@ pub enum CursorScope<'a> {
     Messages(&'a TenantId, &'a ContactHandle),
     Events(&'a TenantId),
     OptOutReviews(&'a TenantId),
+    Principals,
+    /// A chain's events within a time range (epoch milliseconds).
+    Audit(&'a crate::domain::AuditChain, Option<i64>, Option<i64>),
 }
 
 impl CursorScope<'_> {
@@ -112,6 +115,10 @@ impl CursorScope<'_> {
             Self::Messages(t, h) => format!("cursor:messages:{t}:{h}"),
             Self::Events(t) => format!("cursor:events:{t}"),
             Self::OptOutReviews(t) => format!("cursor:optout-reviews:{t}"),
+            Self::Principals => "cursor:principals".to_owned(),
+            Self::Audit(chain, from, to) => {
+                format!("cursor:audit:{}:{from:?}:{to:?}", crate::store::keys::audit_pk(chain))
+            }
         }
     }
 }

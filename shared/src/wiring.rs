@@ -8,7 +8,8 @@ use crate::config::{ConfigError, QueueKind};
 use crate::queue::Queue;
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, Stores, TenantStore,
+    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, Stores,
+    TenantStore,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub trait Resources: Send + Sync {
     fn audit(&self) -> Arc<dyn AuditStore>;
     fn tenants(&self) -> Arc<dyn TenantStore>;
     fn quarantine(&self) -> Arc<dyn QuarantineStore>;
+    fn principals(&self) -> Arc<dyn PrincipalStore>;
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError>;
     fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError>;
 
@@ -44,6 +46,7 @@ pub trait Resources: Send + Sync {
             audit: self.audit(),
             tenants: self.tenants(),
             quarantine: self.quarantine(),
+            principals: self.principals(),
         }
     }
 }
@@ -79,6 +82,9 @@ impl Resources for LocalResources {
     }
     fn quarantine(&self) -> Arc<dyn QuarantineStore> {
         self.stores.quarantine.clone()
+    }
+    fn principals(&self) -> Arc<dyn PrincipalStore> {
+        self.stores.principals.clone()
     }
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {
         self.queues.get(&kind).cloned().ok_or(WiringError::NoQueue(kind))

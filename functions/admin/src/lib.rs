@@ -5,10 +5,11 @@
 //! Nothing personal travels in a URL: contacts are named by their sealed handle (`shared::seal`),
 //! and page cursors, which wrap DynamoDB keys holding contact ids, are sealed for their query.
 
-use http::Method;
 use percent_encoding::percent_decode_str;
+use routes::{RouteId, TenantFrom};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use shared::access::{self, Principal, PrincipalId};
 use shared::apigw::{self, Request, Response};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
@@ -23,7 +24,10 @@ use shared::store::{Cursor, PageRequest, StoreError, Stores};
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
+mod principals;
 mod reviews;
+pub mod routes;
+mod trail;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Registration claims every account in one DynamoDB transaction (at most 100 actions, and an
@@ -40,6 +44,26 @@ pub struct Admin {
     secret: SubjectKeySecret,
     /// Seals contact handles and page cursors, with a key derived from `secret`.
     sealer: Sealer,
+}
+
+/// Who is calling and through which route: what every handler and audit event needs.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// The caller's full id (a role session included), as the audit trail records it.
+    pub actor: String,
+    pub route: &'static routes::Route,
+}
+
+/// A string field of a JSON object body, if the body is one.
+fn body_field(req: &Request, field: &str) -> Option<String> {
+    let body = apigw::body_bytes(req).ok()?;
+    match serde_json::from_slice::<Value>(&body).ok()? {
+        Value::Object(mut m) => match m.remove(field)? {
+            Value::String(s) => Some(s),
+            other => Some(other.to_string()),
+        },
+        _ => None,
+    }
 }
 
 /// The principal API Gateway authenticated (IAM). Without one, nothing is served.
@@ -67,6 +91,18 @@ enum AuditTarget {
         handle: Option<ContactHandle>,
         subject: Option<shared::identity::SubjectKey>,
         reason: &'static str,
+    },
+    /// A request the access check refused, with the refusal's reason.
+    Denied(String),
+    /// The list of principals and their grants.
+    Principals,
+    /// A grant given, changed or revoked, described in `detail`.
+    Grant {
+        detail: String,
+    },
+    /// An audit chain listed or verified.
+    Trail {
+        verify: bool,
     },
 }
 
@@ -206,38 +242,118 @@ impl Admin {
     }
 
     pub async fn handle(&self, req: &Request) -> Response {
-        let Some(actor) = principal(req) else {
+        let Some(caller) = principal(req) else {
             return apigw::error(401, "an authenticated principal is required");
         };
+        let Ok(caller) = PrincipalId::new(caller) else {
+            return apigw::error(401, "the authenticated principal is not a valid id");
+        };
         let path = apigw::path(req).to_owned();
+        // Decoded exactly once: `%2F` becomes a `/` inside one segment, never a separator, and
+        // `%252F` stays `%2F`; neither names a tenant, so neither reaches one.
         let segments: Vec<String> = path
             .trim_matches('/')
             .split('/')
             .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        match (apigw::method(req), segments.as_slice()) {
-            (Method::POST, ["admin", "tenants"]) => self.register(req, &actor).await,
-            (Method::GET, ["admin", "tenants", tenant, "contacts"]) => self.contacts(req, &actor, tenant).await,
-            (Method::GET, ["admin", "tenants", tenant, "contacts", contact, "messages"]) => {
-                self.messages(req, &actor, tenant, contact).await
+        let matched = match routes::select(&apigw::method(req), &segments) {
+            routes::Selected::Route(m) => m,
+            routes::Selected::WrongMethod(r) if r.id == RouteId::Contactability => {
+                return apigw::error(
+                    405,
+                    "POST the query as a JSON body: an identifier in a URL ends up in access logs",
+                );
             }
-            (Method::GET, ["admin", "tenants", tenant, "events"]) => self.events(req, &actor, tenant).await,
-            (Method::POST, ["admin", "contactability"]) => self.contactability(req, &actor).await,
-            (Method::GET, ["admin", "contactability"]) => apigw::error(
-                405,
-                "POST the query as a JSON body: an identifier in a URL ends up in access logs",
-            ),
-            (Method::GET, ["admin", "tenants", tenant, "optout-reviews"]) => self.reviews(req, &actor, tenant).await,
-            (Method::POST, ["admin", "tenants", tenant, "optout-reviews", id]) => {
-                self.decide(req, &actor, tenant, id).await
+            routes::Selected::WrongMethod(r) => {
+                return apigw::error(405, format!("{} takes {}", r.pattern, r.method));
             }
-            (_, ["admin", ..]) => apigw::error(404, "no such admin route"),
-            _ => apigw::error(404, "no such route"),
+            routes::Selected::NoRoute if segments.first() == Some(&"admin") => {
+                return apigw::error(404, "no such admin route");
+            }
+            routes::Selected::NoRoute => return apigw::error(404, "no such route"),
+        };
+        let ctx = match self.admit(req, caller, &matched).await {
+            Ok(ctx) => ctx,
+            Err(r) => return r,
+        };
+        match ctx.route.id {
+            RouteId::RegisterTenant => self.register(req, &ctx).await,
+            RouteId::Contacts => self.contacts(req, &ctx, matched.param("tenant")).await,
+            RouteId::Messages => {
+                self.messages(req, &ctx, matched.param("tenant"), matched.param("contact"))
+                    .await
+            }
+            RouteId::Events => self.events(req, &ctx, matched.param("tenant")).await,
+            RouteId::Contactability => self.contactability(req, &ctx).await,
+            RouteId::OptOutReviews => self.reviews(req, &ctx, matched.param("tenant")).await,
+            RouteId::DecideOptOutReview => {
+                self.decide(req, &ctx, matched.param("tenant"), matched.param("id"))
+                    .await
+            }
+            RouteId::ListPrincipals => self.list_principals(req, &ctx).await,
+            RouteId::GrantPrincipal => self.grant(req, &ctx).await,
+            RouteId::AuditTrail => self.audit_trail(req, &ctx).await,
+            RouteId::VerifyAudit => self.verify_audit(req, &ctx).await,
         }
     }
 
-    async fn register(&self, req: &Request, actor: &str) -> Response {
+    /// The access check every route goes through, from the route table: the caller's grant, the
+    /// tenant the request names, and the permission the route needs. A refusal is audited (no
+    /// payload) before the 403; no audit, no answer.
+    async fn admit(&self, req: &Request, caller: PrincipalId, m: &routes::Matched<'_>) -> Result<Ctx, Response> {
+        let named: Option<String> = match m.route.tenant {
+            TenantFrom::Path => Some(m.param("tenant").to_owned()),
+            TenantFrom::Query => apigw::query(req, "tenant").map(str::to_owned),
+            TenantFrom::Body(field) => body_field(req, field),
+            TenantFrom::NoTenant => None,
+        };
+        let grant = self.grant_of(&caller).await.map_err(Response::from)?;
+        let tenant = named.as_deref().and_then(|t| TenantId::new(t).ok());
+        // A name that is no tenant id reaches no tenant: only a role over every tenant passes
+        // (and the route then answers 400 for the name).
+        let checked = access::authorize(grant.as_ref(), m.route.permission, tenant.as_ref());
+        let ctx = Ctx {
+            actor: caller.to_string(),
+            route: m.route,
+        };
+        let Err(denial) = checked else {
+            return Ok(ctx);
+        };
+        // A denied attempt on a registered tenant is in that tenant's trail; otherwise the
+        // platform's, so an unknown name creates no chain.
+        let chain = match &tenant {
+            Some(t) => match self.stores.tenants.get(t).await {
+                Ok(Some(_)) => AuditChain::Tenant(t.clone()),
+                Ok(None) => AuditChain::Platform,
+                Err(e) => return Err(store_error(e).into()),
+            },
+            None => AuditChain::Platform,
+        };
+        let reason = denial.to_string();
+        self.audit(chain, &ctx, req, AuditTarget::Denied(reason.clone()))
+            .await
+            .map_err(Response::from)?;
+        tracing::warn!(route = %m.route.name(), reason = %reason, "admin request denied");
+        Err(apigw::error(403, reason))
+    }
+
+    /// The caller's grant: under its own id, or (a role session) its role's.
+    async fn grant_of(&self, caller: &PrincipalId) -> Result<Option<Principal>, AdminError> {
+        for id in caller.grant_keys() {
+            match self.stores.principals.get(&id).await {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e.log_safe(), "principal lookup failed");
+                    return Err(AdminError::Unavailable("access check temporarily unavailable"));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn register(&self, req: &Request, ctx: &Ctx) -> Response {
         let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
             Ok(Ok(Value::Object(map))) => map,
             _ => return apigw::error(400, "body must be a JSON object"),
@@ -256,7 +372,7 @@ impl Admin {
         };
         // Audited before the write: registering replays held envelopes (personal data) into it.
         let target = AuditTarget::Registration { new: existed.is_none() };
-        if let Err(r) = self.audit(&tenant, actor, req, target).await {
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, target).await {
             return r.into();
         }
         match self.stores.tenants.register(&tenant).await {
@@ -327,41 +443,73 @@ impl Admin {
     }
 
     /// Records who reads what, and why, before the read: no audit, no read.
-    async fn audit(&self, tenant: &Tenant, actor: &str, req: &Request, target: AuditTarget) -> Result<(), AdminError> {
+    pub(crate) async fn audit(
+        &self,
+        chain: AuditChain,
+        ctx: &Ctx,
+        req: &Request,
+        target: AuditTarget,
+    ) -> Result<(), AdminError> {
+        let mut detail = None;
         let (action, contact, subject_key, default_reason) = match target {
-            AuditTarget::Contacts => (AuditAction::Read, None, None, "admin read"),
-            AuditTarget::Contact(handle) => (AuditAction::Read, Some(handle), None, "admin read"),
-            AuditTarget::Subject(k) => (AuditAction::Lookup, None, Some(k), "contactability check"),
-            AuditTarget::OptOutReviews => (AuditAction::Read, None, None, "opt-out review"),
-            AuditTarget::Events => (AuditAction::Read, None, None, "admin read: tenant events"),
-            AuditTarget::Registration { new: true } => (AuditAction::Change, None, None, "tenant registered"),
-            AuditTarget::Registration { new: false } => (AuditAction::Change, None, None, "tenant updated"),
+            AuditTarget::Contacts => (AuditAction::Read, None, None, "admin read".to_owned()),
+            AuditTarget::Contact(handle) => (AuditAction::Read, Some(handle), None, "admin read".to_owned()),
+            AuditTarget::Subject(k) => (AuditAction::Lookup, None, Some(k), "contactability check".to_owned()),
+            AuditTarget::OptOutReviews => (AuditAction::Read, None, None, "opt-out review".to_owned()),
+            AuditTarget::Events => (AuditAction::Read, None, None, "admin read: tenant events".to_owned()),
+            AuditTarget::Registration { new: true } => {
+                (AuditAction::Change, None, None, "tenant registered".to_owned())
+            }
+            AuditTarget::Registration { new: false } => (AuditAction::Change, None, None, "tenant updated".to_owned()),
             AuditTarget::Decision {
                 handle,
                 subject,
                 reason,
-            } => (AuditAction::Change, handle, subject, reason),
+            } => (AuditAction::Change, handle, subject, reason.to_owned()),
+            // The refusal's own reason: a caller's header cannot restate why it was refused.
+            AuditTarget::Denied(reason) => (AuditAction::Denied, None, None, reason),
+            AuditTarget::Principals => (AuditAction::Read, None, None, "principals listed".to_owned()),
+            AuditTarget::Grant { detail: d } => {
+                detail = Some(d);
+                (AuditAction::Change, None, None, "principal grant changed".to_owned())
+            }
+            AuditTarget::Trail { verify: false } => (AuditAction::Read, None, None, "audit trail read".to_owned()),
+            AuditTarget::Trail { verify: true } => (AuditAction::Read, None, None, "audit trail verified".to_owned()),
+        };
+        let reason = match (action, apigw::header(req, "x-audit-reason")) {
+            (AuditAction::Denied, _) | (_, None) => default_reason,
+            (_, Some(given)) => given.to_owned(),
         };
         let now = self.clock.now();
         let event = AuditEvent {
             id: uuid::Uuid::new_v4(),
-            tenant: tenant.id.clone(),
+            chain,
             at: now,
-            actor: actor.to_owned(),
+            actor: ctx.actor.clone(),
             action,
+            route: ctx.route.name(),
             contact,
             subject_key,
-            reason: apigw::header(req, "x-audit-reason")
-                .unwrap_or(default_reason)
-                .chars()
-                .take(200)
-                .collect(),
+            detail,
+            reason: reason.chars().take(200).collect(),
             expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
         };
-        self.stores.audit.append(&event).await.map_err(store_error)
+        self.stores.audit.append(&event).await.map(|_| ()).map_err(store_error)
     }
 
-    async fn contacts(&self, req: &Request, actor: &str, tenant: &str) -> Response {
+    /// `audit` on the tenant's own chain.
+    pub(crate) async fn audit_tenant(
+        &self,
+        tenant: &Tenant,
+        ctx: &Ctx,
+        req: &Request,
+        target: AuditTarget,
+    ) -> Result<(), AdminError> {
+        self.audit(AuditChain::Tenant(tenant.id.clone()), ctx, req, target)
+            .await
+    }
+
+    async fn contacts(&self, req: &Request, ctx: &Ctx, tenant: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -371,7 +519,7 @@ impl Admin {
             Ok(p) => p,
             Err(r) => return r.into(),
         };
-        if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::Contacts).await {
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, AuditTarget::Contacts).await {
             return r.into();
         }
         match self.stores.conversations.list_contacts(&tenant.id, &page).await {
@@ -390,7 +538,7 @@ impl Admin {
         }
     }
 
-    async fn messages(&self, req: &Request, actor: &str, tenant: &str, handle: &str) -> Response {
+    async fn messages(&self, req: &Request, ctx: &Ctx, tenant: &str, handle: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -406,7 +554,7 @@ impl Admin {
             Err(r) => return r.into(),
         };
         if let Err(r) = self
-            .audit(&tenant, actor, req, AuditTarget::Contact(handle.clone()))
+            .audit_tenant(&tenant, ctx, req, AuditTarget::Contact(handle.clone()))
             .await
         {
             return r.into();
@@ -441,7 +589,7 @@ impl Admin {
 
     /// `POST {"tenant", "channel", "id", "purpose"?}`: may this person be contacted? A body, not
     /// a query string: the identifier is a phone number or username.
-    async fn contactability(&self, req: &Request, actor: &str) -> Response {
+    async fn contactability(&self, req: &Request, ctx: &Ctx) -> Response {
         let q = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<ContactabilityQuery>(&b)) {
             Ok(Ok(q)) => q,
             // Not the parser's message: it quotes the value, which may be the phone asked about.
@@ -471,7 +619,7 @@ impl Admin {
             Err(e) => return bad_request("id", e).into(),
         };
         if let Err(e) = self
-            .audit(&tenant, actor, req, AuditTarget::Subject(asked.keys[0].clone()))
+            .audit_tenant(&tenant, ctx, req, AuditTarget::Subject(asked.keys[0].clone()))
             .await
         {
             return e.into();
@@ -484,7 +632,7 @@ impl Admin {
         }
     }
 
-    async fn events(&self, req: &Request, actor: &str, tenant: &str) -> Response {
+    async fn events(&self, req: &Request, ctx: &Ctx, tenant: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -494,7 +642,7 @@ impl Admin {
             Ok(p) => p,
             Err(r) => return r.into(),
         };
-        if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::Events).await {
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, AuditTarget::Events).await {
             return r.into();
         }
         match self.stores.tenants.list_events(&tenant.id, &page).await {

@@ -4,7 +4,7 @@
 //! a scope, applied by the opt-out function with source `operator`, or `dismiss`. Items never
 //! expire undecided; a decided one is deleted, and the decision stays in the audit trail.
 
-use super::{Admin, AdminError, AuditTarget, bad_request, store_error};
+use super::{Admin, AdminError, AuditTarget, Ctx, bad_request, store_error};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::apigw::{self, Request, Response};
@@ -131,7 +131,7 @@ impl Admin {
 
     /// `GET /admin/tenants/{tenant}/optout-reviews`: open items, oldest first, with the age of
     /// the oldest waiting one.
-    pub(crate) async fn reviews(&self, req: &Request, actor: &str, tenant: &str) -> Response {
+    pub(crate) async fn reviews(&self, req: &Request, ctx: &Ctx, tenant: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -141,7 +141,7 @@ impl Admin {
             Ok(p) => p,
             Err(r) => return r.into(),
         };
-        if let Err(r) = self.audit(&tenant, actor, req, AuditTarget::OptOutReviews).await {
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, AuditTarget::OptOutReviews).await {
             return r.into();
         }
         let bucket = Self::bucket(&tenant);
@@ -192,7 +192,7 @@ impl Admin {
 
     /// `POST /admin/tenants/{tenant}/optout-reviews/{id}` with `{"decision": "opt_out", "scope":
     /// "all"|"marketing"}` or `{"decision": "dismiss"}`.
-    pub(crate) async fn decide(&self, req: &Request, actor: &str, tenant: &str, id: &str) -> Response {
+    pub(crate) async fn decide(&self, req: &Request, ctx: &Ctx, tenant: &str, id: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(r) => return r.into(),
@@ -239,7 +239,7 @@ impl Admin {
             subject: resolved.as_ref().map(|r| r.pointer.subject_key.clone()),
             reason,
         };
-        if let Err(r) = self.audit(&tenant, actor, req, target).await {
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, target).await {
             return r.into();
         }
         if let (Some(scope), Some(r)) = (scope, &resolved) {

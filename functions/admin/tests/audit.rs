@@ -10,11 +10,12 @@ use common::request;
 use http::Method;
 use serde_json::{Value, json};
 use shared::apigw;
+use shared::audit::{ChainHead, ChainLink, Checkpoint};
 use shared::clock::{SettableClock, SharedClock};
-use shared::domain::{AuditAction, AuditEvent, TenantId};
+use shared::domain::{AuditAction, AuditChain, AuditEvent, TenantId};
 use shared::identity::SubjectKeySecret;
 use shared::queue::embedded::EmbeddedQueue;
-use shared::store::{AuditStore, Page, PageRequest, StoreError, Stores};
+use shared::store::{AuditStore, Page, PageRequest, StoreError, Stores, TimeRange};
 use shared::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,16 @@ struct DownAuditStore;
 
 #[async_trait]
 impl AuditStore for DownAuditStore {
-    async fn append(&self, _: &AuditEvent) -> Result<(), StoreError> {
+    async fn append(&self, _: &AuditEvent) -> Result<ChainLink, StoreError> {
         Err(StoreError::Backend("audit store unreachable".to_owned()))
     }
-    async fn list(&self, _: &TenantId, _: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+    async fn list(&self, _: &AuditChain, _: &TimeRange, _: &PageRequest) -> Result<Page<ChainLink>, StoreError> {
+        Err(StoreError::Backend("audit store unreachable".to_owned()))
+    }
+    async fn head(&self, _: &AuditChain) -> Result<Option<ChainHead>, StoreError> {
+        Err(StoreError::Backend("audit store unreachable".to_owned()))
+    }
+    async fn checkpoints(&self, _: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
         Err(StoreError::Backend("audit store unreachable".to_owned()))
     }
 }
@@ -38,8 +45,10 @@ fn clock() -> SharedClock {
     Arc::new(SettableClock::at(Timestamp::from_unix_seconds(1_800_000_000)))
 }
 
-fn embedded() -> Stores {
-    shared::store::embedded::stores(clock())
+async fn embedded() -> Stores {
+    let stores = shared::store::embedded::stores(clock());
+    common::grant_operator(&stores).await;
+    stores
 }
 
 fn admin(stores: &Stores) -> Admin {
@@ -61,7 +70,7 @@ fn registration() -> Value {
 
 #[tokio::test]
 async fn registration_and_the_events_listing_are_audited() {
-    let stores = embedded();
+    let stores = embedded().await;
     let admin = admin(&stores);
     assert_eq!(
         call(&admin, Method::POST, "/admin/tenants", Some(registration()))
@@ -78,20 +87,13 @@ async fn registration_and_the_events_listing_are_audited() {
     let (status, body) = call(&admin, Method::GET, "/admin/tenants/tenant-a/events", None).await;
     assert_eq!(status, 200, "{body}");
 
-    let tenant = TenantId::new("tenant-a").expect("valid");
-    let trail = stores
-        .audit
-        .list(&tenant, &PageRequest::first(10))
-        .await
-        .expect("list")
-        .items;
-    // One clock instant for all three: the trail orders ties by event id, so compare as a set.
+    let trail = common::trail(&stores, &common::tenant_chain("tenant-a")).await;
     let mut seen: Vec<(AuditAction, &str, &str)> = trail
         .iter()
         .map(|e| (e.action, e.reason.as_str(), e.actor.as_str()))
         .collect();
     seen.sort_by_key(|(_, reason, _)| *reason);
-    let actor = "arn:aws:iam::000000000000:user/privacy-desk";
+    let actor = common::OPERATOR;
     assert_eq!(
         seen,
         [
@@ -106,7 +108,7 @@ async fn registration_and_the_events_listing_are_audited() {
 /// returned (no contacts, no events) or changed (no tenant registered).
 #[tokio::test]
 async fn with_the_audit_store_down_nothing_is_read_or_changed() {
-    let working = embedded();
+    let working = embedded().await;
     // A tenant registered while the audit store worked, so reads get past the tenant lookup.
     assert_eq!(
         call(&admin(&working), Method::POST, "/admin/tenants", Some(registration()))
@@ -123,10 +125,15 @@ async fn with_the_audit_store_down_nothing_is_read_or_changed() {
         "/admin/tenants/tenant-a/contacts",
         "/admin/tenants/tenant-a/events",
         "/admin/tenants/tenant-a/optout-reviews",
+        "/admin/principals",
+        "/admin/audit",
+        "/admin/audit/verify",
     ] {
         let (status, body) = call(&admin, Method::GET, path, None).await;
         assert_eq!(status, 503, "{path}: {body}");
-        assert!(body.get("contacts").is_none() && body.get("events").is_none() && body.get("reviews").is_none());
+        for field in ["contacts", "events", "reviews", "principals", "intact"] {
+            assert!(body.get(field).is_none(), "{path} answered {field} unaudited");
+        }
     }
     let question = json!({"tenant": "tenant-a", "channel": "whatsapp", "id": "5491123456789"});
     let (status, body) = call(&admin, Method::POST, "/admin/contactability", Some(question)).await;
@@ -142,54 +149,40 @@ async fn with_the_audit_store_down_nothing_is_read_or_changed() {
         None,
         "not registered unaudited"
     );
+    let grant = json!({"principal": "arn:aws:iam::000000000000:user/new", "roles": ["auditor"]});
+    let (status, body) = call(&admin, Method::POST, "/admin/principals", Some(grant)).await;
+    assert_eq!(status, 503, "{body}");
+    let new = shared::access::PrincipalId::new("arn:aws:iam::000000000000:user/new").expect("valid");
+    assert_eq!(
+        working.principals.get(&new).await.expect("get"),
+        None,
+        "not granted unaudited"
+    );
 }
 
-/// Bad input: a request with no authenticated principal (no IAM authorizer context), on every
-/// route. The handler answers 401 itself, before any lookup, and writes nothing, audit included.
+/// A denied attempt is audited too: with the audit store down, the refusal itself is a 503, and
+/// the caller learns nothing of why it would have been refused.
 #[tokio::test]
-async fn no_principal_gets_401_on_every_route_and_nothing_is_written() {
-    let stores = embedded();
-    let admin = admin(&stores);
-    assert_eq!(
-        call(&admin, Method::POST, "/admin/tenants", Some(registration()))
-            .await
-            .0,
-        201
-    );
-    let tenant = TenantId::new("tenant-a").expect("valid");
-    let audited = || async {
-        stores
-            .audit
-            .list(&tenant, &PageRequest::first(100))
-            .await
-            .expect("list")
-            .items
-            .len()
+async fn a_refusal_that_cannot_be_audited_is_a_503() {
+    let working = embedded().await;
+    common::grant(
+        &working,
+        "arn:aws:iam::000000000000:user/agent",
+        &[shared::access::Role::TenantAgent],
+        &["tenant-a"],
+    )
+    .await;
+    let down = Stores {
+        audit: Arc::new(DownAuditStore),
+        ..working
     };
-    let before = audited().await;
-    let routes = [
-        (Method::POST, "/admin/tenants", Some(registration())),
-        (Method::GET, "/admin/tenants/tenant-a/contacts", None),
-        (Method::GET, "/admin/tenants/tenant-a/contacts/c_x/messages", None),
-        (Method::GET, "/admin/tenants/tenant-a/events", None),
-        (
-            Method::POST,
-            "/admin/contactability",
-            Some(json!({"tenant": "tenant-a", "channel": "whatsapp", "id": "5491123456789"})),
-        ),
-        (Method::GET, "/admin/tenants/tenant-a/optout-reviews", None),
-        (
-            Method::POST,
-            "/admin/tenants/tenant-a/optout-reviews/1.x",
-            Some(json!({"decision": "dismiss"})),
-        ),
-        (Method::GET, "/admin/nowhere", None),
-    ];
-    for (method, path, body) in routes {
-        let mut req = request(method, path, &[], body);
-        req.request_context.authorizer = None;
-        let resp = admin.handle(&req).await;
-        assert_eq!(resp.status_code, 401, "{path}");
-    }
-    assert_eq!(audited().await, before, "nothing audited, nothing read");
+    let req = common::request_as(
+        Some("arn:aws:iam::000000000000:user/agent"),
+        Method::GET,
+        "/admin/tenants/tenant-b/contacts",
+        &[],
+        None,
+    );
+    let resp = admin(&down).handle(&req).await;
+    assert_eq!(resp.status_code, 503, "{}", apigw::body_text(&resp));
 }

@@ -12,6 +12,8 @@
 //! Its own test binary: the log capture is the process-wide subscriber and the panic hook is
 //! process-wide, so no other test's callsites or threads interfere with what is captured.
 
+mod common;
+
 use admin::Admin;
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription};
@@ -336,6 +338,7 @@ async fn no_personal_datum_in_any_log_line_or_panic_message() {
     let capture = Capture::install();
     let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(NOW)));
     let stores = shared::store::embedded::stores(clock.clone());
+    common::grant_operator(&stores).await;
     let secret = SubjectKeySecret::new(b"admin-log-test-secret-admin-log-test-secret".to_vec()).expect("long enough");
     let ingest = Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(30)));
     let admin = Admin::new(

@@ -45,6 +45,7 @@ impl Fixture {
         let clock = SettableClock::at(Timestamp::from_unix_seconds(1_800_003_000));
         let shared_clock: SharedClock = Arc::new(clock.clone());
         let stores = shared::store::embedded::stores(shared_clock.clone());
+        common::grant_operator(&stores).await;
         let queue = || Arc::new(EmbeddedQueue::new(shared_clock.clone(), Duration::from_secs(30)));
         let optout_queue = queue();
         let admin = Admin::new(
@@ -241,13 +242,8 @@ async fn operators_see_and_decide_the_review_queue() {
         "decided once"
     );
 
-    let audit = f
-        .stores
-        .audit
-        .list(&TenantId::new("tenant-a").expect("valid"), &PageRequest::first(50))
-        .await
-        .expect("audit");
-    let reasons: Vec<(AuditAction, &str)> = audit.items.iter().map(|e| (e.action, e.reason.as_str())).collect();
+    let audit = common::trail(&f.stores, &common::tenant_chain("tenant-a")).await;
+    let reasons: Vec<(AuditAction, &str)> = audit.iter().map(|e| (e.action, e.reason.as_str())).collect();
     assert!(reasons.contains(&(AuditAction::Read, "opt-out review")), "{reasons:?}");
     assert!(
         reasons.contains(&(AuditAction::Change, "opt-out review decided: opt out")),
@@ -257,7 +253,7 @@ async fn operators_see_and_decide_the_review_queue() {
         reasons.contains(&(AuditAction::Change, "opt-out review dismissed")),
         "{reasons:?}"
     );
-    let trail = serde_json::to_string(&audit.items).expect("json");
+    let trail = serde_json::to_string(&audit).expect("json");
     assert!(
         !trail.contains(ANA_PHONE) && !trail.contains(ANA_USER_ID),
         "the audit trail holds no identifier"

@@ -29,7 +29,8 @@ const OVERSIZE_BYTES: usize = 450 * 1024;
 const USAGE: &str = "usage: chaos --url URL --dynamodb URL --sqs URL --prefix PREFIX --stack-log FILE --run-dir DIR\n\
      \x20 [--events N] [--per-post N] [--per-envelope N] [--senders N] [--poison N] [--kill-at FRACTION]\n\
      \x20 [--concurrency N] [--rate EVENTS_PER_S] [--visibility-timeout SECS] [--settle-timeout SECS]\n\
-     secrets: META_APP_SECRET and ADMIN_TOKEN from the environment, as the stack has them";
+     secrets: META_APP_SECRET and CHAOS_TOKEN (the bearer token of a LOCAL_PRINCIPALS principal holding\n\
+     platform_admin and tenant_agent for the run's tenant) from the environment, as the stack has them";
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -97,7 +98,7 @@ impl Config {
                 .map(|v| v.parse().map_err(|_| "--settle-timeout takes seconds".to_owned()))
                 .transpose()?,
             app_secret: env("META_APP_SECRET").ok_or("META_APP_SECRET is not set")?,
-            admin_token: env("ADMIN_TOKEN").ok_or("ADMIN_TOKEN is not set")?,
+            admin_token: env("CHAOS_TOKEN").ok_or("CHAOS_TOKEN is not set")?,
         };
         if config.events == 0 || config.per_post == 0 || config.per_envelope == 0 || config.senders == 0 {
             return Err("--events, --per-post, --per-envelope and --senders must be at least 1".into());

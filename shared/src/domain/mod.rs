@@ -8,7 +8,7 @@ pub mod privacy;
 pub mod quarantine;
 pub mod tenant;
 
-pub use audit::{AuditAction, AuditEvent};
+pub use audit::{AuditAction, AuditChain, AuditEvent};
 pub use contact::{
     BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier, MAX_PROFILE_NAME_BYTES,
 };

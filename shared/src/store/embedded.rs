@@ -8,12 +8,15 @@ use super::{
     AuditStore, ConversationStore, Cursor, EraseCursor, OptOutStore, Page, PageRequest, PrivacyRequestStore,
     QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome, check_item_size,
 };
+use super::{PrincipalStore, TimeRange};
+use crate::access::{Principal, PrincipalId};
+use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
 use crate::domain::optout::Expect;
 use crate::domain::{
-    ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
-    OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate,
-    Tenant, TenantEvent, TenantId,
+    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message,
+    MetaMessageId, OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
+    StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -30,6 +33,7 @@ pub fn stores(clock: SharedClock) -> Stores {
         audit: Arc::new(EmbeddedAuditStore::new(clock.clone())),
         tenants: Arc::new(EmbeddedTenantStore::default()),
         quarantine: Arc::new(EmbeddedQuarantineStore::new(clock)),
+        principals: Arc::new(EmbeddedPrincipalStore::default()),
     }
 }
 
@@ -494,41 +498,112 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
     }
 }
 
+#[derive(Debug, Default)]
+struct ChainState {
+    /// By `keys::audit_event_sk`: time, then number.
+    events: BTreeMap<String, ChainLink>,
+    head: Option<ChainHead>,
+    checkpoints: BTreeMap<String, Checkpoint>,
+}
+
 #[derive(Debug)]
 pub struct EmbeddedAuditStore {
     clock: SharedClock,
-    events: Mutex<BTreeMap<(TenantId, String), AuditEvent>>,
+    chains: Mutex<BTreeMap<AuditChain, ChainState>>,
 }
 
 impl EmbeddedAuditStore {
     pub fn new(clock: SharedClock) -> Self {
         Self {
             clock,
-            events: Mutex::default(),
+            chains: Mutex::default(),
         }
     }
 }
 
 #[async_trait]
 impl AuditStore for EmbeddedAuditStore {
-    async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        let mut events = lock(&self.events);
-        let k = (e.tenant.clone(), keys::audit_sk(e.at, e.id));
-        if events.contains_key(&k) {
-            return Err(StoreError::AlreadyExists);
+    async fn append(&self, e: &AuditEvent) -> Result<ChainLink, StoreError> {
+        let mut chains = lock(&self.chains);
+        let state = chains.entry(e.chain.clone()).or_default();
+        let next = audit::next(state.head.as_ref(), e);
+        state.events.insert(
+            keys::audit_event_sk(next.link.event.at, next.link.seq),
+            next.link.clone(),
+        );
+        if let Some(cp) = next.checkpoint {
+            state.checkpoints.insert(cp.day.clone(), cp);
         }
-        events.insert(k, e.clone());
+        state.head = Some(next.head);
+        Ok(next.link)
+    }
+
+    async fn list(
+        &self,
+        chain: &AuditChain,
+        range: &TimeRange,
+        page: &PageRequest,
+    ) -> Result<Page<ChainLink>, StoreError> {
+        let now = self.clock.now();
+        let (first, last) = keys::audit_event_range(range.from, range.to);
+        let sorted = lock(&self.chains).get(chain).map_or_else(Vec::new, |c| {
+            c.events
+                .range(first..=last)
+                .filter(|(_, l)| !l.event.expires_at.is_expired(now))
+                .map(|(k, l)| (k.clone(), l.clone()))
+                .collect()
+        });
+        let scope = format!(
+            "audit:{}:{:?}:{:?}",
+            keys::audit_pk(chain),
+            range.from.map(|t| t.unix_millis()),
+            range.to.map(|t| t.unix_millis())
+        );
+        page_of(sorted, page, &scope)
+    }
+
+    async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError> {
+        Ok(lock(&self.chains).get(chain).and_then(|c| c.head.clone()))
+    }
+
+    async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
+        let now = self.clock.now();
+        Ok(lock(&self.chains).get(chain).map_or_else(Vec::new, |c| {
+            c.checkpoints
+                .values()
+                .filter(|cp| !cp.keep_until.is_expired(now))
+                .cloned()
+                .collect()
+        }))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct EmbeddedPrincipalStore {
+    principals: Mutex<BTreeMap<PrincipalId, Principal>>,
+}
+
+#[async_trait]
+impl PrincipalStore for EmbeddedPrincipalStore {
+    async fn get(&self, id: &PrincipalId) -> Result<Option<Principal>, StoreError> {
+        Ok(lock(&self.principals).get(id).cloned())
+    }
+
+    async fn put(&self, p: &Principal) -> Result<(), StoreError> {
+        lock(&self.principals).insert(p.id.clone(), p.clone());
         Ok(())
     }
 
-    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
-        let now = self.clock.now();
-        let sorted = lock(&self.events)
+    async fn delete(&self, id: &PrincipalId) -> Result<bool, StoreError> {
+        Ok(lock(&self.principals).remove(id).is_some())
+    }
+
+    async fn list(&self, page: &PageRequest) -> Result<Page<Principal>, StoreError> {
+        let sorted = lock(&self.principals)
             .iter()
-            .filter(|((t, _), e)| t == tenant && !e.expires_at.is_expired(now))
-            .map(|((_, sk), e)| (sk.clone(), e.clone()))
+            .map(|(k, p)| (k.as_str().to_owned(), p.clone()))
             .collect();
-        page_of(sorted, page, &format!("audit:{tenant}"))
+        page_of(sorted, page, "principals")
     }
 }
 

@@ -3,7 +3,8 @@
 //! tenant ids, channels and contact ids may not contain it.
 
 use crate::domain::{
-    Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, OptState, QuarantineBucket, RequestId, TenantId,
+    AuditChain, Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, OptState, QuarantineBucket, RequestId,
+    TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::Timestamp;
@@ -130,10 +131,41 @@ pub fn request_pk(id: RequestId) -> String {
     format!("REQ#{id}")
 }
 
-// Audit: a partition per tenant, sorted by time.
-pub fn audit_sk(at: Timestamp, id: uuid::Uuid) -> String {
-    format!("{}#{id}", at.sort_key())
+// Audit: a partition per chain. A tenant's starts with its id; the platform's cannot be a tenant
+// id (`#`). Events sort by time then number (a chain's times never decrease), checkpoints by day,
+// and the head is one item.
+pub const AUDIT_EVENT_PREFIX: &str = "E#";
+pub const AUDIT_CHECKPOINT_PREFIX: &str = "CP#";
+pub const AUDIT_HEAD_SK: &str = "HEAD";
+const PLATFORM_CHAIN_PK: &str = "#PLATFORM";
+
+pub fn audit_pk(chain: &AuditChain) -> String {
+    match chain {
+        AuditChain::Tenant(t) => t.as_str().to_owned(),
+        AuditChain::Platform => PLATFORM_CHAIN_PK.to_owned(),
+    }
 }
+
+pub fn audit_event_sk(at: Timestamp, seq: u64) -> String {
+    format!("{AUDIT_EVENT_PREFIX}{}#{seq:020}", at.sort_key())
+}
+
+/// The event keys of a time range, both ends included: `(first, last)`.
+pub fn audit_event_range(from: Option<Timestamp>, to: Option<Timestamp>) -> (String, String) {
+    let from = from.map(Timestamp::sort_key).unwrap_or_default();
+    let to = to.map_or_else(|| "~".to_owned(), |t| format!("{}#~", t.sort_key()));
+    (
+        format!("{AUDIT_EVENT_PREFIX}{from}"),
+        format!("{AUDIT_EVENT_PREFIX}{to}"),
+    )
+}
+
+pub fn audit_checkpoint_sk(day: &str) -> String {
+    format!("{AUDIT_CHECKPOINT_PREFIX}{day}")
+}
+
+// Principals: one partition in the tenants table, one item per principal.
+pub const PRINCIPALS_PK: &str = "PRINCIPALS";
 
 // Tenants and the accounts they claim.
 pub const TENANT_SK: &str = "TENANT";

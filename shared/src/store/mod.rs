@@ -10,10 +10,12 @@ pub mod embedded;
 pub mod keys;
 mod profile;
 
+use crate::access::{Principal, PrincipalId};
+use crate::audit::{ChainHead, ChainLink, Checkpoint};
 use crate::domain::{
-    ApplyOutcome, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message, MetaMessageId,
-    OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId, StatusUpdate, Tenant,
-    TenantEvent, TenantId,
+    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message,
+    MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
+    StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -264,11 +266,44 @@ pub trait PrivacyRequestStore: Send + Sync + Debug {
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
 }
 
+/// Event times to list, both ends included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+impl TimeRange {
+    pub const ALL: Self = Self { from: None, to: None };
+}
+
+/// The audit trail, one hash chain per tenant and one for the platform (`crate::audit`).
 #[async_trait]
 pub trait AuditStore: Send + Sync + Debug {
-    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// A tenant's events, oldest first.
-    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError>;
+    /// Links the event after its chain's head and writes link and head in one atomic write,
+    /// retrying when another writer moved the head first. Returns the link as stored.
+    async fn append(&self, event: &AuditEvent) -> Result<ChainLink, StoreError>;
+    /// A chain's live events within `range`, oldest first.
+    async fn list(
+        &self,
+        chain: &AuditChain,
+        range: &TimeRange,
+        page: &PageRequest,
+    ) -> Result<Page<ChainLink>, StoreError>;
+    async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError>;
+    /// A chain's live checkpoints, oldest first.
+    async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError>;
+}
+
+/// Who may do what: principals by their IAM ARN (or local id), with their roles and tenants.
+#[async_trait]
+pub trait PrincipalStore: Send + Sync + Debug {
+    async fn get(&self, id: &PrincipalId) -> Result<Option<Principal>, StoreError>;
+    /// Creates or replaces a principal's grant.
+    async fn put(&self, principal: &Principal) -> Result<(), StoreError>;
+    /// True if there was a grant to remove.
+    async fn delete(&self, id: &PrincipalId) -> Result<bool, StoreError>;
+    async fn list(&self, page: &PageRequest) -> Result<Page<Principal>, StoreError>;
 }
 
 #[async_trait]
@@ -308,4 +343,6 @@ pub struct Stores {
     pub audit: std::sync::Arc<dyn AuditStore>,
     pub tenants: std::sync::Arc<dyn TenantStore>,
     pub quarantine: std::sync::Arc<dyn QuarantineStore>,
+    /// Kept in the tenants table: who may act on tenants is tenant configuration.
+    pub principals: std::sync::Arc<dyn PrincipalStore>,
 }

@@ -39,7 +39,8 @@ conformance!(
     opt_out_state_and_history_agree,
     privacy_requests_lock_optimistically_and_index_open_deadlines,
     an_account_belongs_to_one_tenant,
-    audit_is_append_only_and_ordered,
+    audit_chains_link_every_event_and_verify,
+    principal_grants_are_read_back_replaced_and_revoked,
     quarantine_lists_by_bucket_and_expires,
     opt_out_reviews_are_per_tenant_and_never_expire_undecided,
     an_unsent_message_is_deleted,
@@ -1092,34 +1093,132 @@ async fn an_account_belongs_to_one_tenant(h: Harness) {
     assert_eq!(store.resolve(&wa("1001")).await.expect("resolve"), Some(a.id.clone()));
 }
 
-async fn audit_is_append_only_and_ordered(h: Harness) {
+async fn audit_chains_link_every_event_and_verify(h: Harness) {
+    use shared::audit::{GENESIS, verify};
+    use shared::store::TimeRange;
     let store = &h.stores.audit;
-    let (t, now) = (tenant("acme"), h.clock.now());
-    let event = |secs: i64, action| AuditEvent {
+    let t = tenant("acme");
+    let chain = AuditChain::Tenant(t.clone());
+    let start = h.clock.now();
+    let event = |chain: &AuditChain, at: Timestamp, expires_at: Expiry| AuditEvent {
         id: uuid::Uuid::new_v4(),
-        tenant: t.clone(),
-        at: now.plus(Duration::seconds(secs)),
+        chain: chain.clone(),
+        at,
         actor: "operator:privacy-desk".to_owned(),
-        action,
+        action: AuditAction::Read,
+        route: "GET /admin/tenants/{tenant}/contacts".to_owned(),
         contact: Some(shared::seal::Sealer::new(&secret()).contact_handle(&t, &wa_contact("AR.1009"))),
         subject_key: None,
+        detail: None,
         reason: "privacy request".to_owned(),
-        expires_at: shared::retention::audit_expiry(now, 24),
+        expires_at,
     };
-    let (read, export) = (event(2, AuditAction::Read), event(1, AuditAction::Export));
-    store.append(&read).await.expect("append");
-    store.append(&export).await.expect("append");
-    assert!(matches!(store.append(&read).await, Err(StoreError::AlreadyExists)));
-    let listed = store.list(&t, &PageRequest::first(10)).await.expect("list");
-    assert_eq!(listed.items, vec![export, read]);
+    let soon = Expiry::at(start.plus(Duration::hours(40)));
+    let first = store.append(&event(&chain, start, soon)).await.expect("append");
+    assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS));
+    // A writer whose clock is behind cannot put an event before the head.
+    let second = store
+        .append(&event(&chain, start.plus(Duration::seconds(-5)), soon))
+        .await
+        .expect("append");
+    assert_eq!(
+        (second.seq, &second.prev_hash, second.event.at),
+        (2, &first.hash, start)
+    );
+    store
+        .append(&event(&AuditChain::Platform, start, soon))
+        .await
+        .expect("platform chain");
+    h.clock.set(start.plus(Duration::hours(30)));
+    let later = h.clock.now();
+    let third = store
+        .append(&event(&chain, later, shared::retention::audit_expiry(later, 24)))
+        .await
+        .expect("append");
+    assert_eq!(third.seq, 3);
+    let checkpoints = store.checkpoints(&chain).await.expect("checkpoints");
+    assert_eq!(checkpoints.len(), 1, "the first day was closed by the next day's event");
+    assert_eq!((checkpoints[0].seq, &checkpoints[0].hash), (2, &second.hash));
+
+    // Concurrent writers each get their own number and the chain stays whole.
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (store, e) = (
+            store.clone(),
+            event(&chain, later, shared::retention::audit_expiry(later, 24)),
+        );
+        writers.spawn(async move { store.append(&e).await.map(|l| l.seq) });
+    }
+    let mut seqs: Vec<u64> = writers
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (4..=9).collect::<Vec<_>>());
+
+    let all = store
+        .list(&chain, &TimeRange::ALL, &PageRequest::first(4))
+        .await
+        .expect("list");
+    assert_eq!(all.items.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(all.next.is_some());
+    let day_one = TimeRange {
+        from: Some(start),
+        to: Some(start.plus(Duration::hours(1))),
+    };
+    let listed = store
+        .list(&chain, &day_one, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![first.clone(), second.clone()]);
+    let v = verify(store.as_ref(), &chain, h.clock.now()).await.expect("verify");
+    assert!(v.intact, "{v:?}");
+    assert_eq!((v.events, v.head_seq), (9, Some(9)));
     assert!(
         store
-            .list(&tenant("other"), &PageRequest::first(10))
+            .list(
+                &AuditChain::Tenant(tenant("other")),
+                &TimeRange::ALL,
+                &PageRequest::first(10)
+            )
             .await
             .expect("list")
             .items
             .is_empty()
     );
+
+    // Once the first day's events have expired, they are gone from reads and the chain still
+    // verifies from the oldest event retained.
+    h.clock.set(start.plus(Duration::hours(50)));
+    let v = verify(store.as_ref(), &chain, h.clock.now()).await.expect("verify");
+    assert!(v.intact, "{v:?}");
+    assert_eq!((v.from_seq, v.events), (Some(3), 7));
+}
+
+async fn principal_grants_are_read_back_replaced_and_revoked(h: Harness) {
+    use shared::access::{Principal, PrincipalId, Role};
+    let store = &h.stores.principals;
+    let id = PrincipalId::new("arn:aws:iam::123456789012:role/Agents").expect("valid");
+    let grant = |roles: &[Role], tenants: &[&str]| Principal {
+        id: id.clone(),
+        roles: roles.iter().copied().collect(),
+        tenants: tenants.iter().map(|t| tenant(t)).collect(),
+        granted_at: h.clock.now(),
+        granted_by: "arn:aws:iam::123456789012:user/root-admin".to_owned(),
+    };
+    assert_eq!(store.get(&id).await.expect("get"), None);
+    store.put(&grant(&[Role::TenantAgent], &["acme"])).await.expect("put");
+    let replaced = grant(&[Role::TenantAgent, Role::Auditor], &["acme", "globex"]);
+    store.put(&replaced).await.expect("put");
+    assert_eq!(store.get(&id).await.expect("get"), Some(replaced.clone()));
+    let listed = store.list(&PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items, vec![replaced]);
+    // Principals share the tenants table: registering tenants does not show up as principals.
+    assert!(store.delete(&id).await.expect("delete"));
+    assert!(!store.delete(&id).await.expect("delete again"));
+    assert_eq!(store.get(&id).await.expect("get"), None);
 }
 
 async fn quarantine_lists_by_bucket_and_expires(h: Harness) {

@@ -1,10 +1,13 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, s, to_item, to_json};
+use super::table::{Expr, Item, QuerySpec, SkRange, Table, from_item, from_json, key, s, to_item, to_json};
+use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
+use crate::backoff::Backoff;
 use crate::clock::SharedClock;
-use crate::domain::{AuditEvent, TenantId};
-use crate::store::keys;
-use crate::store::{AuditStore, Page, PageRequest, StoreError};
+use crate::domain::{AuditChain, AuditEvent};
+use crate::store::keys::{self, AUDIT_CHECKPOINT_PREFIX, AUDIT_HEAD_SK};
+use crate::store::{AuditStore, Page, PageRequest, StoreError, TimeRange};
 use crate::timestamp::Expiry;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
@@ -17,54 +20,151 @@ impl DynamoAuditStore {
     pub(crate) fn new(table: Table, clock: SharedClock) -> Self {
         Self { table, clock }
     }
+
+    fn put(&self, item: Item, condition: Expr) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table.name)
+            .set_item(Some(item))
+            .condition_expression(condition.text)
+            .set_expression_attribute_names((!condition.names.is_empty()).then_some(condition.names))
+            .set_expression_attribute_values((!condition.values.is_empty()).then_some(condition.values))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
 }
 
+/// The link as JSON text: its hash covers the event's JSON, which a DynamoDB map would reorder.
 #[derive(Serialize, Deserialize)]
-struct AuditItem {
+struct EventItem {
     pk: String,
     sk: String,
     expires_at: Expiry,
-    event: String,
+    link: String,
+}
+
+/// The head has no expiry: it names the chain's last event for as long as the chain exists.
+#[derive(Serialize, Deserialize)]
+struct HeadItem {
+    pk: String,
+    sk: String,
+    seq: u64,
+    head: ChainHead,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointItem {
+    pk: String,
+    sk: String,
+    expires_at: Expiry,
+    checkpoint: Checkpoint,
 }
 
 #[async_trait]
 impl AuditStore for DynamoAuditStore {
-    async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        let item = AuditItem {
-            pk: e.tenant.as_str().to_owned(),
-            sk: keys::audit_sk(e.at, e.id),
-            expires_at: e.expires_at,
-            event: to_json(e)?,
-        };
-        // An audit trail is append-only: the same event id is never overwritten.
-        match self
-            .table
-            .put(to_item(&item)?, Some(Expr::new("attribute_not_exists(pk)")), false)
-            .await?
-        {
-            Written::Yes(_) => Ok(()),
-            Written::ConditionFailed => Err(StoreError::AlreadyExists),
+    async fn append(&self, e: &AuditEvent) -> Result<ChainLink, StoreError> {
+        let pk = keys::audit_pk(&e.chain);
+        // Another writer moved the head first: read it again and link after it.
+        let mut backoff = Backoff::default();
+        loop {
+            let head = self.head(&e.chain).await?;
+            let next = audit::next(head.as_ref(), e);
+            let link = EventItem {
+                pk: pk.clone(),
+                sk: keys::audit_event_sk(next.link.event.at, next.link.seq),
+                expires_at: next.link.event.expires_at,
+                link: to_json(&next.link)?,
+            };
+            let new_head = HeadItem {
+                pk: pk.clone(),
+                sk: AUDIT_HEAD_SK.to_owned(),
+                seq: next.head.seq,
+                head: next.head.clone(),
+            };
+            // The head moves only from the state this link was computed on: one writer wins.
+            let head_condition = match &head {
+                None => Expr::new("attribute_not_exists(pk)"),
+                Some(h) => Expr::new("#seq = :seq")
+                    .name("#seq", "seq")
+                    .value(":seq", super::table::n(h.seq as i64)),
+            };
+            let mut actions = vec![
+                self.put(to_item(&link)?, Expr::new("attribute_not_exists(pk)"))?,
+                self.put(to_item(&new_head)?, head_condition)?,
+            ];
+            if let Some(cp) = &next.checkpoint {
+                let item = CheckpointItem {
+                    pk: pk.clone(),
+                    sk: keys::audit_checkpoint_sk(&cp.day),
+                    expires_at: cp.keep_until,
+                    checkpoint: cp.clone(),
+                };
+                actions.push(self.put(to_item(&item)?, Expr::new("attribute_not_exists(pk)"))?);
+            }
+            match self.table.transact_retrying_conflicts(actions).await? {
+                Ok(()) => return Ok(next.link),
+                Err(_) if backoff.wait().await => continue,
+                Err(_) => return Err(StoreError::Conflict),
+            }
         }
     }
 
-    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+    async fn list(
+        &self,
+        chain: &AuditChain,
+        range: &TimeRange,
+        page: &PageRequest,
+    ) -> Result<Page<ChainLink>, StoreError> {
+        let (first, last) = keys::audit_event_range(range.from, range.to);
+        let scope = format!(
+            "audit:{}:{:?}:{:?}",
+            keys::audit_pk(chain),
+            range.from.map(|t| t.unix_millis()),
+            range.to.map(|t| t.unix_millis())
+        );
         let spec = QuerySpec {
             index: None,
             pk_attr: "pk",
-            pk: s(tenant.as_str()),
-            sk_prefix: None,
+            pk: s(keys::audit_pk(chain)),
+            sk: Some(SkRange::Between(first, last)),
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
-            scope: format!("audit:{tenant}"),
+            scope,
             consistent: true,
             filter: None,
             newest_first: false,
         };
         self.table
             .query_page(&spec, page, |i| {
-                let item: AuditItem = from_item(i)?;
-                from_json(&item.event)
+                let item: EventItem = from_item(i)?;
+                from_json(&item.link)
             })
             .await
+    }
+
+    async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError> {
+        let item = self.table.get(key(keys::audit_pk(chain), AUDIT_HEAD_SK)).await?;
+        Ok(item.map(from_item::<HeadItem>).transpose()?.map(|h| h.head))
+    }
+
+    async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::audit_pk(chain)),
+            sk: Some(SkRange::Prefix(AUDIT_CHECKPOINT_PREFIX.to_owned())),
+            sort_at_most: None,
+            hide_expired_at: Some(self.clock.now()),
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_all(&spec)
+            .await?
+            .into_iter()
+            .map(|i| from_item::<CheckpointItem>(i).map(|c| c.checkpoint))
+            .collect()
     }
 }

@@ -1,4 +1,6 @@
-use super::table::{Expr, Item, QuerySpec, Table, Written, from_item, from_json, key, key_of, n, s, to_item, to_json};
+use super::table::{
+    Expr, Item, QuerySpec, SkRange, Table, Written, from_item, from_json, key, key_of, n, s, to_item, to_json,
+};
 use crate::clock::SharedClock;
 use crate::domain::{
     Channel, Contact, ContactId, ContactRef, ContactUpsert, DeliveryState, Direction, LinkedIdentifier, Message,
@@ -215,7 +217,7 @@ impl DynamoConversationStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk),
-            sk_prefix: Some(keys::HEAD_PREFIX.to_owned()),
+            sk: Some(SkRange::Prefix(keys::HEAD_PREFIX.to_owned())),
             sort_at_most: None,
             hide_expired_at: Some(now),
             scope: String::new(),
@@ -326,7 +328,7 @@ impl DynamoConversationStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk),
-            sk_prefix: Some(keys::MESSAGE_PREFIX.to_owned()),
+            sk: Some(SkRange::Prefix(keys::MESSAGE_PREFIX.to_owned())),
             sort_at_most: None,
             hide_expired_at: None,
             scope: String::new(),
@@ -367,7 +369,7 @@ impl DynamoConversationStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk),
-            sk_prefix: Some(keys::MESSAGE_PREFIX.to_owned()),
+            sk: Some(SkRange::Prefix(keys::MESSAGE_PREFIX.to_owned())),
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
             scope: format!("messages:{pk}"),
@@ -406,7 +408,7 @@ impl ConversationStore for DynamoConversationStore {
             index: Some(CONTACTS_BY_TENANT_INDEX),
             pk_attr: "tenant_contacts",
             pk: s(tenant.as_str()),
-            sk_prefix: None,
+            sk: None,
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
             scope: format!("contacts:{tenant}"),
@@ -576,7 +578,7 @@ impl ConversationStore for DynamoConversationStore {
             index: None,
             pk_attr: "pk",
             pk: s(keys::link_pk(subject)),
-            sk_prefix: None,
+            sk: None,
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
             scope: String::new(),
@@ -616,7 +618,7 @@ impl ConversationStore for DynamoConversationStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk.clone()),
-            sk_prefix: None,
+            sk: None,
             sort_at_most: None,
             hide_expired_at: None,
             scope: String::new(),

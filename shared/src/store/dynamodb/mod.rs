@@ -5,6 +5,7 @@
 mod audit;
 mod conversations;
 mod optouts;
+mod principals;
 mod quarantine;
 mod requests;
 mod table;
@@ -15,7 +16,8 @@ pub use table::{CapacityMeter, Units};
 use crate::clock::SharedClock;
 use crate::config::TableNames;
 use crate::store::{
-    AuditStore, ConversationStore, OptOutStore, PrivacyRequestStore, QuarantineStore, Stores, TenantStore,
+    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, Stores,
+    TenantStore,
 };
 use std::sync::Arc;
 use table::Table;
@@ -23,6 +25,7 @@ use table::Table;
 pub use audit::DynamoAuditStore;
 pub use conversations::DynamoConversationStore;
 pub use optouts::DynamoOptOutStore;
+pub use principals::DynamoPrincipalStore;
 pub use quarantine::DynamoQuarantineStore;
 pub use requests::DynamoPrivacyRequestStore;
 pub use tenants::DynamoTenantStore;
@@ -80,6 +83,10 @@ impl DynamoStores {
         Arc::new(DynamoTenantStore::new(self.table(&self.tables.tenants)))
     }
 
+    pub fn principals(&self) -> Arc<dyn PrincipalStore> {
+        Arc::new(DynamoPrincipalStore::new(self.table(&self.tables.tenants)))
+    }
+
     pub fn quarantine(&self) -> Arc<dyn QuarantineStore> {
         Arc::new(DynamoQuarantineStore::new(
             self.table(&self.tables.quarantine),
@@ -103,5 +110,6 @@ pub fn stores(
         audit: make.audit(),
         tenants: make.tenants(),
         quarantine: make.quarantine(),
+        principals: make.principals(),
     }
 }

@@ -1,4 +1,4 @@
-use super::table::{Expr, QuerySpec, Table, from_item, key, n, s, to_item};
+use super::table::{Expr, QuerySpec, SkRange, Table, from_item, key, n, s, to_item};
 use crate::domain::optout::Expect;
 use crate::domain::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, TenantId};
 use crate::identity::SubjectKey;
@@ -195,7 +195,7 @@ impl OptOutStore for DynamoOptOutStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk.clone()),
-            sk_prefix: Some(OPTOUT_HISTORY_PREFIX.to_owned()),
+            sk: Some(SkRange::Prefix(OPTOUT_HISTORY_PREFIX.to_owned())),
             sort_at_most: None,
             hide_expired_at: None,
             scope: format!("optout:{pk}"),

@@ -121,7 +121,7 @@ impl QuarantineStore for DynamoQuarantineStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk.clone()),
-            sk_prefix: None,
+            sk: None,
             sort_at_most: None,
             hide_expired_at: Some(self.clock.now()),
             scope: format!("quarantine:{pk}"),

@@ -96,7 +96,7 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             index: Some(OPEN_BY_DUE_INDEX),
             pk_attr: "open",
             pk: s(OPEN_MARKER),
-            sk_prefix: None,
+            sk: None,
             sort_at_most: Some(("due_ms", until.unix_millis())),
             hide_expired_at: None,
             scope: format!("open-due:{}", until.unix_millis()),

@@ -177,14 +177,22 @@ fn merge(a: Option<&Expr>, b: Option<&Expr>) -> (Option<Names>, Option<Values>) 
     )
 }
 
+#[derive(Debug)]
+pub(crate) enum SkRange {
+    /// `begins_with(sk, prefix)`.
+    Prefix(String),
+    /// `sk BETWEEN first AND last`.
+    Between(String, String),
+}
+
 /// A query over one partition (of the table or an index).
 #[derive(Debug)]
 pub(crate) struct QuerySpec {
     pub index: Option<&'static str>,
     pub pk_attr: &'static str,
     pub pk: AttributeValue,
-    /// Sort-key condition: `begins_with(sk, prefix)` on the table's `sk`.
-    pub sk_prefix: Option<String>,
+    /// Sort-key condition on the table's `sk`.
+    pub sk: Option<SkRange>,
     /// Upper bound on a numeric index sort key (inclusive).
     pub sort_at_most: Option<(&'static str, i64)>,
     pub hide_expired_at: Option<Timestamp>,
@@ -375,10 +383,19 @@ impl Table {
         let mut key_cond = "#pk = :pk".to_owned();
         let mut names = HashMap::from([("#pk".to_owned(), spec.pk_attr.to_owned())]);
         let mut values = HashMap::from([(":pk".to_owned(), spec.pk.clone())]);
-        if let Some(prefix) = &spec.sk_prefix {
-            key_cond.push_str(" AND begins_with(#sk, :prefix)");
-            names.insert("#sk".to_owned(), "sk".to_owned());
-            values.insert(":prefix".to_owned(), s(prefix.clone()));
+        match &spec.sk {
+            None => {}
+            Some(SkRange::Prefix(prefix)) => {
+                key_cond.push_str(" AND begins_with(#sk, :prefix)");
+                names.insert("#sk".to_owned(), "sk".to_owned());
+                values.insert(":prefix".to_owned(), s(prefix.clone()));
+            }
+            Some(SkRange::Between(first, last)) => {
+                key_cond.push_str(" AND #sk BETWEEN :first AND :last");
+                names.insert("#sk".to_owned(), "sk".to_owned());
+                values.insert(":first".to_owned(), s(first.clone()));
+                values.insert(":last".to_owned(), s(last.clone()));
+            }
         }
         if let Some((attr, max)) = spec.sort_at_most {
             key_cond.push_str(" AND #sort <= :max");

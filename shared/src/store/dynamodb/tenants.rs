@@ -1,4 +1,4 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, key, s, to_item, to_json};
+use super::table::{Expr, QuerySpec, SkRange, Table, Written, from_item, from_json, key, s, to_item, to_json};
 use crate::domain::{ChannelAccount, Tenant, TenantEvent, TenantId};
 use crate::store::keys::{self, ACCOUNT_SK, TENANT_EVENT_PREFIX, TENANT_SK};
 use crate::store::{Page, PageRequest, StoreError, TenantStore, WriteOutcome};
@@ -136,7 +136,7 @@ impl TenantStore for DynamoTenantStore {
             index: None,
             pk_attr: "pk",
             pk: s(pk.clone()),
-            sk_prefix: Some(TENANT_EVENT_PREFIX.to_owned()),
+            sk: Some(SkRange::Prefix(TENANT_EVENT_PREFIX.to_owned())),
             sort_at_most: None,
             hide_expired_at: None,
             scope: format!("events:{tenant}"),

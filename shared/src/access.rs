@@ -1,0 +1,263 @@
+//! Who may do what on the admin API, in one place: the roles, what each permits and over which
+//! tenants, and the check every route goes through. Principals and their grants are stored
+//! (`store::PrincipalStore`); in AWS a principal is the caller's IAM ARN, locally a configured id.
+
+use crate::domain::TenantId;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Works one or more tenants' conversations.
+    TenantAgent,
+    /// Answers the privacy mailbox, in every tenant.
+    PrivacyOfficer,
+    /// Runs the platform: tenants and principals.
+    PlatformAdmin,
+    /// Reads the audit trail and nothing else.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::TenantAgent,
+        Role::PrivacyOfficer,
+        Role::PlatformAdmin,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantAgent => "tenant_agent",
+            Self::PrivacyOfficer => "privacy_officer",
+            Self::PlatformAdmin => "platform_admin",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// A tenant's contacts, messages and events.
+    ReadConversations,
+    /// A tenant's opt-out review queue: list and decide.
+    WorkOptOutReviews,
+    CheckContactability,
+    /// Register and update tenants.
+    ManageTenants,
+    ManagePrincipals,
+    ReadAudit,
+}
+
+/// Over which tenants a role holds a permission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Only the tenants the principal is assigned to.
+    AssignedTenants,
+    Everywhere,
+}
+
+/// The role table of the privacy policy (§8): a role holds exactly these permissions.
+pub const GRANTS: &[(Role, Permission, Reach)] = &[
+    (Role::TenantAgent, Permission::ReadConversations, Reach::AssignedTenants),
+    (Role::TenantAgent, Permission::WorkOptOutReviews, Reach::AssignedTenants),
+    (
+        Role::TenantAgent,
+        Permission::CheckContactability,
+        Reach::AssignedTenants,
+    ),
+    (Role::PrivacyOfficer, Permission::WorkOptOutReviews, Reach::Everywhere),
+    (Role::PrivacyOfficer, Permission::CheckContactability, Reach::Everywhere),
+    (Role::PlatformAdmin, Permission::ManageTenants, Reach::Everywhere),
+    (Role::PlatformAdmin, Permission::ManagePrincipals, Reach::Everywhere),
+    (Role::Auditor, Permission::ReadAudit, Reach::Everywhere),
+];
+
+/// The roles that hold a permission.
+pub fn roles_for(permission: Permission) -> impl Iterator<Item = Role> {
+    GRANTS.iter().filter(move |g| g.1 == permission).map(|g| g.0)
+}
+
+/// A caller: an IAM principal ARN in AWS, a configured id locally.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PrincipalId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a principal is 1-2048 printable characters without spaces (an IAM ARN)")]
+pub struct BadPrincipalId;
+
+impl PrincipalId {
+    pub fn new(s: impl Into<String>) -> Result<Self, BadPrincipalId> {
+        let s = s.into();
+        let ok = (1..=2048).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic());
+        if ok { Ok(Self(s)) } else { Err(BadPrincipalId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The ids a grant may be stored under, most specific first. A role session
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`) is granted through its role
+    /// (`arn:aws:iam::ACCOUNT:role/ROLE`): session names change on every sign-in.
+    pub fn grant_keys(&self) -> Vec<PrincipalId> {
+        let mut keys = vec![self.clone()];
+        let role = self
+            .0
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split_once(":sts::"))
+            .and_then(|(partition, rest)| {
+                let (account, path) = rest.split_once(":assumed-role/")?;
+                let (role, _session) = path.split_once('/')?;
+                Some(format!("arn:{partition}:iam::{account}:role/{role}"))
+            });
+        keys.extend(role.and_then(|r| Self::new(r).ok()));
+        keys
+    }
+}
+
+impl TryFrom<String> for PrincipalId {
+    type Error = BadPrincipalId;
+    fn try_from(s: String) -> Result<Self, BadPrincipalId> {
+        Self::new(s)
+    }
+}
+
+impl From<PrincipalId> for String {
+    fn from(p: PrincipalId) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for PrincipalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A principal's grant: its roles, and the tenants its tenant-scoped roles reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub id: PrincipalId,
+    pub roles: BTreeSet<Role>,
+    pub tenants: BTreeSet<TenantId>,
+    pub granted_at: Timestamp,
+    pub granted_by: String,
+}
+
+/// Why a request was refused; the text is the 403's reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("this principal holds no role")]
+    NoGrant,
+    #[error("requires the role {0}")]
+    MissingRole(String),
+    #[error("this principal is not assigned to the tenant")]
+    OtherTenant,
+}
+
+/// The one check: may `principal` use `permission` on `tenant` (None: a route over no tenant)?
+pub fn authorize(
+    principal: Option<&Principal>,
+    permission: Permission,
+    tenant: Option<&TenantId>,
+) -> Result<(), Denial> {
+    let Some(p) = principal.filter(|p| !p.roles.is_empty()) else {
+        return Err(Denial::NoGrant);
+    };
+    let mut held = GRANTS
+        .iter()
+        .filter(|(role, perm, _)| *perm == permission && p.roles.contains(role))
+        .peekable();
+    if held.peek().is_none() {
+        let needed: Vec<&str> = roles_for(permission).map(Role::as_str).collect();
+        return Err(Denial::MissingRole(needed.join(" or ")));
+    }
+    let reaches = |reach: Reach| match (reach, tenant) {
+        (Reach::Everywhere, _) => true,
+        (Reach::AssignedTenants, Some(t)) => p.tenants.contains(t),
+        (Reach::AssignedTenants, None) => false,
+    };
+    if held.any(|(_, _, reach)| reaches(*reach)) {
+        Ok(())
+    } else {
+        Err(Denial::OtherTenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(roles: &[Role], tenants: &[&str]) -> Principal {
+        Principal {
+            id: PrincipalId::new("arn:aws:iam::1:user/x").expect("valid"),
+            roles: roles.iter().copied().collect(),
+            tenants: tenants.iter().map(|t| TenantId::new(*t).expect("valid")).collect(),
+            granted_at: Timestamp::from_unix_seconds(0),
+            granted_by: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_agent_reaches_only_its_tenants() {
+        let (acme, other) = (
+            TenantId::new("acme").expect("valid"),
+            TenantId::new("other").expect("valid"),
+        );
+        let agent = principal(&[Role::TenantAgent], &["acme"]);
+        assert_eq!(
+            authorize(Some(&agent), Permission::ReadConversations, Some(&acme)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(Some(&agent), Permission::ReadConversations, Some(&other)),
+            Err(Denial::OtherTenant)
+        );
+        assert!(matches!(
+            authorize(Some(&agent), Permission::ReadAudit, None),
+            Err(Denial::MissingRole(_))
+        ));
+        let officer = principal(&[Role::PrivacyOfficer], &[]);
+        assert_eq!(
+            authorize(Some(&officer), Permission::WorkOptOutReviews, Some(&other)),
+            Ok(())
+        );
+        assert!(authorize(Some(&officer), Permission::ReadConversations, Some(&other)).is_err());
+        assert_eq!(authorize(None, Permission::ReadAudit, None), Err(Denial::NoGrant));
+        assert_eq!(
+            authorize(
+                Some(&principal(&[], &["acme"])),
+                Permission::ReadConversations,
+                Some(&acme)
+            ),
+            Err(Denial::NoGrant)
+        );
+    }
+
+    #[test]
+    fn a_role_session_is_granted_through_its_role() {
+        let session =
+            PrincipalId::new("arn:aws:sts::123456789012:assumed-role/PrivacyDesk/ana@example").expect("valid");
+        let keys: Vec<String> = session.grant_keys().into_iter().map(String::from).collect();
+        assert_eq!(keys[1], "arn:aws:iam::123456789012:role/PrivacyDesk");
+        let user = PrincipalId::new("arn:aws:iam::123456789012:user/ops").expect("valid");
+        assert_eq!(user.grant_keys(), vec![user.clone()]);
+        assert!(PrincipalId::new("has space").is_err() && PrincipalId::new("").is_err());
+    }
+}
