@@ -26,6 +26,8 @@ pub const INVOCATIONS: usize = 5;
 const APP_SECRET: &str = "bench-app-secret";
 const SUBJECT_SECRET: &str = "bench-subject-key-secret-0123456789abcdef";
 const TENANT: &str = "bench";
+/// The admin caller of the bench, granted what its requests need.
+const BENCH_PRINCIPAL: &str = "arn:aws:iam::000000000000:user/bench";
 const PHONE_NUMBER_ID: &str = "100000000000777";
 
 /// Sums the time requests spend upstream, for every proxy that shares it.
@@ -301,7 +303,7 @@ fn api_event(method: Method, path: &str, body: Option<String>, headers: &[(&str,
         }
     }
     let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
-    iam.user_arn = Some("arn:aws:iam::000000000000:user/bench".into());
+    iam.user_arn = Some(BENCH_PRINCIPAL.into());
     let mut auth = ApiGatewayRequestAuthorizer::default();
     auth.iam = Some(iam);
     e.request_context.authorizer = Some(auth);
@@ -417,6 +419,20 @@ impl Fixture {
             )),
             clock,
         };
+        // The bench caller registers the tenant and reads its contacts.
+        let bench = shared::access::Principal {
+            id: shared::access::PrincipalId::new(BENCH_PRINCIPAL).map_err(|e| e.to_string())?,
+            roles: [shared::access::Role::PlatformAdmin, shared::access::Role::TenantAgent].into(),
+            tenants: [shared::domain::TenantId::new(TENANT).map_err(|e| e.to_string())?].into(),
+            granted_at: shared::clock::Clock::now(&shared::clock::SystemClock),
+            granted_by: "coldstart bench".to_owned(),
+        };
+        resources
+            .stores
+            .principals
+            .put(&bench)
+            .await
+            .map_err(|e| e.to_string())?;
         let admin = admin::build(&resources).await.map_err(|e| e.to_string())?;
         let registration =
             serde_json::json!({"tenant_id": TENANT, "name": "Bench", "whatsapp_phone_number_ids": [PHONE_NUMBER_ID]});

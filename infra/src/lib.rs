@@ -5,6 +5,7 @@
 //! their endpoints (tables and queues then come from template.yaml).
 
 pub mod coldstart;
+pub mod operator;
 pub mod principals;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;

@@ -24,7 +24,7 @@ use shared::store::{Cursor, PageRequest, StoreError, Stores};
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
-mod principals;
+pub mod principals;
 mod reviews;
 pub mod routes;
 mod trail;
@@ -310,9 +310,18 @@ impl Admin {
         };
         let grant = self.grant_of(&caller).await.map_err(Response::from)?;
         let tenant = named.as_deref().and_then(|t| TenantId::new(t).ok());
-        // A name that is no tenant id reaches no tenant: only a role over every tenant passes
-        // (and the route then answers 400 for the name).
-        let checked = access::authorize(grant.as_ref(), m.route.permission, tenant.as_ref());
+        // A caller without the role is refused whatever the body says; one with it but a body
+        // naming no tenant gets the 400 that says so, not a refusal it could not act on.
+        let role = access::authorize(grant.as_ref(), m.route.permission, None);
+        let checked = match (m.route.tenant, &named) {
+            (_, _) if matches!(role, Err(access::Denial::NoGrant | access::Denial::MissingRole(_))) => role,
+            (TenantFrom::Body(field), None) => {
+                return Err(bad_request(field, "required: the tenant this request acts on").into());
+            }
+            // A name that is no tenant id reaches no tenant: only a role over every tenant passes
+            // (and the route then answers 400 for the name).
+            _ => access::authorize(grant.as_ref(), m.route.permission, tenant.as_ref()),
+        };
         let ctx = Ctx {
             actor: caller.to_string(),
             route: m.route,

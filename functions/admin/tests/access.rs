@@ -456,3 +456,34 @@ async fn an_auditor_lists_a_chain_by_time_and_verifies_it() {
         assert!(v["events"].as_u64().unwrap_or_default() >= 1, "{v}");
     }
 }
+
+/// Bad input: a contactability question that names no tenant (not JSON, or no `tenant` field).
+/// A caller who may ask gets a 400 naming the field; one who may not is refused whatever the body.
+#[tokio::test]
+async fn a_body_naming_no_tenant_is_a_400_for_those_who_may_ask() {
+    let f = Fixture::new().await;
+    let no_tenant = json!({"channel": "whatsapp", "id": "5491123456789"});
+    for who in [AGENT, OFFICER] {
+        let (status, body) = f
+            .call(who, Method::POST, "/admin/contactability", &[], Some(no_tenant.clone()))
+            .await;
+        assert_eq!(status, 400, "{who}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().starts_with("tenant"),
+            "{body}"
+        );
+        let resp = f
+            .admin
+            .handle(&{
+                let mut r = request_as(Some(who), Method::POST, "/admin/contactability", &[], None);
+                r.body = Some("not json".to_owned());
+                r
+            })
+            .await;
+        assert_eq!(resp.status_code, 400, "{who}: not JSON");
+    }
+    let (status, _) = f
+        .call(AUDITOR, Method::POST, "/admin/contactability", &[], Some(no_tenant))
+        .await;
+    assert_eq!(status, 403, "an auditor may not ask, whatever the body");
+}
