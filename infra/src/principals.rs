@@ -109,7 +109,7 @@ pub fn parse(config: Option<&str>) -> Result<Vec<LocalPrincipal>, String> {
 pub async fn seed(store: &dyn PrincipalStore, principals: &[LocalPrincipal], now: Timestamp) -> Result<(), StoreError> {
     for p in principals {
         let grant = Principal {
-            id: p.id.clone(),
+            id: p.id.grant_key(),
             roles: p.roles.clone(),
             tenants: p.tenants.clone(),
             granted_at: now,

@@ -98,13 +98,30 @@ pub fn roles_for(permission: Permission) -> impl Iterator<Item = Role> {
 pub struct PrincipalId(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a principal is 1-2048 printable characters without spaces (an IAM ARN)")]
+#[error("a principal is 1-1024 printable characters without spaces (an IAM ARN)")]
 pub struct BadPrincipalId;
+
+/// The parts of a role session ARN: `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+fn session_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("sts::")?;
+    let (account, rest) = rest.split_once(':')?;
+    let (role, session) = rest.strip_prefix("assumed-role/")?.split_once('/')?;
+    let valid = ["aws", "aws-cn", "aws-us-gov"].contains(&partition)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !role.is_empty()
+        && !session.is_empty()
+        && !session.contains('/');
+    valid.then_some((partition, account, role))
+}
 
 impl PrincipalId {
     pub fn new(s: impl Into<String>) -> Result<Self, BadPrincipalId> {
         let s = s.into();
-        let ok = (1..=2048).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic());
+        // 1024 bytes: the longest DynamoDB sort key, which a grant is stored under.
+        let ok = (1..=1024).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic());
         if ok { Ok(Self(s)) } else { Err(BadPrincipalId) }
     }
 
@@ -112,22 +129,35 @@ impl PrincipalId {
         &self.0
     }
 
-    /// The ids a grant may be stored under, most specific first. A role session
+    /// A role session: its name is chosen by whoever assumes the role, so it is never granted.
+    pub fn is_role_session(&self) -> bool {
+        session_parts(&self.0).is_some()
+    }
+
+    /// What a grant is stored under: an IAM role without its path
+    /// (`arn:aws:iam::ACCOUNT:role/PATH/ROLE` becomes `.../role/ROLE`), since a role session's
+    /// ARN does not carry the path and role names are unique in an account.
+    pub fn for_grant(&self) -> PrincipalId {
+        let without_path = self.0.split_once(":role/").and_then(|(head, path)| {
+            let name = path.rsplit('/').next()?;
+            (path.contains('/') && head.starts_with("arn:") && head.contains(":iam::"))
+                .then(|| format!("{head}:role/{name}"))
+        });
+        without_path
+            .and_then(|p| Self::new(p).ok())
+            .unwrap_or_else(|| self.clone())
+    }
+
+    /// The id a caller's grant is stored under. A role session
     /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`) is granted through its role
-    /// (`arn:aws:iam::ACCOUNT:role/ROLE`): session names change on every sign-in.
-    pub fn grant_keys(&self) -> Vec<PrincipalId> {
-        let mut keys = vec![self.clone()];
-        let role = self
-            .0
-            .strip_prefix("arn:")
-            .and_then(|rest| rest.split_once(":sts::"))
-            .and_then(|(partition, rest)| {
-                let (account, path) = rest.split_once(":assumed-role/")?;
-                let (role, _session) = path.split_once('/')?;
-                Some(format!("arn:{partition}:iam::{account}:role/{role}"))
-            });
-        keys.extend(role.and_then(|r| Self::new(r).ok()));
-        keys
+    /// (`arn:aws:iam::ACCOUNT:role/ROLE`) only: sessions are never granted.
+    pub fn grant_key(&self) -> PrincipalId {
+        match session_parts(&self.0) {
+            Some((partition, account, role)) => {
+                Self::new(format!("arn:{partition}:iam::{account}:role/{role}")).unwrap_or_else(|_| self.clone())
+            }
+            None => self.for_grant(),
+        }
     }
 }
 
@@ -251,13 +281,25 @@ mod tests {
     }
 
     #[test]
-    fn a_role_session_is_granted_through_its_role() {
-        let session =
-            PrincipalId::new("arn:aws:sts::123456789012:assumed-role/PrivacyDesk/ana@example").expect("valid");
-        let keys: Vec<String> = session.grant_keys().into_iter().map(String::from).collect();
-        assert_eq!(keys[1], "arn:aws:iam::123456789012:role/PrivacyDesk");
-        let user = PrincipalId::new("arn:aws:iam::123456789012:user/ops").expect("valid");
-        assert_eq!(user.grant_keys(), vec![user.clone()]);
+    fn a_role_session_is_granted_through_its_role_only() {
+        let id = |s: &str| PrincipalId::new(s).expect("valid");
+        let session = id("arn:aws:sts::123456789012:assumed-role/PrivacyDesk/ana@example");
+        assert!(session.is_role_session());
+        assert_eq!(session.grant_key(), id("arn:aws:iam::123456789012:role/PrivacyDesk"));
+        let user = id("arn:aws:iam::123456789012:user/ops");
+        assert_eq!(user.grant_key(), user);
+        assert!(!user.is_role_session());
+        // A role with a path (IAM Identity Center's) is granted by its name, as its sessions name it.
+        let sso = id("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Agents_1a2b");
+        assert_eq!(
+            sso.grant_key(),
+            id("arn:aws:iam::123456789012:role/AWSReservedSSO_Agents_1a2b")
+        );
+        // Not a session: a user whose path looks like one, a session of a bad account.
+        let lookalike = id("arn:aws:iam::123456789012:user/x:sts::123456789012:assumed-role/Admins/me");
+        assert_eq!(lookalike.grant_key(), lookalike);
+        assert!(!id("arn:aws:sts::12:assumed-role/Admins/me").is_role_session());
         assert!(PrincipalId::new("has space").is_err() && PrincipalId::new("").is_err());
+        assert!(PrincipalId::new("a".repeat(1025)).is_err());
     }
 }

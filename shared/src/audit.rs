@@ -6,6 +6,7 @@
 //! there: each link records when its predecessor expires, and expiry never decreases along a chain,
 //! so "the predecessor has expired" means every earlier event has too.
 
+use crate::clock::Clock;
 use crate::domain::{AuditChain, AuditEvent};
 use crate::retention::audit_checkpoint_expiry;
 use crate::store::{AuditStore, PageRequest, StoreError, TimeRange};
@@ -147,29 +148,39 @@ pub struct Verification {
     pub first_break: Option<Break>,
 }
 
-/// Checks a chain link by link, oldest first, against its checkpoints and head.
+/// Checks a chain link by link, oldest first, against its checkpoints and the head read before
+/// the links were listed. Links appended after that head (requests audited while the check runs)
+/// are not checked, but they must be covered by the head read after the listing.
 #[derive(Debug)]
 pub struct Verifier {
     now: Timestamp,
     checkpoints: BTreeMap<u64, Checkpoint>,
-    matched: usize,
-    last: Option<(u64, String)>,
+    head: Option<ChainHead>,
+    last: Option<ChainLink>,
     from_seq: Option<u64>,
     events: u64,
+    /// The newest link seen past `head`.
+    beyond: Option<u64>,
     first_break: Option<Break>,
 }
 
 impl Verifier {
-    pub fn new(now: Timestamp, checkpoints: Vec<Checkpoint>) -> Self {
+    pub fn new(now: Timestamp, checkpoints: Vec<Checkpoint>, head: Option<ChainHead>) -> Self {
         Self {
             now,
             checkpoints: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
-            matched: 0,
+            head,
             last: None,
             from_seq: None,
             events: 0,
+            beyond: None,
             first_break: None,
         }
+    }
+
+    /// The time of the listing the next links come from: whatever it hid had expired by then.
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
     }
 
     fn broken(&mut self, seq: u64, reason: String) {
@@ -178,9 +189,8 @@ impl Verifier {
         }
     }
 
-    /// Whether everything before `link` may have gone by expiry.
-    fn predecessor_expired(&self, link: &ChainLink) -> bool {
-        link.prev_expires_at.is_some_and(|e| e.is_expired(self.now))
+    fn expired(&self, e: Option<Expiry>) -> bool {
+        e.is_some_and(|e| e.is_expired(self.now))
     }
 
     pub fn feed(&mut self, link: &ChainLink) {
@@ -188,52 +198,95 @@ impl Verifier {
             return;
         }
         let seq = link.seq;
+        if self.head.as_ref().is_some_and(|h| seq > h.seq) {
+            self.beyond = self.beyond.max(Some(seq));
+            return;
+        }
         if link_hash(seq, &link.prev_hash, link.prev_expires_at, &link.event) != link.hash {
             return self.broken(
                 seq,
                 format!("event #{seq} was altered: its hash does not match its content"),
             );
         }
-        match self.last.take() {
-            None if seq != 1 && !self.predecessor_expired(link) => {
-                return self.broken(1, format!("events before #{seq} are missing and had not expired"));
-            }
-            None => {}
-            Some((last, _)) if seq <= last => {
-                return self.broken(seq, format!("event #{seq} is out of order after #{last}"));
-            }
-            Some((last, hash)) if seq == last + 1 && link.prev_hash != hash => {
-                return self.broken(
-                    seq,
-                    format!("event #{seq} does not follow #{last}: the chain was rewritten"),
-                );
-            }
-            Some((last, _)) if seq > last + 1 && !self.predecessor_expired(link) => {
-                return self.broken(
-                    last + 1,
-                    format!("events #{} to #{} are missing and had not expired", last + 1, seq - 1),
-                );
-            }
-            Some(_) => {}
+        if let Err((at, reason)) = self.follows(link) {
+            return self.broken(at, reason);
         }
-        if let Some(cp) = self.checkpoints.get(&seq) {
-            if cp.hash != link.hash {
-                let day = cp.day.clone();
-                return self.broken(seq, format!("event #{seq} differs from the checkpoint of {day}"));
-            }
-            self.matched += 1;
+        if let Some(cp) = self.checkpoints.get(&seq)
+            && cp.hash != link.hash
+        {
+            let day = cp.day.clone();
+            return self.broken(seq, format!("event #{seq} differs from the checkpoint of {day}"));
         }
         self.from_seq.get_or_insert(seq);
         self.events += 1;
-        self.last = Some((seq, link.hash.clone()));
+        self.last = Some(link.clone());
     }
 
-    pub fn finish(mut self, chain: AuditChain, head: Option<&ChainHead>) -> Verification {
+    /// Whether `link` may come after the last link checked. Only expiry may leave a gap, and
+    /// expiry never decreases along a chain: what is missing must have expired, and no earlier
+    /// than what is present before it.
+    fn follows(&self, link: &ChainLink) -> Result<(), (u64, String)> {
+        let seq = link.seq;
+        let Some(last) = &self.last else {
+            if seq == 1 {
+                return match (link.prev_hash.as_str(), link.prev_expires_at) {
+                    (GENESIS, None) => Ok(()),
+                    _ => Err((1, "event #1 does not start the chain".to_owned())),
+                };
+            }
+            if !self.expired(link.prev_expires_at) {
+                return Err((1, format!("events before #{seq} are missing and had not expired")));
+            }
+            // The oldest retained event links to its day's checkpoint, when that is kept.
+            return match self.checkpoints.get(&(seq - 1)) {
+                Some(cp) if cp.hash != link.prev_hash || Some(cp.event_expires_at) != link.prev_expires_at => Err((
+                    seq,
+                    format!("event #{seq} does not follow the checkpoint of {}", cp.day),
+                )),
+                _ => Ok(()),
+            };
+        };
+        let (prev, e) = (&last.event, &link.event);
+        if seq <= last.seq {
+            return Err((seq, format!("event #{seq} is out of order after #{}", last.seq)));
+        }
+        if e.at < prev.at || e.expires_at < prev.expires_at {
+            return Err((seq, format!("event #{seq} is dated or expires before #{}", last.seq)));
+        }
+        if seq == last.seq + 1 {
+            if link.prev_hash != last.hash || link.prev_expires_at != Some(prev.expires_at) {
+                return Err((
+                    seq,
+                    format!("event #{seq} does not follow #{}: the chain was rewritten", last.seq),
+                ));
+            }
+            return Ok(());
+        }
+        let gone_by_expiry =
+            self.expired(link.prev_expires_at) && link.prev_expires_at.is_some_and(|p| p >= prev.expires_at);
+        if gone_by_expiry {
+            Ok(())
+        } else {
+            Err((
+                last.seq + 1,
+                format!(
+                    "events #{} to #{} are missing and had not expired",
+                    last.seq + 1,
+                    seq - 1
+                ),
+            ))
+        }
+    }
+
+    /// The verdict; `head_after` is the head read again once every link was listed.
+    pub fn finish(mut self, chain: AuditChain, head_after: Option<&ChainHead>) -> Verification {
         let seen =
-            |seq: u64, v: &Self| v.from_seq.is_some_and(|f| seq >= f) && v.last.as_ref().is_some_and(|l| seq <= l.0);
+            |seq: u64, v: &Self| v.from_seq.is_some_and(|f| seq >= f) && v.last.as_ref().is_some_and(|l| seq <= l.seq);
         let missing: Vec<(u64, String)> = self
             .checkpoints
             .values()
+            // Checkpoints written after the head this check started from are not its concern.
+            .filter(|c| self.head.as_ref().is_some_and(|h| c.seq <= h.seq))
             .filter(|c| !c.event_expires_at.is_expired(self.now) && !seen(c.seq, &self))
             .map(|c| (c.seq, c.day.clone()))
             .collect();
@@ -243,7 +296,10 @@ impl Verifier {
                 format!("event #{seq}, named by the checkpoint of {day}, is missing and had not expired"),
             );
         }
-        match (head, self.last.clone()) {
+        let last = self.last.as_ref().map(|l| (l.seq, l.hash.clone()));
+        match (self.head.clone(), last) {
+            // Verifying is audited first, so a chain that is verified has a head.
+            (None, _) => self.broken(1, "the chain's head is missing".to_owned()),
             (Some(h), Some((seq, hash))) if h.seq == seq && h.hash != hash => {
                 self.broken(seq, format!("event #{seq} differs from the chain's head"))
             }
@@ -254,14 +310,18 @@ impl Verifier {
             (Some(h), None) if !h.expires_at.is_expired(self.now) => {
                 self.broken(1, format!("every event is missing: the head names #{}", h.seq))
             }
-            (None, Some((seq, _))) => self.broken(seq, "the chain's head is missing".to_owned()),
             _ => {}
+        }
+        if let Some(seq) = self.beyond
+            && head_after.is_none_or(|h| h.seq < seq)
+        {
+            self.broken(seq, format!("event #{seq} is after the chain's head"));
         }
         Verification {
             chain,
             events: self.events,
             from_seq: self.from_seq,
-            head_seq: head.map(|h| h.seq),
+            head_seq: self.head.as_ref().map(|h| h.seq),
             checkpoints: self.checkpoints.len(),
             intact: self.first_break.is_none(),
             first_break: self.first_break,
@@ -269,13 +329,16 @@ impl Verifier {
     }
 }
 
-/// Recomputes a whole chain from the store: every retained event, its checkpoints and its head.
-pub async fn verify(store: &dyn AuditStore, chain: &AuditChain, now: Timestamp) -> Result<Verification, StoreError> {
+/// Recomputes a whole chain from the store: every retained event up to its head, its checkpoints
+/// and its head. Each page is judged at the time it was listed, so an event that expires while the
+/// check runs is not a break.
+pub async fn verify(store: &dyn AuditStore, chain: &AuditChain, clock: &dyn Clock) -> Result<Verification, StoreError> {
     let head = store.head(chain).await?;
-    let mut verifier = Verifier::new(now, store.checkpoints(chain).await?);
+    let mut verifier = Verifier::new(clock.now(), store.checkpoints(chain).await?, head);
     let mut page = PageRequest::first(crate::store::MAX_PAGE_SIZE);
     loop {
         let p = store.list(chain, &TimeRange::ALL, &page).await?;
+        verifier.set_now(clock.now());
         for link in &p.items {
             verifier.feed(link);
         }
@@ -284,7 +347,8 @@ pub async fn verify(store: &dyn AuditStore, chain: &AuditChain, now: Timestamp) 
             None => break,
         }
     }
-    Ok(verifier.finish(chain.clone(), head.as_ref()))
+    let head_after = store.head(chain).await?;
+    Ok(verifier.finish(chain.clone(), head_after.as_ref()))
 }
 
 #[cfg(test)]
@@ -322,7 +386,7 @@ mod tests {
     }
 
     fn check(now: Timestamp, links: &[ChainLink], cps: &[Checkpoint], head: &ChainHead) -> Verification {
-        let mut v = Verifier::new(now, cps.to_vec());
+        let mut v = Verifier::new(now, cps.to_vec(), Some(head.clone()));
         links.iter().for_each(|l| v.feed(l));
         v.finish(links[0].event.chain.clone(), Some(head))
     }
@@ -389,6 +453,62 @@ mod tests {
         // But event 3 has not expired yet: deleting it as well is a break.
         let v = check(now, &links[3..], &cps, &head);
         assert_eq!(v.first_break.map(|b| b.seq), Some(1));
+    }
+
+    #[test]
+    fn a_link_inserted_before_the_oldest_retained_event_is_a_break() {
+        let start = Timestamp::from_unix_seconds(T0);
+        let (links, cps, head) = chain(start, 5);
+        let now = links[1].event.expires_at.as_timestamp().plus(time::Duration::hours(1));
+        // A self-consistent fake #1 that claims to expire late: #3 cannot follow it by expiry.
+        let mut fake = links[0].clone();
+        fake.event.reason = "planted".into();
+        fake.event.expires_at = links[4].event.expires_at;
+        fake.hash = link_hash(1, GENESIS, None, &fake.event);
+        let planted: Vec<ChainLink> = std::iter::once(fake).chain(links[2..].iter().cloned()).collect();
+        let v = check(now, &planted, &cps, &head);
+        assert_eq!(
+            v.first_break.map(|b| b.seq),
+            Some(1),
+            "the checkpoint of #1's day disagrees"
+        );
+        // Without checkpoints, the expiry order alone gives it away.
+        let v = check(now, &planted, &[], &head);
+        assert_eq!(
+            v.first_break.map(|b| b.seq),
+            Some(3),
+            "#3 expires before the planted #1"
+        );
+    }
+
+    #[test]
+    fn links_appended_while_verifying_are_not_a_break_but_links_past_every_head_are() {
+        let start = Timestamp::from_unix_seconds(T0);
+        let (links, cps, _) = chain(start, 5);
+        let head_then = ChainHead {
+            seq: 3,
+            hash: links[2].hash.clone(),
+            at: links[2].event.at,
+            expires_at: links[2].event.expires_at,
+        };
+        let head_now = next(Some(&head_then), &links[3].event).head;
+        let mut v = Verifier::new(start, cps.clone(), Some(head_then.clone()));
+        links.iter().for_each(|l| v.feed(l));
+        let later = ChainHead { seq: 5, ..head_now };
+        assert!(v.finish(links[0].event.chain.clone(), Some(&later)).intact);
+        let mut v = Verifier::new(start, cps, Some(head_then.clone()));
+        links.iter().for_each(|l| v.feed(l));
+        let v = v.finish(links[0].event.chain.clone(), Some(&head_then));
+        assert_eq!(v.first_break.map(|b| b.seq), Some(5), "links no head covers");
+    }
+
+    #[test]
+    fn a_chain_without_its_head_is_a_break() {
+        let start = Timestamp::from_unix_seconds(T0);
+        let (links, cps, _) = chain(start, 2);
+        let mut v = Verifier::new(start, cps, None);
+        links.iter().for_each(|l| v.feed(l));
+        assert!(!v.finish(links[0].event.chain.clone(), None).intact);
     }
 
     #[test]

@@ -54,6 +54,24 @@ pub(crate) struct Ctx {
     pub route: &'static routes::Route,
 }
 
+/// Whether a free-text audit reason may hold an identifier: an `@` (an e-mail address or a
+/// username) or a run of seven or more digits (a phone number, with or without separators).
+fn may_identify(text: &str) -> bool {
+    let mut digits = 0;
+    for c in text.chars() {
+        match c {
+            '@' => return true,
+            '0'..='9' => digits += 1,
+            ' ' | '-' | '.' | '(' | ')' | '+' => {}
+            _ => digits = 0,
+        }
+        if digits >= 7 {
+            return true;
+        }
+    }
+    false
+}
+
 /// A string field of a JSON object body, if the body is one.
 fn body_field(req: &Request, field: &str) -> Option<String> {
     let body = apigw::body_bytes(req).ok()?;
@@ -92,8 +110,12 @@ enum AuditTarget {
         subject: Option<shared::identity::SubjectKey>,
         reason: &'static str,
     },
-    /// A request the access check refused, with the refusal's reason.
-    Denied(String),
+    /// A request the access check refused, with the refusal's reason and, in the platform chain,
+    /// the tenant it asked for.
+    Denied {
+        reason: String,
+        asked: Option<String>,
+    },
     /// The list of principals and their grants.
     Principals,
     /// A grant given, changed or revoked, described in `detail`.
@@ -302,6 +324,15 @@ impl Admin {
     /// tenant the request names, and the permission the route needs. A refusal is audited (no
     /// payload) before the 403; no audit, no answer.
     async fn admit(&self, req: &Request, caller: PrincipalId, m: &routes::Matched<'_>) -> Result<Ctx, Response> {
+        if let Some(reason) = apigw::header(req, "x-audit-reason")
+            && may_identify(reason)
+        {
+            return Err(bad_request(
+                "x-audit-reason",
+                "must not hold an e-mail address or a phone number: give a ticket or case reference",
+            )
+            .into());
+        }
         let named: Option<String> = match m.route.tenant {
             TenantFrom::Path => Some(m.param("tenant").to_owned()),
             TenantFrom::Query => apigw::query(req, "tenant").map(str::to_owned),
@@ -329,37 +360,37 @@ impl Admin {
         let Err(denial) = checked else {
             return Ok(ctx);
         };
-        // A denied attempt on a registered tenant is in that tenant's trail; otherwise the
-        // platform's, so an unknown name creates no chain.
-        let chain = match &tenant {
-            Some(t) => match self.stores.tenants.get(t).await {
-                Ok(Some(_)) => AuditChain::Tenant(t.clone()),
-                Ok(None) => AuditChain::Platform,
+        // A denied attempt on a registered tenant by a principal holding some role is in that
+        // tenant's trail. Otherwise it is the platform's: an unknown name creates no chain, and a
+        // caller with no grant at all cannot crowd a tenant's chain. There it names the tenant
+        // asked for, when the name is a tenant id (anything else could be any text).
+        let registered = match (&tenant, &denial) {
+            (_, access::Denial::NoGrant) | (None, _) => None,
+            (Some(t), _) => match self.stores.tenants.get(t).await {
+                Ok(found) => found.map(|_| t.clone()),
                 Err(e) => return Err(store_error(e).into()),
             },
-            None => AuditChain::Platform,
+        };
+        let (chain, asked) = match registered {
+            Some(t) => (AuditChain::Tenant(t), None),
+            None => (AuditChain::Platform, tenant.as_ref().map(|t| format!("tenant {t}"))),
         };
         let reason = denial.to_string();
-        self.audit(chain, &ctx, req, AuditTarget::Denied(reason.clone()))
-            .await
-            .map_err(Response::from)?;
+        let target = AuditTarget::Denied {
+            reason: reason.clone(),
+            asked,
+        };
+        self.audit(chain, &ctx, req, target).await.map_err(Response::from)?;
         tracing::warn!(route = %m.route.name(), reason = %reason, "admin request denied");
         Err(apigw::error(403, reason))
     }
 
     /// The caller's grant: under its own id, or (a role session) its role's.
     async fn grant_of(&self, caller: &PrincipalId) -> Result<Option<Principal>, AdminError> {
-        for id in caller.grant_keys() {
-            match self.stores.principals.get(&id).await {
-                Ok(Some(p)) => return Ok(Some(p)),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e.log_safe(), "principal lookup failed");
-                    return Err(AdminError::Unavailable("access check temporarily unavailable"));
-                }
-            }
-        }
-        Ok(None)
+        self.stores.principals.get(&caller.grant_key()).await.map_err(|e| {
+            tracing::error!(error = %e.log_safe(), "principal lookup failed");
+            AdminError::Unavailable("access check temporarily unavailable")
+        })
     }
 
     async fn register(&self, req: &Request, ctx: &Ctx) -> Response {
@@ -476,7 +507,10 @@ impl Admin {
                 reason,
             } => (AuditAction::Change, handle, subject, reason.to_owned()),
             // The refusal's own reason: a caller's header cannot restate why it was refused.
-            AuditTarget::Denied(reason) => (AuditAction::Denied, None, None, reason),
+            AuditTarget::Denied { reason, asked } => {
+                detail = asked;
+                (AuditAction::Denied, None, None, reason)
+            }
             AuditTarget::Principals => (AuditAction::Read, None, None, "principals listed".to_owned()),
             AuditTarget::Grant { detail: d } => {
                 detail = Some(d);

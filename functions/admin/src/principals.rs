@@ -34,13 +34,33 @@ pub fn describe(p: &Principal) -> String {
     )
 }
 
-/// Checks a requested grant: known roles, tenants only for `tenant_agent` (and then at least one).
+/// Roles one principal may not hold together: whoever runs the platform or audits it does not
+/// also work tenants' conversations, and an auditor audits only.
+fn separation_of_duties(roles: &BTreeSet<Role>) -> Result<(), AdminError> {
+    for alone in [Role::PlatformAdmin, Role::Auditor] {
+        if roles.contains(&alone) && roles.len() > 1 {
+            return Err(bad_request("roles", format!("{alone} is not held with another role")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a requested grant: a user or role (never a role session, whose name its holder
+/// chooses), known roles that may go together, tenants only for `tenant_agent` (and then at least
+/// one). A role with a path is stored without it, as its sessions name it.
 pub fn parse_grant(
     principal: &str,
     roles: &[String],
     tenants: &[String],
 ) -> Result<(PrincipalId, BTreeSet<Role>, BTreeSet<TenantId>), AdminError> {
     let id = PrincipalId::new(principal).map_err(|e| bad_request("principal", e))?;
+    if id.is_role_session() {
+        return Err(bad_request(
+            "principal",
+            "a role session: grant its role (arn:aws:iam::ACCOUNT:role/NAME)",
+        ));
+    }
+    let id = id.for_grant();
     let roles = roles
         .iter()
         .map(|r| Role::parse(r).ok_or_else(|| bad_request("roles", format!("unknown role {r:?}"))))
@@ -49,6 +69,7 @@ pub fn parse_grant(
         .iter()
         .map(|t| TenantId::new(t.as_str()).map_err(|e| bad_request("tenants", e)))
         .collect::<Result<BTreeSet<_>, _>>()?;
+    separation_of_duties(&roles)?;
     match (roles.contains(&Role::TenantAgent), tenants.is_empty()) {
         (true, true) => Err(bad_request("tenants", "tenant_agent needs at least one tenant")),
         (false, false) => Err(bad_request("tenants", "tenants apply to tenant_agent only")),
@@ -100,14 +121,12 @@ impl Admin {
                 Err(e) => return store_error(e).into(),
             }
         }
-        // The last platform_admin cannot lock everyone out by accident; another one, or the
-        // operator CLI, can still change this grant.
-        let own = PrincipalId::new(ctx.actor.as_str())
-            .map(|me| me.grant_keys().contains(&id))
-            .unwrap_or(false);
-        if own && !roles.contains(&Role::PlatformAdmin) {
+        // No one changes their own grant: not to widen it, not to lock everyone out by dropping
+        // the last platform_admin. Another platform_admin, or the operator CLI, can.
+        let own = PrincipalId::new(ctx.actor.as_str()).is_ok_and(|me| me.grant_key() == id);
+        if own {
             return AdminError::Conflict(
-                "this would remove your own platform_admin role: another platform_admin or the operator CLI can".into(),
+                "a principal cannot change its own grant: another platform_admin or the operator CLI can".into(),
             )
             .into();
         }

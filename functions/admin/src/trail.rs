@@ -29,6 +29,7 @@ impl Admin {
                 .map_err(|_| bad_request(field, "must be an RFC 3339 time")),
         };
         let range = match (time("from"), time("to")) {
+            (Ok(Some(from)), Ok(Some(to))) if from > to => return bad_request("from", "must not be after to").into(),
             (Ok(from), Ok(to)) => TimeRange { from, to },
             (Err(e), _) | (_, Err(e)) => return e.into(),
         };
@@ -71,7 +72,7 @@ impl Admin {
         {
             return e.into();
         }
-        match shared::audit::verify(self.stores.audit.as_ref(), &chain, self.clock.now()).await {
+        match shared::audit::verify(self.stores.audit.as_ref(), &chain, self.clock.as_ref()).await {
             Ok(v) => apigw::json(200, &v),
             Err(e) => crate::store_error(e).into(),
         }

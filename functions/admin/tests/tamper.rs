@@ -11,7 +11,7 @@ use http::Method;
 use serde_json::{Value, json};
 use shared::access::Role;
 use shared::apigw;
-use shared::clock::{SettableClock, SharedClock};
+use shared::clock::{Clock, SettableClock, SharedClock};
 use shared::config::{Endpoints, TableNames};
 use shared::identity::SubjectKeySecret;
 use shared::queue::embedded::EmbeddedQueue;
@@ -23,9 +23,12 @@ use std::time::Duration;
 const AGENT: &str = "arn:aws:iam::000000000000:user/agent";
 const AUDITOR: &str = "arn:aws:iam::000000000000:user/auditor";
 const ADMIN: &str = "arn:aws:iam::000000000000:user/admin";
+/// One tenant per kind of tampering, each chain a registration and five reads.
+const TENANTS: [&str; 5] = ["tenant-a", "tenant-b", "tenant-c", "tenant-d", "tenant-e"];
 
 struct Fixture {
     admin: Admin,
+    clock: SettableClock,
     client: aws_sdk_dynamodb::Client,
     audit_table: String,
 }
@@ -44,25 +47,21 @@ impl Fixture {
             .await
             .expect("tables from template.yaml");
         // 2040: clear of DynamoDB Local's real-time TTL sweeper.
-        let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(2_208_988_800)));
+        let settable = SettableClock::at(Timestamp::from_unix_seconds(2_208_988_800));
+        let clock: SharedClock = Arc::new(settable.clone());
         let stores = shared::store::dynamodb::stores(&client, &tables, clock.clone(), &CapacityMeter::default());
         let queue = || Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(30)));
         let secret = SubjectKeySecret::new(b"tamper-test-subject-key-secret-0123456789".to_vec()).expect("long enough");
-        grant(
-            &stores,
-            AGENT,
-            &[Role::TenantAgent],
-            &["tenant-a", "tenant-b", "tenant-c"],
-        )
-        .await;
+        grant(&stores, AGENT, &[Role::TenantAgent], &TENANTS).await;
         grant(&stores, AUDITOR, &[Role::Auditor], &[]).await;
         grant(&stores, ADMIN, &[Role::PlatformAdmin], &[]).await;
         let f = Self {
             admin: Admin::new(stores, queue(), queue(), clock, secret),
+            clock: settable,
             client,
             audit_table: tables.audit,
         };
-        for t in ["tenant-a", "tenant-b", "tenant-c"] {
+        for t in TENANTS {
             let body = json!({"tenant_id": t, "name": t});
             assert_eq!(
                 f.call(ADMIN, "/admin/tenants", &[], Method::POST, Some(body)).await.0,
@@ -94,6 +93,17 @@ impl Fixture {
     }
 
     /// The raw item of event `seq` in a tenant's chain, as DynamoDB holds it.
+    async fn delete(&self, item: &std::collections::HashMap<String, AttributeValue>) {
+        self.client
+            .delete_item()
+            .table_name(&self.audit_table)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .expect("delete");
+    }
+
     async fn event_item(&self, tenant: &str, seq: u64) -> std::collections::HashMap<String, AttributeValue> {
         let out = self
             .client
@@ -116,7 +126,7 @@ impl Fixture {
 #[tokio::test]
 async fn altering_or_deleting_a_stored_event_is_reported_by_the_verify_route() {
     let f = Fixture::new().await;
-    for t in ["tenant-a", "tenant-b", "tenant-c"] {
+    for t in TENANTS {
         let v = f.verify(t).await;
         assert_eq!(v["intact"], true, "{t} untouched: {v}");
     }
@@ -177,4 +187,23 @@ async fn altering_or_deleting_a_stored_event_is_reported_by_the_verify_route() {
         (&json!(false), &json!(newest)),
         "{v}"
     );
+
+    // tenant-d: the oldest event (the registration) deleted long before it expires.
+    let item = f.event_item("tenant-d", 1).await;
+    f.delete(&item).await;
+    let v = f.verify("tenant-d").await;
+    assert_eq!(
+        (&v["intact"], &v["first_break"]["seq"]),
+        (&json!(false), &json!(1)),
+        "{v}"
+    );
+
+    // tenant-e: the chain's head deleted. The next append starts a chain of its own, which the
+    // events still stored contradict.
+    let mut head = f.event_item("tenant-e", 1).await;
+    head.insert("sk".to_owned(), AttributeValue::S("HEAD".to_owned()));
+    f.delete(&head).await;
+    f.clock.set(f.clock.now().plus(time::Duration::seconds(1)));
+    let v = f.verify("tenant-e").await;
+    assert_eq!(v["intact"], false, "{v}");
 }

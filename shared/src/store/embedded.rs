@@ -527,10 +527,13 @@ impl AuditStore for EmbeddedAuditStore {
         let mut chains = lock(&self.chains);
         let state = chains.entry(e.chain.clone()).or_default();
         let next = audit::next(state.head.as_ref(), e);
-        state.events.insert(
-            keys::audit_event_sk(next.link.event.at, next.link.seq),
-            next.link.clone(),
-        );
+        let sk = keys::audit_event_sk(next.link.event.at, next.link.seq);
+        // As DynamoDB's condition: a stored event is never overwritten (a chain restarted after
+        // its head was deleted cannot replace what is there).
+        if state.events.contains_key(&sk) {
+            return Err(StoreError::Conflict);
+        }
+        state.events.insert(sk, next.link.clone());
         if let Some(cp) = next.checkpoint {
             state.checkpoints.insert(cp.day.clone(), cp);
         }
@@ -546,7 +549,8 @@ impl AuditStore for EmbeddedAuditStore {
     ) -> Result<Page<ChainLink>, StoreError> {
         let now = self.clock.now();
         let (first, last) = keys::audit_event_range(range.from, range.to);
-        let sorted = lock(&self.chains).get(chain).map_or_else(Vec::new, |c| {
+        let chains = lock(&self.chains);
+        let sorted = chains.get(chain).filter(|_| first <= last).map_or_else(Vec::new, |c| {
             c.events
                 .range(first..=last)
                 .filter(|(_, l)| !l.event.expires_at.is_expired(now))

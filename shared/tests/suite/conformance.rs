@@ -1173,7 +1173,7 @@ async fn audit_chains_link_every_event_and_verify(h: Harness) {
         .await
         .expect("list");
     assert_eq!(listed.items, vec![first.clone(), second.clone()]);
-    let v = verify(store.as_ref(), &chain, h.clock.now()).await.expect("verify");
+    let v = verify(store.as_ref(), &chain, &h.clock).await.expect("verify");
     assert!(v.intact, "{v:?}");
     assert_eq!((v.events, v.head_seq), (9, Some(9)));
     assert!(
@@ -1192,7 +1192,7 @@ async fn audit_chains_link_every_event_and_verify(h: Harness) {
     // Once the first day's events have expired, they are gone from reads and the chain still
     // verifies from the oldest event retained.
     h.clock.set(start.plus(Duration::hours(50)));
-    let v = verify(store.as_ref(), &chain, h.clock.now()).await.expect("verify");
+    let v = verify(store.as_ref(), &chain, &h.clock).await.expect("verify");
     assert!(v.intact, "{v:?}");
     assert_eq!((v.from_seq, v.events), (Some(3), 7));
 }
@@ -1215,7 +1215,6 @@ async fn principal_grants_are_read_back_replaced_and_revoked(h: Harness) {
     assert_eq!(store.get(&id).await.expect("get"), Some(replaced.clone()));
     let listed = store.list(&PageRequest::first(10)).await.expect("list");
     assert_eq!(listed.items, vec![replaced]);
-    // Principals share the tenants table: registering tenants does not show up as principals.
     assert!(store.delete(&id).await.expect("delete"));
     assert!(!store.delete(&id).await.expect("delete again"));
     assert_eq!(store.get(&id).await.expect("get"), None);

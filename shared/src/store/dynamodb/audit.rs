@@ -116,6 +116,13 @@ impl AuditStore for DynamoAuditStore {
         page: &PageRequest,
     ) -> Result<Page<ChainLink>, StoreError> {
         let (first, last) = keys::audit_event_range(range.from, range.to);
+        // DynamoDB refuses a BETWEEN whose bounds are reversed: such a range holds nothing.
+        if first > last {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
         let scope = format!(
             "audit:{}:{:?}:{:?}",
             keys::audit_pk(chain),
