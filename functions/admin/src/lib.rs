@@ -797,7 +797,9 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
     };
     let jurisdiction = match body.remove("jurisdiction") {
         None | Some(Value::Null) => Jurisdiction::default(),
-        Some(v) => serde_json::from_value(v).map_err(|_| bad_request("jurisdiction", "must be ar, eu, br or mx"))?,
+        Some(v) => {
+            serde_json::from_value(v).map_err(|_| bad_request("jurisdiction", "must be ar, eu, br, mx or other"))?
+        }
     };
     let optout_keywords = string_list(&mut body, "optout_keywords")?;
     let optout_button_ids = string_list(&mut body, "optout_button_ids")?;
