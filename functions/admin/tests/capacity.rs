@@ -11,7 +11,6 @@ use http::Method;
 use serde_json::json;
 use shared::access::Role;
 use shared::clock::{SettableClock, SharedClock};
-use shared::config::{Endpoints, TableNames};
 use shared::identity::SubjectKeySecret;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::store::dynamodb::{CapacityMeter, Units};
@@ -24,17 +23,7 @@ const ADMIN: &str = "arn:aws:iam::000000000000:user/admin";
 
 #[tokio::test]
 async fn an_audited_read_and_a_refusal_stay_within_their_budget() {
-    let endpoint =
-        std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh");
-    let endpoints = Endpoints {
-        dynamodb: Some(endpoint),
-        ..Endpoints::default()
-    };
-    let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
-    let tables = TableNames::with_prefix(&format!("cap-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
-        .await
-        .expect("tables from template.yaml");
+    let (client, tables) = common::dynamodb_tables("cap").await;
     let meter = CapacityMeter::default();
     let clock: SharedClock = Arc::new(SettableClock::at(Timestamp::from_unix_seconds(2_208_988_800)));
     let stores = shared::store::dynamodb::stores(&client, &tables, clock.clone(), &meter);

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use shared::access::Role;
 use shared::apigw;
 use shared::clock::{Clock, SettableClock, SharedClock};
-use shared::config::{Endpoints, TableNames};
 use shared::identity::SubjectKeySecret;
 use shared::queue::embedded::EmbeddedQueue;
 use shared::store::dynamodb::CapacityMeter;
@@ -35,17 +34,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let endpoint =
-            std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh");
-        let endpoints = Endpoints {
-            dynamodb: Some(endpoint),
-            ..Endpoints::default()
-        };
-        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
-        let tables = TableNames::with_prefix(&format!("tamper-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
-            .await
-            .expect("tables from template.yaml");
+        let (client, tables) = common::dynamodb_tables("tamper").await;
         // 2040: clear of DynamoDB Local's real-time TTL sweeper.
         let settable = SettableClock::at(Timestamp::from_unix_seconds(2_208_988_800));
         let clock: SharedClock = Arc::new(settable.clone());
@@ -154,14 +143,7 @@ async fn altering_or_deleting_a_stored_event_is_reported_by_the_verify_route() {
 
     // tenant-b: event #4 deleted.
     let item = f.event_item("tenant-b", 4).await;
-    f.client
-        .delete_item()
-        .table_name(&f.audit_table)
-        .key("pk", item["pk"].clone())
-        .key("sk", item["sk"].clone())
-        .send()
-        .await
-        .expect("delete");
+    f.delete(&item).await;
     let v = f.verify("tenant-b").await;
     assert_eq!(
         (&v["intact"], &v["first_break"]["seq"]),
@@ -173,14 +155,7 @@ async fn altering_or_deleting_a_stored_event_is_reported_by_the_verify_route() {
     // the break is in the middle of the chain by the time it is checked.
     let newest = f.verify("tenant-c").await["head_seq"].as_u64().expect("head");
     let item = f.event_item("tenant-c", newest).await;
-    f.client
-        .delete_item()
-        .table_name(&f.audit_table)
-        .key("pk", item["pk"].clone())
-        .key("sk", item["sk"].clone())
-        .send()
-        .await
-        .expect("delete");
+    f.delete(&item).await;
     let v = f.verify("tenant-c").await;
     assert_eq!(
         (&v["intact"], &v["first_break"]["seq"]),

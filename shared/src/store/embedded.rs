@@ -557,12 +557,7 @@ impl AuditStore for EmbeddedAuditStore {
                 .map(|(k, l)| (k.clone(), l.clone()))
                 .collect()
         });
-        let scope = format!(
-            "audit:{}:{:?}:{:?}",
-            keys::audit_pk(chain),
-            range.from.map(|t| t.unix_millis()),
-            range.to.map(|t| t.unix_millis())
-        );
+        let scope = keys::audit_list_scope(chain, range.from, range.to);
         page_of(sorted, page, &scope)
     }
 

@@ -160,6 +160,16 @@ pub fn audit_event_range(from: Option<Timestamp>, to: Option<Timestamp>) -> (Str
     )
 }
 
+/// The scope a store cursor of a chain's listing is bound to: the chain and the time range.
+pub fn audit_list_scope(chain: &AuditChain, from: Option<Timestamp>, to: Option<Timestamp>) -> String {
+    format!(
+        "audit:{}:{:?}:{:?}",
+        audit_pk(chain),
+        from.map(Timestamp::unix_millis),
+        to.map(Timestamp::unix_millis)
+    )
+}
+
 pub fn audit_checkpoint_sk(day: &str) -> String {
     format!("{AUDIT_CHECKPOINT_PREFIX}{day}")
 }

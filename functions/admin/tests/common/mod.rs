@@ -84,3 +84,20 @@ pub async fn trail(stores: &Stores, chain: &AuditChain) -> Vec<AuditEvent> {
 pub fn tenant_chain(tenant: &str) -> AuditChain {
     AuditChain::Tenant(TenantId::new(tenant).expect("valid tenant"))
 }
+
+/// A DynamoDB Local client and fresh tables from `template.yaml`, named `<prefix>-<random>-`.
+pub async fn dynamodb_tables(prefix: &str) -> (aws_sdk_dynamodb::Client, shared::config::TableNames) {
+    let endpoint =
+        std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT is not set: run this with infra/test.sh");
+    let endpoints = shared::config::Endpoints {
+        dynamodb: Some(endpoint),
+        ..shared::config::Endpoints::default()
+    };
+    let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let tables = shared::config::TableNames::with_prefix(&format!("{prefix}-{}-", &random[..8]));
+    shared::provision::create_tables(&client, shared::provision::TEMPLATE, &tables)
+        .await
+        .expect("tables from template.yaml");
+    (client, tables)
+}

@@ -123,12 +123,7 @@ impl AuditStore for DynamoAuditStore {
                 next: None,
             });
         }
-        let scope = format!(
-            "audit:{}:{:?}:{:?}",
-            keys::audit_pk(chain),
-            range.from.map(|t| t.unix_millis()),
-            range.to.map(|t| t.unix_millis())
-        );
+        let scope = keys::audit_list_scope(chain, range.from, range.to);
         let spec = QuerySpec {
             index: None,
             pk_attr: "pk",
