@@ -3,7 +3,7 @@
 //! in a new deployment, and how one is restored if the last was revoked. Every change goes to the
 //! platform's audit chain, as the API's does.
 
-use admin::principals::{describe, parse_grant};
+use admin::principals::{describe, first_unregistered, parse_grant, revoked};
 use shared::access::{Principal, PrincipalId};
 use shared::domain::{AuditAction, AuditChain, AuditEvent};
 use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, audit_expiry};
@@ -107,10 +107,8 @@ pub async fn run(stores: &Stores, inv: &Invocation, now: Timestamp) -> Result<St
             tenants,
         } => {
             let (id, roles, tenants) = parse_grant(principal, roles, tenants).map_err(|e| e.to_string())?;
-            for t in &tenants {
-                if stores.tenants.get(t).await.map_err(store_err)?.is_none() {
-                    return Err(format!("tenants: {t} is not a registered tenant"));
-                }
+            if let Some(t) = first_unregistered(stores, &tenants).await.map_err(store_err)? {
+                return Err(format!("tenants: {t} is not a registered tenant"));
             }
             let grant = Principal {
                 id,
@@ -132,7 +130,7 @@ pub async fn run(stores: &Stores, inv: &Invocation, now: Timestamp) -> Result<St
             let id = PrincipalId::new(principal.as_str()).map_err(|e| format!("principal: {e}"))?;
             stores
                 .audit
-                .append(&change_event(&inv.by, "revoke", format!("{id}: revoked"), now))
+                .append(&change_event(&inv.by, "revoke", revoked(&id), now))
                 .await
                 .map_err(store_err)?;
             match stores.principals.delete(&id).await.map_err(store_err)? {

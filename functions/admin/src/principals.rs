@@ -34,6 +34,24 @@ pub fn describe(p: &Principal) -> String {
     )
 }
 
+/// A revocation as the audit trail describes it.
+pub fn revoked(id: &PrincipalId) -> String {
+    format!("{id}: revoked")
+}
+
+/// The first of `tenants` that is not registered: a grant may only name registered tenants.
+pub async fn first_unregistered(
+    stores: &shared::store::Stores,
+    tenants: &BTreeSet<TenantId>,
+) -> Result<Option<TenantId>, shared::store::StoreError> {
+    for t in tenants {
+        if stores.tenants.get(t).await?.is_none() {
+            return Ok(Some(t.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// Roles one principal may not hold together: whoever runs the platform or audits it does not
 /// also work tenants' conversations, and an auditor audits only.
 fn separation_of_duties(roles: &BTreeSet<Role>) -> Result<(), AdminError> {
@@ -114,12 +132,10 @@ impl Admin {
             Ok(g) => g,
             Err(e) => return e.into(),
         };
-        for t in &tenants {
-            match self.stores.tenants.get(t).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return bad_request("tenants", format!("{t} is not a registered tenant")).into(),
-                Err(e) => return store_error(e).into(),
-            }
+        match first_unregistered(&self.stores, &tenants).await {
+            Ok(None) => {}
+            Ok(Some(t)) => return bad_request("tenants", format!("{t} is not a registered tenant")).into(),
+            Err(e) => return store_error(e).into(),
         }
         // No one changes their own grant: not to widen it, not to lock everyone out by dropping
         // the last platform_admin. Another platform_admin, or the operator CLI, can.
@@ -138,7 +154,7 @@ impl Admin {
             granted_by: ctx.actor.clone(),
         };
         let detail = if grant.roles.is_empty() {
-            format!("{}: revoked", grant.id)
+            revoked(&grant.id)
         } else {
             describe(&grant)
         };
