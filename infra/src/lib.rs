@@ -172,6 +172,7 @@ impl Options {
 struct App {
     webhook: Webhook,
     admin: admin::Admin,
+    deletion: deletion::Deletion,
     clock: SettableClock,
     /// The queues that have a consumer, in flow order (the ingest queue first).
     consumed: Vec<Arc<dyn Queue>>,
@@ -230,6 +231,7 @@ async fn consumer(binary: &str, r: &LocalResources) -> Result<Consumer, StackErr
     Ok(match binary {
         "processor" => serve(processor::build(r).await?, |h, e| async move { h.handle(e).await }),
         "optout" => serve(optout::build(r)?, |h, e| async move { h.handle(e).await }),
+        "erasure" => serve(deletion::erasure::build(r)?, |h, e| async move { h.handle(e).await }),
         other => {
             return Err(StackError::Config(format!(
                 "template.yaml has an SQS consumer {other} that the local stack does not run"
@@ -329,6 +331,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     let app = Arc::new(App {
         webhook: webhook::build(&resources).await?,
         admin: admin::build(&resources).await?,
+        deletion: deletion::build(&resources).await?,
         clock: clock.clone(),
         consumed: pumped.iter().map(|(q, _)| q.clone()).collect(),
         principals: options.principals.clone(),
@@ -541,6 +544,8 @@ async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Resp
     let path = parts.uri.path();
     let response = if path == webhook::ROUTE {
         app.webhook.handle(&event).await
+    } else if path == deletion::CALLBACK_ROUTE || path.starts_with(deletion::STATUS_PAGE_PREFIX) {
+        app.deletion.handle(&event).await
     } else if path.starts_with("/admin/") {
         let bearer = apigw::header(&event, "authorization").and_then(|h| h.strip_prefix("Bearer "));
         match bearer.and_then(|t| principals::authenticate(&app.principals, t)) {
@@ -551,7 +556,14 @@ async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Resp
                 iam.user_arn = Some(caller.id.to_string());
                 authorizer.iam = Some(iam);
                 event.request_context.authorizer = Some(authorizer);
-                app.admin.handle(&event).await
+                // API Gateway picks the most specific route: the privacy requests' own.
+                let privacy =
+                    path == deletion::ADMIN_PREFIX || path.starts_with(&format!("{}/", deletion::ADMIN_PREFIX));
+                if privacy {
+                    app.deletion.handle(&event).await
+                } else {
+                    app.admin.handle(&event).await
+                }
             }
             // Without authentication the function is not invoked, as API Gateway's IAM check does.
             None => apigw::error(

@@ -61,6 +61,8 @@ pub enum Permission {
     ManageTenants,
     ManagePrincipals,
     ReadAudit,
+    /// Data-subject requests: create, read, decide, export. They may span tenants.
+    HandlePrivacyRequests,
 }
 
 /// Over which tenants a role holds a permission.
@@ -84,8 +86,31 @@ pub const GRANTS: &[(Role, Permission, Reach)] = &[
     (Role::PrivacyOfficer, Permission::CheckContactability, Reach::Everywhere),
     (Role::PlatformAdmin, Permission::ManageTenants, Reach::Everywhere),
     (Role::PlatformAdmin, Permission::ManagePrincipals, Reach::Everywhere),
+    (
+        Role::PrivacyOfficer,
+        Permission::HandlePrivacyRequests,
+        Reach::Everywhere,
+    ),
     (Role::Auditor, Permission::ReadAudit, Reach::Everywhere),
 ];
+
+/// Whether free text (an audit reason, a request's note) may hold an identifier: an `@` (an e-mail address or a
+/// username) or a run of seven or more digits (a phone number, with or without separators).
+pub fn may_identify(text: &str) -> bool {
+    let mut digits = 0;
+    for c in text.chars() {
+        match c {
+            '@' => return true,
+            '0'..='9' => digits += 1,
+            ' ' | '-' | '.' | '(' | ')' | '+' => {}
+            _ => digits = 0,
+        }
+        if digits >= 7 {
+            return true;
+        }
+    }
+    false
+}
 
 /// The roles that hold a permission.
 pub fn roles_for(permission: Permission) -> impl Iterator<Item = Role> {

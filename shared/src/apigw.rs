@@ -85,3 +85,9 @@ pub fn body_text(r: &Response) -> String {
         _ => String::new(),
     }
 }
+
+/// The principal API Gateway authenticated (IAM). Without one, nothing is served.
+pub fn iam_principal(req: &Request) -> Option<String> {
+    let iam = req.request_context.authorizer.as_ref()?.iam.as_ref()?;
+    iam.user_arn.clone().or_else(|| iam.caller_id.clone())
+}

@@ -126,10 +126,18 @@ pub enum QueueKind {
     OptOut,
     Propagation,
     Outbound,
+    /// Approved erasures, for the erasure worker.
+    Erasure,
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 4] = [Self::Ingest, Self::OptOut, Self::Propagation, Self::Outbound];
+    pub const ALL: [QueueKind; 5] = [
+        Self::Ingest,
+        Self::OptOut,
+        Self::Propagation,
+        Self::Outbound,
+        Self::Erasure,
+    ];
 
     /// Logical id of the queue in template.yaml.
     pub fn logical_id(self) -> &'static str {
@@ -138,6 +146,7 @@ impl QueueKind {
             Self::OptOut => "OptOutQueue",
             Self::Propagation => "PropagationQueue",
             Self::Outbound => "OutboundQueue",
+            Self::Erasure => "ErasureQueue",
         }
     }
 
@@ -147,6 +156,7 @@ impl QueueKind {
             Self::OptOut => "OPTOUT_QUEUE_URL",
             Self::Propagation => "PROPAGATION_QUEUE_URL",
             Self::Outbound => "OUTBOUND_QUEUE_URL",
+            Self::Erasure => "ERASURE_QUEUE_URL",
         }
     }
 

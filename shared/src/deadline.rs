@@ -47,6 +47,21 @@ impl RequestKind {
         RequestKind::Objection,
         RequestKind::MinorReport,
     ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Erasure => "erasure",
+            Self::Rectification => "rectification",
+            Self::Objection => "objection",
+            Self::MinorReport => "minor_report",
+        }
+    }
+
+    /// Whether carrying the request out erases the person's data.
+    pub fn erases(self) -> bool {
+        matches!(self, Self::Erasure | Self::MinorReport)
+    }
 }
 
 /// A minor's data is deleted within 72 hours of the report (policy §10), whatever the law.

@@ -21,6 +21,9 @@ pub enum IdentifierKind {
     /// Instagram username, without `@`.
     InstagramUsername,
     Email,
+    /// App-scoped id of a Meta-login user of the app (a tenant's administrator), as Meta's
+    /// data-deletion callback names them. Never linked to a contact: those people write to no one.
+    MetaAppUserId,
 }
 
 impl IdentifierKind {
@@ -32,6 +35,7 @@ impl IdentifierKind {
             Self::InstagramId => "igsid",
             Self::InstagramUsername => "ig_username",
             Self::Email => "email",
+            Self::MetaAppUserId => "meta_app_user",
         }
     }
 }
@@ -48,6 +52,8 @@ pub enum IdentifierError {
     WhatsAppUserId,
     #[error("Instagram id must be digits")]
     InstagramId,
+    #[error("Meta app-scoped user id must be digits")]
+    MetaAppUserId,
     #[error("an identifier must be 1-{MAX_RAW_BYTES} bytes without control characters")]
     Unusable,
 }
@@ -127,13 +133,8 @@ impl Identifier {
             IdentifierKind::Email => normalize_email(raw)?,
             IdentifierKind::InstagramUsername => normalize_username(raw)?,
             IdentifierKind::WhatsAppUserId => normalize_bsuid(raw)?,
-            IdentifierKind::InstagramId => {
-                let v = raw.trim();
-                if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(IdentifierError::InstagramId);
-                }
-                v.to_owned()
-            }
+            IdentifierKind::InstagramId => digits(raw).ok_or(IdentifierError::InstagramId)?,
+            IdentifierKind::MetaAppUserId => digits(raw).ok_or(IdentifierError::MetaAppUserId)?,
         };
         Ok(Self {
             kind,
@@ -172,6 +173,12 @@ impl Identifier {
     pub fn value(&self) -> &str {
         &self.value
     }
+}
+
+/// Meta's numeric ids: 1-64 digits, trimmed.
+fn digits(raw: &str) -> Option<String> {
+    let v = raw.trim();
+    (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.to_owned())
 }
 
 fn normalize_email(raw: &str) -> Result<String, IdentifierError> {

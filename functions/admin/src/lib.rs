@@ -54,24 +54,6 @@ pub(crate) struct Ctx {
     pub route: &'static routes::Route,
 }
 
-/// Whether a free-text audit reason may hold an identifier: an `@` (an e-mail address or a
-/// username) or a run of seven or more digits (a phone number, with or without separators).
-fn may_identify(text: &str) -> bool {
-    let mut digits = 0;
-    for c in text.chars() {
-        match c {
-            '@' => return true,
-            '0'..='9' => digits += 1,
-            ' ' | '-' | '.' | '(' | ')' | '+' => {}
-            _ => digits = 0,
-        }
-        if digits >= 7 {
-            return true;
-        }
-    }
-    false
-}
-
 /// A string field of a JSON object body, if the body is one.
 fn body_field(req: &Request, field: &str) -> Option<String> {
     let body = apigw::body_bytes(req).ok()?;
@@ -84,11 +66,7 @@ fn body_field(req: &Request, field: &str) -> Option<String> {
     }
 }
 
-/// The principal API Gateway authenticated (IAM). Without one, nothing is served.
-pub fn principal(req: &Request) -> Option<String> {
-    let iam = req.request_context.authorizer.as_ref()?.iam.as_ref()?;
-    iam.user_arn.clone().or_else(|| iam.caller_id.clone())
-}
+pub use apigw::iam_principal as principal;
 
 /// What an audited request reads.
 enum AuditTarget {
@@ -325,7 +303,7 @@ impl Admin {
     /// payload) before the 403; no audit, no answer.
     async fn admit(&self, req: &Request, caller: PrincipalId, m: &routes::Matched<'_>) -> Result<Ctx, Response> {
         if let Some(reason) = apigw::header(req, "x-audit-reason")
-            && may_identify(reason)
+            && access::may_identify(reason)
         {
             return Err(bad_request(
                 "x-audit-reason",

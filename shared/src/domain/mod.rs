@@ -14,6 +14,9 @@ pub use contact::{
 };
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};
-pub use privacy::{PrivacyRequest, RequestId, RequestSource, RequestStatus};
+pub use privacy::{
+    ConfirmationCode, Created, ErasureProgress, PrivacyRequest, Receipt, RequestId, RequestSource, RequestStatus,
+    Subject, TimelineEntry,
+};
 pub use quarantine::{QuarantineBucket, QuarantineEntry, ReviewPointer};
 pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};

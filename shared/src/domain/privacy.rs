@@ -1,40 +1,113 @@
 use super::tenant::TenantId;
 use crate::deadline::{Jurisdiction, RequestKind};
-use crate::identity::SubjectKey;
+use crate::identity::{IdentifierKind, SubjectKey};
 use crate::timestamp::{Expiry, Timestamp};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
 
+/// A request's id: a digest of its confirmation code, so the public status page finds a request
+/// by the code's hash in one read, and the id (which operators see) does not give the code away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RequestId(pub uuid::Uuid);
 
 impl RequestId {
-    pub fn random() -> Self {
-        Self(uuid::Uuid::new_v4())
+    /// The id of the request a code confirms, for any text: the status page looks up every code
+    /// the same way, known or not.
+    pub fn for_code(code: &str) -> Self {
+        let digest = Sha256::new_with_prefix(b"privacy-request:")
+            .chain_update(code.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s).ok().map(Self)
     }
 }
 
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// What the person gets to follow their request on the status page: 128 random bits (or, for
+/// Meta's callback, 128 bits of a keyed digest of the signed request), as 32 lowercase hex digits.
+/// A bearer secret for the request's status only, which holds no personal data.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConfirmationCode(String);
+
+impl fmt::Debug for ConfirmationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConfirmationCode(<redacted>)")
+    }
+}
+
+impl ConfirmationCode {
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&os_random_u64().to_le_bytes());
+        }
+        Self(hex::encode(bytes))
+    }
+
+    /// A code fixed by `input` under `key`: the same signed callback always gets the same code.
+    pub fn derived(key: &[u8; 32], input: &[u8]) -> Self {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        mac.update(input);
+        Self(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn request_id(&self) -> RequestId {
+        RequestId::for_code(&self.0)
+    }
+}
+
+/// 64 bits from the operating system's generator (through uuid's v4, which reads it).
+fn os_random_u64() -> u64 {
+    let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+    hi ^ lo.rotate_left(32)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestSource {
-    /// The privacy mailbox, through the operator tool or admin API.
-    Mailbox,
+    /// The privacy mailbox: the person wrote from their address.
+    Email,
+    /// Entered by an operator (a phone call, a letter, a tenant passing one on).
+    Operator,
+    /// The person's own WhatsApp number, by a deletion phrase in the chat.
+    WhatsApp,
     /// Meta's data-deletion callback (signed_request).
     MetaCallback,
-    /// A report that the person is a minor.
-    MinorReport,
+}
+
+impl RequestSource {
+    /// A channel that proves who is asking: the request needs no operator's approval.
+    pub fn proves_identity(self) -> bool {
+        matches!(self, Self::WhatsApp | Self::MetaCallback)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
+    /// Waiting for an operator's decision.
     Received,
+    Approved,
+    /// The erasure worker has started.
     InProgress,
     Completed,
     Rejected,
@@ -42,25 +115,107 @@ pub enum RequestStatus {
 
 impl RequestStatus {
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Received | Self::InProgress)
+        !matches!(self, Self::Completed | Self::Rejected)
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Approved => "approved",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// One identifier of the person, by its subject key only: the request never holds what they gave.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Subject {
+    pub kind: IdentifierKind,
+    pub key: SubjectKey,
+}
+
+/// Something that happened to a request, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: Timestamp,
+    /// `received`, `approved`, `rejected`, `extended`, `in_progress`, `verified`, `reopened`, `completed`.
+    pub event: String,
+    /// The principal, or the function, that acted.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where an erasure stands, persisted after every batch so a restarted worker resumes from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureProgress {
+    pub started_at: Option<Timestamp>,
+    /// Items deleted so far, by table (`conversations`, ...).
+    pub erased: BTreeMap<String, u64>,
+    /// Contacts whose partitions are gone.
+    pub contacts_erased: u64,
+}
+
+/// What an erasure did, for the person and the auditor: counts, times and digests of the subject
+/// keys, nothing that identifies anyone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub erased: BTreeMap<String, u64>,
+    pub contacts_erased: u64,
+    /// SHA-256 of each subject key, so the receipt can be matched to the ledger without holding
+    /// the keys themselves.
+    pub subject_key_digests: Vec<String>,
+    /// True when nothing was stored about the person.
+    pub no_data_found: bool,
+    /// When a re-query of every index by the subject's keys found nothing left.
+    pub verified_at: Option<Timestamp>,
+    /// Why something the request names holds nothing here (an e-mail address no contact is
+    /// linked to, a Meta app user id).
+    pub notes: Vec<String>,
 }
 
 /// A data-subject request. Holds subject keys, never the identifiers the person gave.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivacyRequest {
     pub id: RequestId,
+    pub code: ConfirmationCode,
     pub kind: RequestKind,
     pub status: RequestStatus,
     pub source: RequestSource,
     pub jurisdiction: Jurisdiction,
+    /// None: every tenant.
     pub tenant: Option<TenantId>,
-    pub subject_keys: Vec<SubjectKey>,
+    pub subjects: Vec<Subject>,
+    /// An operator's note; refused at intake if it may hold an identifier.
+    pub note: Option<String>,
     pub received_at: Timestamp,
     pub due_at: Timestamp,
     pub closed_at: Option<Timestamp>,
+    pub timeline: Vec<TimelineEntry>,
+    #[serde(default)]
+    pub progress: ErasureProgress,
+    pub receipt: Option<Receipt>,
     /// Set when the request closes: closed requests are kept for the limitation period.
     pub expires_at: Option<Expiry>,
     /// Optimistic-locking counter: every update must name the version it read.
     pub version: u32,
+}
+
+impl PrivacyRequest {
+    pub fn subject_keys(&self) -> impl Iterator<Item = &SubjectKey> {
+        self.subjects.iter().map(|s| &s.key)
+    }
+}
+
+/// What creating a request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// Nothing written: this request (same id), or an open one of the same kind and scope for one
+    /// of the same subjects, is already stored.
+    Existing(RequestId),
 }

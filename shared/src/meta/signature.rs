@@ -26,6 +26,16 @@ impl AppSecret {
         format!("sha256={}", hex::encode(self.mac(body).finalize().into_bytes()))
     }
 
+    /// The raw HMAC-SHA256 tag of `data`, as Meta's signed requests carry it.
+    pub fn tag(&self, data: &[u8]) -> [u8; 32] {
+        self.mac(data).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the HMAC-SHA256 of `data` under this secret, compared in constant time.
+    pub fn verifies(&self, data: &[u8], tag: &[u8]) -> bool {
+        self.mac(data).verify_slice(tag).is_ok()
+    }
+
     fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
         // HMAC takes keys of any length.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());

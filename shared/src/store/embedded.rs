@@ -14,9 +14,9 @@ use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
 use crate::domain::optout::Expect;
 use crate::domain::{
-    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message,
-    MetaMessageId, OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
-    StatusUpdate, Tenant, TenantEvent, TenantId,
+    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
+    Message, MetaMessageId, OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry,
+    RequestId, StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -439,47 +439,78 @@ impl OptOutStore for EmbeddedOptOutStore {
     }
 }
 
+#[derive(Debug, Default)]
+struct RequestState {
+    requests: BTreeMap<RequestId, PrivacyRequest>,
+    /// `keys::request_claim_pk` of every open request's subjects.
+    claims: BTreeMap<String, RequestId>,
+}
+
 #[derive(Debug)]
 pub struct EmbeddedPrivacyRequestStore {
     clock: SharedClock,
-    requests: Mutex<BTreeMap<RequestId, PrivacyRequest>>,
+    state: Mutex<RequestState>,
 }
 
 impl EmbeddedPrivacyRequestStore {
     pub fn new(clock: SharedClock) -> Self {
         Self {
             clock,
-            requests: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 }
 
+fn request_claims(r: &PrivacyRequest) -> Vec<String> {
+    r.subject_keys()
+        .map(|k| keys::request_claim_pk(r.kind, r.tenant.as_ref(), k))
+        .collect()
+}
+
 #[async_trait]
 impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
-    async fn create(&self, r: &PrivacyRequest) -> Result<(), StoreError> {
-        let mut requests = lock(&self.requests);
-        if requests.contains_key(&r.id) {
-            return Err(StoreError::AlreadyExists);
+    async fn create(&self, r: &PrivacyRequest) -> Result<Created, StoreError> {
+        let mut state = lock(&self.state);
+        if state.requests.contains_key(&r.id) {
+            return Ok(Created::Existing(r.id));
         }
-        requests.insert(r.id, r.clone());
-        Ok(())
+        let claims = if r.status.is_open() {
+            request_claims(r)
+        } else {
+            Vec::new()
+        };
+        if let Some(existing) = claims.iter().find_map(|c| state.claims.get(c)) {
+            return Ok(Created::Existing(*existing));
+        }
+        for c in claims {
+            state.claims.insert(c, r.id);
+        }
+        state.requests.insert(r.id, r.clone());
+        Ok(Created::New)
     }
 
     async fn get(&self, id: RequestId) -> Result<Option<PrivacyRequest>, StoreError> {
         let now = self.clock.now();
-        Ok(lock(&self.requests)
+        Ok(lock(&self.state)
+            .requests
             .get(&id)
             .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
             .cloned())
     }
 
     async fn update(&self, r: &PrivacyRequest) -> Result<PrivacyRequest, StoreError> {
-        let mut requests = lock(&self.requests);
-        match requests.get(&r.id) {
-            Some(stored) if stored.version == r.version => {
+        let mut state = lock(&self.state);
+        match state.requests.get(&r.id) {
+            // A closed request is final: its receipt cannot change, nor its released claims.
+            Some(stored) if stored.version == r.version && stored.status.is_open() => {
                 let mut next = r.clone();
                 next.version += 1;
-                requests.insert(r.id, next.clone());
+                if !next.status.is_open() {
+                    for c in request_claims(&next) {
+                        state.claims.remove(&c);
+                    }
+                }
+                state.requests.insert(r.id, next.clone());
                 Ok(next)
             }
             _ => Err(StoreError::Conflict),
@@ -487,7 +518,8 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
     }
 
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError> {
-        let sorted = lock(&self.requests)
+        let sorted = lock(&self.state)
+            .requests
             .values()
             .filter(|r| r.status.is_open() && r.due_at <= until)
             .map(|r| (format!("{}#{}", r.due_at.sort_key(), r.id), r.clone()))

@@ -2,6 +2,7 @@
 //! tenant id, so IAM's `dynamodb:LeadingKeys` can fence a tenant; `#` separates parts, which is why
 //! tenant ids, channels and contact ids may not contain it.
 
+use crate::deadline::RequestKind;
 use crate::domain::{
     AuditChain, Channel, ChannelAccount, ContactId, MetaMessageId, OptOutScope, OptState, QuarantineBucket, RequestId,
     TenantId,
@@ -129,6 +130,13 @@ pub const OPEN_MARKER: &str = "OPEN";
 
 pub fn request_pk(id: RequestId) -> String {
     format!("REQ#{id}")
+}
+
+/// An open request's claim on one of its subjects, for its kind and tenant scope (`*`: every
+/// tenant): a second request for the same subject finds the first instead of duplicating it.
+pub fn request_claim_pk(kind: RequestKind, tenant: Option<&TenantId>, key: &SubjectKey) -> String {
+    let scope = tenant.map_or("*", TenantId::as_str);
+    format!("CLAIM#{}#{scope}#{key}", kind.as_str())
 }
 
 // Audit: a partition per chain. A tenant's starts with its id; the platform's cannot be a tenant

@@ -13,8 +13,8 @@ mod profile;
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{ChainHead, ChainLink, Checkpoint};
 use crate::domain::{
-    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Message,
-    MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
+    ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
+    Message, MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
     StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
@@ -258,9 +258,13 @@ pub trait OptOutStore: Send + Sync + Debug {
 
 #[async_trait]
 pub trait PrivacyRequestStore: Send + Sync + Debug {
-    async fn create(&self, request: &PrivacyRequest) -> Result<(), StoreError>;
+    /// Stores the request and its claims on its subjects in one atomic write, unless its id or
+    /// an open request of the same kind and tenant scope for one of its subjects exists.
+    async fn create(&self, request: &PrivacyRequest) -> Result<Created, StoreError>;
     async fn get(&self, id: RequestId) -> Result<Option<PrivacyRequest>, StoreError>;
     /// Stores `request` with its version bumped, if the stored version is still `request.version`.
+    /// Closing a request releases its claims in the same write; a closed request is final
+    /// (`Conflict`).
     async fn update(&self, request: &PrivacyRequest) -> Result<PrivacyRequest, StoreError>;
     /// Open requests due at or before `until`, soonest first.
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;

@@ -969,28 +969,68 @@ async fn opt_out_state_and_history_agree(h: Harness) {
 async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harness) {
     let store = &h.stores.privacy_requests;
     let now = h.clock.now();
-    let request = |kind, j| {
+    let ana = Subject {
+        kind: IdentifierKind::Email,
+        key: link(IdentifierKind::Email, "ana@example.com").subject_key,
+    };
+    let request = |kind, j, subjects: Vec<Subject>| {
         let received_at = now;
+        let code = ConfirmationCode::random();
         PrivacyRequest {
-            id: RequestId::random(),
+            id: code.request_id(),
+            code,
             kind,
             status: RequestStatus::Received,
-            source: RequestSource::Mailbox,
+            source: RequestSource::Email,
             jurisdiction: j,
             tenant: None,
-            subject_keys: vec![link(IdentifierKind::Email, "ana@example.com").subject_key],
+            subjects,
+            note: None,
             received_at,
             due_at: deadline::due_at(j, kind, received_at),
             closed_at: None,
+            timeline: Vec::new(),
+            progress: ErasureProgress::default(),
+            receipt: None,
             expires_at: None,
             version: 0,
         }
     };
-    let erase_ar = request(RequestKind::Erasure, Jurisdiction::Ar);
-    let access_eu = request(RequestKind::Access, Jurisdiction::Eu);
-    store.create(&erase_ar).await.expect("create");
-    store.create(&access_eu).await.expect("create");
-    assert!(matches!(store.create(&erase_ar).await, Err(StoreError::AlreadyExists)));
+    let erase_ar = request(RequestKind::Erasure, Jurisdiction::Ar, vec![ana.clone()]);
+    let access_eu = request(RequestKind::Access, Jurisdiction::Eu, vec![ana.clone()]);
+    assert_eq!(store.create(&erase_ar).await.expect("create"), Created::New);
+    assert_eq!(
+        store.create(&access_eu).await.expect("create"),
+        Created::New,
+        "another kind for the same person is another request"
+    );
+    assert_eq!(
+        store.create(&erase_ar).await.expect("create"),
+        Created::Existing(erase_ar.id),
+        "the same id again"
+    );
+    // A second erasure for the same person (with one more identifier) finds the open one.
+    let bob = Subject {
+        kind: IdentifierKind::Phone,
+        key: link(IdentifierKind::Phone, "+5491155550000").subject_key,
+    };
+    let again = request(RequestKind::Erasure, Jurisdiction::Ar, vec![bob.clone(), ana.clone()]);
+    assert_eq!(
+        store.create(&again).await.expect("create"),
+        Created::Existing(erase_ar.id)
+    );
+    assert_eq!(
+        store.get(again.id).await.expect("get"),
+        None,
+        "nothing of the duplicate stored"
+    );
+    let mut one_tenant = request(RequestKind::Erasure, Jurisdiction::Ar, vec![ana.clone()]);
+    one_tenant.tenant = Some(tenant("acme"));
+    assert_eq!(
+        store.create(&one_tenant).await.expect("create"),
+        Created::New,
+        "a request scoped to one tenant is not one for every tenant"
+    );
 
     let mut working = erase_ar.clone();
     working.status = RequestStatus::InProgress;
@@ -1002,36 +1042,43 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
     assert!(matches!(store.update(&rival).await, Err(StoreError::Conflict)));
     assert_eq!(store.get(erase_ar.id).await.expect("get"), Some(working.clone()));
 
-    // Due within 10 days: the Argentine erasure (5 business days), not the GDPR access (1 month).
+    // Due within 10 days: the Argentine erasures (5 business days), not the GDPR access (1 month).
     let soon = store
         .open_due_before(now.plus(Duration::days(10)), &PageRequest::first(10))
         .await
         .expect("due");
-    assert_eq!(soon.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![erase_ar.id]);
+    let mut soon_ids: Vec<RequestId> = soon.items.iter().map(|r| r.id).collect();
+    soon_ids.sort();
+    let mut expected = vec![erase_ar.id, one_tenant.id];
+    expected.sort();
+    assert_eq!(soon_ids, expected);
     let all_open = store
         .open_due_before(now.plus(Duration::days(60)), &PageRequest::first(10))
         .await
         .expect("due");
-    assert_eq!(
-        all_open.items.iter().map(|r| r.id).collect::<Vec<_>>(),
-        vec![erase_ar.id, access_eu.id],
-        "soonest first"
-    );
+    assert_eq!(all_open.items.last().map(|r| r.id), Some(access_eu.id), "soonest first");
 
     let mut closed = working;
     closed.status = RequestStatus::Completed;
     closed.closed_at = Some(now);
     closed.expires_at = Some(shared::retention::closed_request_expiry(now, 60));
-    store.update(&closed).await.expect("close");
+    let closed = store.update(&closed).await.expect("close");
     let open = store
         .open_due_before(now.plus(Duration::days(60)), &PageRequest::first(10))
         .await
         .expect("due");
-    assert_eq!(
-        open.items.iter().map(|r| r.id).collect::<Vec<_>>(),
-        vec![access_eu.id],
+    assert!(
+        !open.items.iter().any(|r| r.id == erase_ar.id),
         "closed requests leave the index"
     );
+    let mut after_close = closed.clone();
+    after_close.note = Some("changed".to_owned());
+    assert!(
+        matches!(store.update(&after_close).await, Err(StoreError::Conflict)),
+        "a closed request is final"
+    );
+    // Its claim is released: the person may ask again.
+    assert_eq!(store.create(&again).await.expect("create"), Created::New);
     h.clock.advance(Duration::days(366 * 5 + 2));
     assert_eq!(
         store.get(erase_ar.id).await.expect("get"),

@@ -1,4 +1,4 @@
-use super::table::{Expr, Item, QuerySpec, SkRange, Table, from_item, from_json, key, s, to_item, to_json};
+use super::table::{Expr, QuerySpec, SkRange, Table, from_item, from_json, key, s, to_item, to_json};
 use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
@@ -7,7 +7,6 @@ use crate::store::keys::{self, AUDIT_CHECKPOINT_PREFIX, AUDIT_HEAD_SK};
 use crate::store::{AuditStore, Page, PageRequest, StoreError, TimeRange};
 use crate::timestamp::Expiry;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
@@ -19,18 +18,6 @@ pub struct DynamoAuditStore {
 impl DynamoAuditStore {
     pub(crate) fn new(table: Table, clock: SharedClock) -> Self {
         Self { table, clock }
-    }
-
-    fn put(&self, item: Item, condition: Expr) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table.name)
-            .set_item(Some(item))
-            .condition_expression(condition.text)
-            .set_expression_attribute_names((!condition.names.is_empty()).then_some(condition.names))
-            .set_expression_attribute_values((!condition.values.is_empty()).then_some(condition.values))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
     }
 }
 
@@ -89,8 +76,9 @@ impl AuditStore for DynamoAuditStore {
                     .value(":seq", super::table::n(h.seq as i64)),
             };
             let mut actions = vec![
-                self.put(to_item(&link)?, Expr::new("attribute_not_exists(pk)"))?,
-                self.put(to_item(&new_head)?, head_condition)?,
+                self.table
+                    .put_action(to_item(&link)?, Some(Expr::new("attribute_not_exists(pk)")))?,
+                self.table.put_action(to_item(&new_head)?, Some(head_condition))?,
             ];
             if let Some(cp) = &next.checkpoint {
                 let item = CheckpointItem {
@@ -99,7 +87,10 @@ impl AuditStore for DynamoAuditStore {
                     expires_at: cp.keep_until,
                     checkpoint: cp.clone(),
                 };
-                actions.push(self.put(to_item(&item)?, Expr::new("attribute_not_exists(pk)"))?);
+                actions.push(
+                    self.table
+                        .put_action(to_item(&item)?, Some(Expr::new("attribute_not_exists(pk)")))?,
+                );
             }
             match self.table.transact_retrying_conflicts(actions).await? {
                 Ok(()) => return Ok(next.link),

@@ -1,6 +1,6 @@
-use super::table::{Expr, QuerySpec, Table, Written, from_item, from_json, key, n, s, to_item, to_json};
+use super::table::{Expr, QuerySpec, Table, from_item, from_json, key, n, s, to_item, to_json};
 use crate::clock::SharedClock;
-use crate::domain::{PrivacyRequest, RequestId};
+use crate::domain::{Created, PrivacyRequest, RequestId};
 use crate::store::keys::{self, OPEN_BY_DUE_INDEX, OPEN_MARKER, REQUEST_SK};
 use crate::store::{Page, PageRequest, PrivacyRequestStore, StoreError};
 use crate::timestamp::{Expiry, Timestamp};
@@ -52,17 +52,45 @@ impl RequestItem {
     }
 }
 
+/// An open request's claim on one subject: `keys::request_claim_pk`, naming the request.
+#[derive(Serialize, Deserialize)]
+struct ClaimItem {
+    pk: String,
+    sk: String,
+    request: RequestId,
+}
+
+fn claim_pks(r: &PrivacyRequest) -> Vec<String> {
+    r.subject_keys()
+        .map(|k| keys::request_claim_pk(r.kind, r.tenant.as_ref(), k))
+        .collect()
+}
+
 #[async_trait]
 impl PrivacyRequestStore for DynamoPrivacyRequestStore {
-    async fn create(&self, r: &PrivacyRequest) -> Result<(), StoreError> {
-        let absent = Expr::new("attribute_not_exists(pk)");
-        match self
-            .table
-            .put(to_item(&RequestItem::new(r)?)?, Some(absent), false)
-            .await?
-        {
-            Written::Yes(_) => Ok(()),
-            Written::ConditionFailed => Err(StoreError::AlreadyExists),
+    async fn create(&self, r: &PrivacyRequest) -> Result<Created, StoreError> {
+        let absent = || Some(Expr::new("attribute_not_exists(pk)"));
+        let claims = if r.status.is_open() { claim_pks(r) } else { Vec::new() };
+        let mut actions = vec![self.table.put_action(to_item(&RequestItem::new(r)?)?, absent())?];
+        for pk in &claims {
+            let claim = ClaimItem {
+                pk: pk.clone(),
+                sk: REQUEST_SK.to_owned(),
+                request: r.id,
+            };
+            actions.push(self.table.put_action(to_item(&claim)?, absent())?);
+        }
+        match self.table.transact_retrying_conflicts(actions).await? {
+            Ok(()) => Ok(Created::New),
+            Err(0) => Ok(Created::Existing(r.id)),
+            Err(i) => {
+                // The claim that failed names the open request that holds it. Read strongly: the
+                // claim was there a moment ago, and if it is gone, that request has just closed.
+                let Some(item) = self.table.get(key(&claims[i - 1], REQUEST_SK)).await? else {
+                    return Err(StoreError::Conflict);
+                };
+                Ok(Created::Existing(from_item::<ClaimItem>(item)?.request))
+            }
         }
     }
 
@@ -80,14 +108,22 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
     async fn update(&self, r: &PrivacyRequest) -> Result<PrivacyRequest, StoreError> {
         let mut next = r.clone();
         next.version = r.version + 1;
-        let same_version = Expr::new("version = :v").value(":v", n(i64::from(r.version)));
-        match self
-            .table
-            .put(to_item(&RequestItem::new(&next)?)?, Some(same_version), false)
-            .await?
-        {
-            Written::Yes(_) => Ok(next),
-            Written::ConditionFailed => Err(StoreError::Conflict),
+        // Only an open request changes: a closed one is final.
+        let same_version = Expr::new("version = :v AND attribute_exists(#open)")
+            .name("#open", "open")
+            .value(":v", n(i64::from(r.version)));
+        let mut actions = vec![
+            self.table
+                .put_action(to_item(&RequestItem::new(&next)?)?, Some(same_version))?,
+        ];
+        if !next.status.is_open() {
+            for pk in claim_pks(&next) {
+                actions.push(self.table.delete_action(key(pk, REQUEST_SK))?);
+            }
+        }
+        match self.table.transact_retrying_conflicts(actions).await? {
+            Ok(()) => Ok(next),
+            Err(_) => Err(StoreError::Conflict),
         }
     }
 

@@ -475,6 +475,30 @@ impl Table {
         Ok(())
     }
 
+    /// A put as one action of a transaction.
+    pub fn put_action(&self, item: Item, condition: Option<Expr>) -> Result<TransactWriteItem, StoreError> {
+        let (names, values) = merge(condition.as_ref(), None);
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(|c| c.text))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// An unconditional delete as one action of a transaction.
+    pub fn delete_action(&self, key: Item) -> Result<TransactWriteItem, StoreError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     /// All-or-nothing write. On a failed condition, returns the index of the failing action.
     pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), usize>, StoreError> {
         let res = self

@@ -1,0 +1,236 @@
+//! The erasure worker: for an approved request, find every contact of the subject through the
+//! blind index (in the request's tenant scope), delete each partition in batches, then re-query
+//! every index by the subject's keys and close the request with a receipt only if nothing is left.
+//!
+//! Progress is stored in the request after every batch, under its version: two workers on one
+//! request cannot both write, and a worker killed midway resumes from the store (a partition
+//! shrinks as it is erased, and its index links go last, so the index still finds what is left).
+
+use crate::ErasureJob;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use sha2::{Digest, Sha256};
+use shared::clock::SharedClock;
+use shared::config::QueueKind;
+use shared::domain::{ContactRef, PrivacyRequest, Receipt, RequestStatus, TimelineEntry};
+use shared::identity::IdentifierKind;
+use shared::queue::{Queue, QueueError};
+use shared::retention::{DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, closed_request_expiry};
+use shared::store::{ConversationStore, EraseCursor, PrivacyRequestStore, StoreError, Stores};
+use shared::wiring::{Resources, WiringError};
+use std::sync::Arc;
+
+/// Items per batch: one BatchWriteItem round trip deletes 25, so a batch is 4 of them.
+pub const BATCH_ITEMS: usize = 100;
+/// Batches per invocation before the job is handed on to a fresh one (a continuation message),
+/// well inside the function's timeout.
+pub const DEFAULT_MAX_BATCHES: usize = 400;
+
+/// The table name receipts count the conversation items under.
+pub const CONVERSATIONS: &str = "conversations";
+
+const WORKER: &str = "erasure worker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("verification found {0} contacts of the subject left; the request stays open")]
+    Unverified(usize),
+}
+
+impl ErasureError {
+    fn log_safe(&self) -> String {
+        match self {
+            Self::Store(e) => e.log_safe(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What one job did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Erased, verified, receipted.
+    Completed,
+    /// Out of batches for this invocation: a continuation was queued.
+    Paused,
+    /// Nothing to do: unknown, unapproved or already closed.
+    Skipped,
+}
+
+#[derive(Clone, Debug)]
+pub struct ErasureWorker {
+    conversations: Arc<dyn ConversationStore>,
+    requests: Arc<dyn PrivacyRequestStore>,
+    queue: Arc<dyn Queue>,
+    clock: SharedClock,
+    max_batches: usize,
+}
+
+/// The worker from its resources: the conversations and requests stores and its own queue
+/// (continuations go back on it).
+pub fn build(r: &impl Resources) -> Result<ErasureWorker, WiringError> {
+    Ok(ErasureWorker::new(&r.stores(), r.queue(QueueKind::Erasure)?, r.clock()))
+}
+
+fn digest(key: &shared::identity::SubjectKey) -> String {
+    hex::encode(Sha256::digest(key.as_str().as_bytes()))
+}
+
+impl ErasureWorker {
+    pub fn new(stores: &Stores, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        Self {
+            conversations: stores.conversations.clone(),
+            requests: stores.privacy_requests.clone(),
+            queue,
+            clock,
+            max_batches: DEFAULT_MAX_BATCHES,
+        }
+    }
+
+    /// How many batches one invocation runs before handing the job on.
+    pub fn with_max_batches(mut self, n: usize) -> Self {
+        self.max_batches = n.max(1);
+        self
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for record in event.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let failed = match serde_json::from_str::<ErasureJob>(record.body.as_deref().unwrap_or_default()) {
+                Err(_) => {
+                    // Only the deletion function writes this queue: a malformed job is a bug,
+                    // kept in the dead-letter queue for a person to see.
+                    tracing::error!(%message_id, "malformed erasure job");
+                    true
+                }
+                Ok(job) => match self.run(&job).await {
+                    Ok(outcome) => {
+                        tracing::info!(request = %job.request, ?outcome, "erasure job done");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(request = %job.request, error = %e.log_safe(), "erasure job failed; SQS retries it");
+                        true
+                    }
+                },
+            };
+            if failed {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = message_id;
+                response.batch_item_failures.push(f);
+            }
+        }
+        response
+    }
+
+    /// The contacts the request reaches now: every contact linked to one of its subject keys,
+    /// in its tenant scope.
+    async fn reach(&self, r: &PrivacyRequest) -> Result<Vec<ContactRef>, StoreError> {
+        let mut found = Vec::new();
+        for key in r.subject_keys() {
+            for c in self.conversations.find_subject(key).await? {
+                if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) {
+                    found.push(c);
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    pub async fn run(&self, job: &ErasureJob) -> Result<Outcome, ErasureError> {
+        let Some(mut r) = self.requests.get(job.request).await? else {
+            tracing::warn!(request = %job.request, "erasure job for no stored request");
+            return Ok(Outcome::Skipped);
+        };
+        if !r.kind.erases() || !matches!(r.status, RequestStatus::Approved | RequestStatus::InProgress) {
+            tracing::warn!(request = %r.id, status = r.status.as_str(), "erasure job for a request not approved");
+            return Ok(Outcome::Skipped);
+        }
+        let now = self.clock.now();
+        if r.status == RequestStatus::Approved {
+            r.status = RequestStatus::InProgress;
+            r.progress.started_at = Some(now);
+            r.timeline.push(entry(now, "in_progress", None));
+            r = self.requests.update(&r).await?;
+        }
+        let mut batches = 0;
+        for contact in self.reach(&r).await? {
+            let mut cursor = EraseCursor::default();
+            while !cursor.done {
+                if batches == self.max_batches {
+                    let body = shared::queue::to_body(job).map_err(|e| QueueError::Backend(e.to_string()))?;
+                    self.queue.send_batch(&[body]).await?;
+                    return Ok(Outcome::Paused);
+                }
+                let before = cursor.deleted;
+                cursor = self
+                    .conversations
+                    .erase_contact_batch(&contact.tenant, &contact.contact, cursor, BATCH_ITEMS)
+                    .await?;
+                batches += 1;
+                *r.progress.erased.entry(CONVERSATIONS.to_owned()).or_default() += cursor.deleted - before;
+                if cursor.done {
+                    r.progress.contacts_erased += 1;
+                }
+                r = self.requests.update(&r).await?;
+            }
+        }
+        self.verify_and_close(r).await
+    }
+
+    /// Re-queries every index by the subject's keys. Anything left reopens the work (the job
+    /// fails and SQS delivers it again); nothing left closes the request with its receipt.
+    async fn verify_and_close(&self, mut r: PrivacyRequest) -> Result<Outcome, ErasureError> {
+        let now = self.clock.now();
+        let left = self.reach(&r).await?;
+        if !left.is_empty() {
+            r.timeline.push(entry(
+                now,
+                "reopened",
+                Some(format!("verification found {} contacts left", left.len())),
+            ));
+            self.requests.update(&r).await?;
+            return Err(ErasureError::Unverified(left.len()));
+        }
+        let mut notes = Vec::new();
+        if r.subjects.iter().any(|s| s.kind == IdentifierKind::Email) {
+            notes.push("email: no contact is linked to an e-mail address; messages reach us by WhatsApp number and Instagram account".to_owned());
+        }
+        if r.subjects.iter().any(|s| s.kind == IdentifierKind::MetaAppUserId) {
+            notes.push("meta_app_user_id: a Meta app-scoped id names a user of the app (a tenant's administrator), about whom nothing is stored".to_owned());
+        }
+        let receipt = Receipt {
+            started_at: r.progress.started_at.unwrap_or(now),
+            finished_at: now,
+            erased: r.progress.erased.clone(),
+            contacts_erased: r.progress.contacts_erased,
+            subject_key_digests: r.subject_keys().map(digest).collect(),
+            no_data_found: r.progress.contacts_erased == 0,
+            verified_at: Some(now),
+            notes,
+        };
+        r.receipt = Some(receipt);
+        r.timeline.push(entry(now, "verified", None));
+        r.timeline.push(entry(now, "completed", None));
+        r.status = RequestStatus::Completed;
+        r.closed_at = Some(now);
+        r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+        self.requests.update(&r).await?;
+        Ok(Outcome::Completed)
+    }
+}
+
+fn entry(at: shared::timestamp::Timestamp, event: &str, reason: Option<String>) -> TimelineEntry {
+    TimelineEntry {
+        at,
+        event: event.to_owned(),
+        by: WORKER.to_owned(),
+        reason,
+    }
+}

@@ -1,0 +1,508 @@
+//! The deletion function: data-subject requests (policy §7, DESIGN flow 3). Two entry points
+//! share this crate: `deletion` serves HTTP (the privacy officers' `/admin/privacy-requests`
+//! routes behind IAM, Meta's data-deletion callback and the public status page) and `erasure`
+//! consumes the erasure queue.
+//!
+//! A request holds subject keys only, never what the person gave; its id is a digest of its
+//! confirmation code, which is the person's only handle on it.
+
+pub mod callback;
+pub mod erasure;
+pub mod intake;
+pub mod status_page;
+
+use serde::Serialize;
+use serde_json::Value;
+use shared::access::{self, Permission, PrincipalId};
+use shared::apigw::{self, Request, Response};
+use shared::clock::SharedClock;
+use shared::config::QueueKind;
+use shared::domain::{
+    AuditAction, AuditChain, AuditEvent, ConfirmationCode, Created, PrivacyRequest, RequestId, RequestStatus,
+    TimelineEntry,
+};
+use shared::identity::SubjectKeySecret;
+use shared::meta::signature::AppSecret;
+use shared::queue::Queue;
+use shared::retention::{
+    DEFAULT_AUDIT_RETENTION_MONTHS, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, audit_expiry, closed_request_expiry,
+};
+use shared::store::{PageRequest, StoreError, Stores};
+use shared::timestamp::Timestamp;
+use shared::wiring::{Resources, WiringError};
+use std::sync::Arc;
+
+/// Where the status page is served; `status_url` is this under the caller's host.
+pub const STATUS_PAGE_PREFIX: &str = "/privacy/requests/";
+pub const CALLBACK_ROUTE: &str = "/meta/data-deletion";
+pub const ADMIN_PREFIX: &str = "/admin/privacy-requests";
+
+/// Why a request failed; turned into a status and a short, safe message at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum DeletionError {
+    #[error("{field}: {reason}")]
+    BadRequest { field: String, reason: String },
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(&'static str),
+}
+
+impl From<DeletionError> for Response {
+    fn from(e: DeletionError) -> Response {
+        let status = match &e {
+            DeletionError::BadRequest { .. } => 400,
+            DeletionError::NotFound(_) => 404,
+            DeletionError::Conflict(_) => 409,
+            DeletionError::Unavailable(_) => 503,
+        };
+        apigw::error(status, e)
+    }
+}
+
+pub(crate) fn bad_request(field: &str, reason: impl std::fmt::Display) -> DeletionError {
+    DeletionError::BadRequest {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+pub(crate) fn store_error(e: StoreError) -> DeletionError {
+    match e {
+        StoreError::BadCursor | StoreError::BadPageSize => bad_request("cursor", e),
+        StoreError::Conflict => DeletionError::Conflict("the request changed meanwhile: read it again".to_owned()),
+        other => {
+            tracing::error!(error = %other.log_safe(), "privacy request failed in the store");
+            DeletionError::Unavailable("storage temporarily unavailable")
+        }
+    }
+}
+
+/// What the erasure queue carries: the request to carry out, nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ErasureJob {
+    pub request: RequestId,
+}
+
+#[derive(Debug)]
+pub struct Deletion {
+    stores: Stores,
+    erasure: Arc<dyn Queue>,
+    clock: SharedClock,
+    secret: SubjectKeySecret,
+    app_secrets: Vec<AppSecret>,
+    /// Keys the codes of Meta's callbacks: the same signed request always gets the same code.
+    code_key: [u8; 32],
+}
+
+/// The HTTP handler from its resources: the stores, the erasure queue, the subject-key secret
+/// and the Meta app secrets (the callback is signed with one).
+pub async fn build(r: &impl Resources) -> Result<Deletion, WiringError> {
+    let secrets = r.secrets()?.fetch().await?;
+    Ok(Deletion::new(
+        r.stores(),
+        r.queue(QueueKind::Erasure)?,
+        r.clock(),
+        secrets.subject_key_secret()?,
+        secrets.app_secrets()?,
+    ))
+}
+
+/// The request as an operator sees it: everything but the subjects' keys, which say nothing to a
+/// person and are the join key to every index.
+#[derive(Serialize)]
+struct RequestView<'a> {
+    id: RequestId,
+    confirmation_code: &'a str,
+    kind: shared::deadline::RequestKind,
+    status: RequestStatus,
+    source: shared::domain::RequestSource,
+    jurisdiction: shared::deadline::Jurisdiction,
+    tenant: Option<&'a str>,
+    identifiers: Vec<shared::identity::IdentifierKind>,
+    note: Option<&'a str>,
+    received_at: Timestamp,
+    due_at: Timestamp,
+    /// Whole days until `due_at`, rounded down; negative once it has passed.
+    days_left: i64,
+    closed_at: Option<Timestamp>,
+    status_url: String,
+    timeline: &'a [TimelineEntry],
+    progress: &'a shared::domain::ErasureProgress,
+    receipt: Option<&'a shared::domain::Receipt>,
+}
+
+/// `https://host` of the request, as the person will reach the status page.
+fn base_url(req: &Request) -> String {
+    let host = apigw::header(req, "host")
+        .or(req.request_context.domain_name.as_deref())
+        .unwrap_or("localhost");
+    let scheme = apigw::header(req, "x-forwarded-proto").unwrap_or(
+        if host.starts_with("127.") || host.starts_with("localhost") {
+            "http"
+        } else {
+            "https"
+        },
+    );
+    format!("{scheme}://{host}")
+}
+
+pub fn status_url(req: &Request, code: &ConfirmationCode) -> String {
+    format!("{}{STATUS_PAGE_PREFIX}{}", base_url(req), code.as_str())
+}
+
+pub fn days_left(due_at: Timestamp, now: Timestamp) -> i64 {
+    (due_at.unix_millis() - now.unix_millis()).div_euclid(86_400_000)
+}
+
+impl Deletion {
+    pub fn new(
+        stores: Stores,
+        erasure: Arc<dyn Queue>,
+        clock: SharedClock,
+        secret: SubjectKeySecret,
+        app_secrets: Vec<AppSecret>,
+    ) -> Self {
+        Self {
+            code_key: secret.derive_key(b"meta-callback-confirmation-code"),
+            stores,
+            erasure,
+            clock,
+            secret,
+            app_secrets,
+        }
+    }
+
+    pub async fn handle(&self, req: &Request) -> Response {
+        let path = apigw::path(req).to_owned();
+        let method = apigw::method(req);
+        if path == CALLBACK_ROUTE {
+            return if method == http::Method::POST {
+                self.meta_callback(req).await
+            } else {
+                apigw::error(405, format!("{CALLBACK_ROUTE} takes POST"))
+            };
+        }
+        if let Some(code) = path.strip_prefix(STATUS_PAGE_PREFIX) {
+            return if method == http::Method::GET {
+                self.status_page(req, code).await
+            } else {
+                apigw::error(405, "the status page takes GET")
+            };
+        }
+        let Some(rest) = path.strip_prefix(ADMIN_PREFIX) else {
+            return apigw::error(404, "no such route");
+        };
+        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let route = match (&method, segments.as_slice()) {
+            (&http::Method::POST, []) => "POST /admin/privacy-requests",
+            (&http::Method::GET, []) => "GET /admin/privacy-requests",
+            (&http::Method::GET, [_]) => "GET /admin/privacy-requests/{id}",
+            (&http::Method::POST, [_, "decision"]) => "POST /admin/privacy-requests/{id}/decision",
+            (_, [] | [_] | [_, "decision"]) => return apigw::error(405, "method not allowed on this route"),
+            _ => return apigw::error(404, "no such admin route"),
+        };
+        let actor = match self.admit(req, route).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let result = match segments.as_slice() {
+            [] if method == http::Method::POST => self.create(req, &actor, route).await,
+            [] => self.list_open(req, &actor, route).await,
+            [id] => self.show(req, &actor, route, id).await,
+            [id, _] => self.decide(req, &actor, route, id).await,
+            _ => Err(DeletionError::NotFound("no such admin route")),
+        };
+        result.unwrap_or_else(Response::from)
+    }
+
+    /// The access check of the admin routes: an IAM principal holding `privacy_officer`. A
+    /// refusal is audited (no payload) in the platform chain before the 403: requests may span
+    /// tenants, so no tenant's chain is theirs.
+    async fn admit(&self, req: &Request, route: &'static str) -> Result<String, Response> {
+        let Some(caller) = apigw::iam_principal(req) else {
+            return Err(apigw::error(401, "an authenticated principal is required"));
+        };
+        let Ok(caller) = PrincipalId::new(caller) else {
+            return Err(apigw::error(401, "the authenticated principal is not a valid id"));
+        };
+        if apigw::header(req, "x-audit-reason").is_some_and(access::may_identify) {
+            return Err(bad_request(
+                "x-audit-reason",
+                "must not hold an e-mail address or a phone number: give a ticket or case reference",
+            )
+            .into());
+        }
+        let grant = self.stores.principals.get(&caller.grant_key()).await.map_err(|e| {
+            tracing::error!(error = %e.log_safe(), "principal lookup failed");
+            Response::from(DeletionError::Unavailable("access check temporarily unavailable"))
+        })?;
+        let actor = caller.to_string();
+        match access::authorize(grant.as_ref(), Permission::HandlePrivacyRequests, None) {
+            Ok(()) => Ok(actor),
+            Err(denial) => {
+                let reason = denial.to_string();
+                self.audit(&actor, route, AuditAction::Denied, None, &reason, None)
+                    .await
+                    .map_err(Response::from)?;
+                tracing::warn!(route, reason = %reason, "privacy request route denied");
+                Err(apigw::error(403, reason))
+            }
+        }
+    }
+
+    /// Records who did what to which request, before it is done: no audit, no answer.
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        route: &str,
+        action: AuditAction,
+        request: Option<RequestId>,
+        default_reason: &str,
+        req: Option<&Request>,
+    ) -> Result<(), DeletionError> {
+        let reason = match (action, req.and_then(|r| apigw::header(r, "x-audit-reason"))) {
+            (AuditAction::Denied, _) | (_, None) => default_reason,
+            (_, Some(given)) => given,
+        };
+        let now = self.clock.now();
+        let event = AuditEvent {
+            id: uuid::Uuid::new_v4(),
+            chain: AuditChain::Platform,
+            at: now,
+            actor: actor.to_owned(),
+            action,
+            route: route.to_owned(),
+            contact: None,
+            subject_key: None,
+            detail: request.map(|id| format!("privacy request {id}")),
+            reason: reason.chars().take(200).collect(),
+            expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
+        };
+        self.stores.audit.append(&event).await.map(|_| ()).map_err(store_error)
+    }
+
+    fn view<'a>(&self, req: &Request, r: &'a PrivacyRequest) -> RequestView<'a> {
+        RequestView {
+            id: r.id,
+            confirmation_code: r.code.as_str(),
+            kind: r.kind,
+            status: r.status,
+            source: r.source,
+            jurisdiction: r.jurisdiction,
+            tenant: r.tenant.as_ref().map(|t| t.as_str()),
+            identifiers: r.subjects.iter().map(|s| s.kind).collect(),
+            note: r.note.as_deref(),
+            received_at: r.received_at,
+            due_at: r.due_at,
+            days_left: days_left(r.due_at, self.clock.now()),
+            closed_at: r.closed_at,
+            status_url: status_url(req, &r.code),
+            timeline: &r.timeline,
+            progress: &r.progress,
+            receipt: r.receipt.as_ref(),
+        }
+    }
+
+    async fn create(&self, req: &Request, actor: &str, route: &'static str) -> Result<Response, DeletionError> {
+        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
+            Ok(Ok(Value::Object(map))) => map,
+            _ => return Err(bad_request("body", "must be a JSON object")),
+        };
+        let now = self.clock.now();
+        let request = intake::parse(body, &self.secret, now, actor)?;
+        if let Some(t) = &request.tenant {
+            match self.stores.tenants.get(t).await.map_err(store_error)? {
+                Some(_) => {}
+                None => return Err(bad_request("tenant", "no such tenant")),
+            }
+        }
+        self.audit(
+            actor,
+            route,
+            AuditAction::Change,
+            Some(request.id),
+            "privacy request created",
+            Some(req),
+        )
+        .await?;
+        let (status, stored) = self.open(request).await?;
+        tracing::info!(request = %stored.id, kind = stored.kind.as_str(), status = stored.status.as_str(), "privacy request received");
+        Ok(apigw::json(status, &self.view(req, &stored)))
+    }
+
+    /// Stores a new request (201), or finds the open one it duplicates (200). An approved request
+    /// that erases is queued for the worker, again when found: a lost send is retried this way.
+    pub(crate) async fn open(&self, request: PrivacyRequest) -> Result<(u16, PrivacyRequest), DeletionError> {
+        let (status, stored) = match self
+            .stores
+            .privacy_requests
+            .create(&request)
+            .await
+            .map_err(store_error)?
+        {
+            Created::New => (201, request),
+            Created::Existing(id) => match self.stores.privacy_requests.get(id).await.map_err(store_error)? {
+                Some(existing) => (200, existing),
+                None => {
+                    return Err(DeletionError::Conflict(
+                        "a matching request just closed: send again".to_owned(),
+                    ));
+                }
+            },
+        };
+        if stored.status == RequestStatus::Approved && stored.kind.erases() {
+            self.enqueue(stored.id).await?;
+        }
+        Ok((status, stored))
+    }
+
+    async fn enqueue(&self, id: RequestId) -> Result<(), DeletionError> {
+        let body = shared::queue::to_body(&ErasureJob { request: id })
+            .map_err(|_| DeletionError::Unavailable("the erasure job could not be encoded"))?;
+        self.erasure.send_batch(&[body]).await.map_err(|e| {
+            tracing::error!(error = %e, request = %id, "erasure queue refused the job");
+            DeletionError::Unavailable("erasure queue temporarily unavailable: approve again to retry")
+        })
+    }
+
+    async fn list_open(&self, req: &Request, actor: &str, route: &'static str) -> Result<Response, DeletionError> {
+        match apigw::query(req, "status") {
+            None | Some("open") => {}
+            Some(_) => return Err(bad_request("status", "only status=open is listed")),
+        }
+        let limit = match apigw::query(req, "limit") {
+            None => 50,
+            Some(l) => l.parse().map_err(|_| bad_request("limit", "must be 1-100"))?,
+        };
+        let page = match apigw::query(req, "cursor") {
+            None => PageRequest::first(limit),
+            Some(c) => PageRequest::after(limit, shared::store::Cursor::from_token(c)),
+        };
+        self.audit(
+            actor,
+            route,
+            AuditAction::Read,
+            None,
+            "open privacy requests listed",
+            Some(req),
+        )
+        .await?;
+        // Every open request: none is due after the end of year 9999.
+        let far = Timestamp::from_unix_seconds(253_402_300_799);
+        let found = self
+            .stores
+            .privacy_requests
+            .open_due_before(far, &page)
+            .await
+            .map_err(store_error)?;
+        let items: Vec<RequestView> = found.items.iter().map(|r| self.view(req, r)).collect();
+        Ok(apigw::json(
+            200,
+            &serde_json::json!({ "requests": items, "next_cursor": found.next.as_ref().map(|c| c.token()) }),
+        ))
+    }
+
+    async fn stored(&self, id: &str) -> Result<PrivacyRequest, DeletionError> {
+        let id = RequestId::parse(id).ok_or(DeletionError::NotFound("no such privacy request"))?;
+        self.stores
+            .privacy_requests
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(DeletionError::NotFound("no such privacy request"))
+    }
+
+    async fn show(&self, req: &Request, actor: &str, route: &'static str, id: &str) -> Result<Response, DeletionError> {
+        let r = self.stored(id).await?;
+        self.audit(
+            actor,
+            route,
+            AuditAction::Read,
+            Some(r.id),
+            "privacy request read",
+            Some(req),
+        )
+        .await?;
+        Ok(apigw::json(200, &self.view(req, &r)))
+    }
+
+    async fn decide(
+        &self,
+        req: &Request,
+        actor: &str,
+        route: &'static str,
+        id: &str,
+    ) -> Result<Response, DeletionError> {
+        let mut r = self.stored(id).await?;
+        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
+            Ok(Ok(Value::Object(map))) => map,
+            _ => return Err(bad_request("body", "must be a JSON object")),
+        };
+        let decision = intake::parse_decision(body, r.received_at, r.due_at)?;
+        let now = self.clock.now();
+        let entry = |event: &str, reason: Option<String>| TimelineEntry {
+            at: now,
+            event: event.to_owned(),
+            by: actor.to_owned(),
+            reason,
+        };
+        match (&decision, r.status) {
+            (_, RequestStatus::Completed | RequestStatus::Rejected) => {
+                return Err(DeletionError::Conflict(format!(
+                    "the request is {}: it is final",
+                    r.status.as_str()
+                )));
+            }
+            (intake::Decision::Approve, RequestStatus::Received) => {
+                r.status = RequestStatus::Approved;
+                r.timeline.push(entry("approved", None));
+            }
+            // Approving again re-queues the job, in case the first send was lost.
+            (intake::Decision::Approve, RequestStatus::Approved) => {
+                self.audit(
+                    actor,
+                    route,
+                    AuditAction::Change,
+                    Some(r.id),
+                    "privacy request re-queued",
+                    Some(req),
+                )
+                .await?;
+                self.enqueue(r.id).await?;
+                return Ok(apigw::json(200, &self.view(req, &r)));
+            }
+            (intake::Decision::Approve, RequestStatus::InProgress) => {
+                return Err(DeletionError::Conflict("the erasure is already running".to_owned()));
+            }
+            (intake::Decision::Reject { reason }, RequestStatus::Received | RequestStatus::Approved) => {
+                r.status = RequestStatus::Rejected;
+                r.closed_at = Some(now);
+                r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+                r.timeline.push(entry("rejected", Some(reason.clone())));
+            }
+            (intake::Decision::Reject { .. }, RequestStatus::InProgress) => {
+                return Err(DeletionError::Conflict("the erasure is already running".to_owned()));
+            }
+            (intake::Decision::Extend { due_at, reason }, _) => {
+                r.due_at = *due_at;
+                r.timeline.push(entry("extended", Some(reason.clone())));
+            }
+        }
+        let what = match decision {
+            intake::Decision::Approve => "privacy request approved",
+            intake::Decision::Reject { .. } => "privacy request rejected",
+            intake::Decision::Extend { .. } => "privacy request extended",
+        };
+        self.audit(actor, route, AuditAction::Change, Some(r.id), what, Some(req))
+            .await?;
+        let stored = self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
+        if stored.status == RequestStatus::Approved && stored.kind.erases() {
+            self.enqueue(stored.id).await?;
+        }
+        tracing::info!(request = %stored.id, status = stored.status.as_str(), "privacy request decided");
+        Ok(apigw::json(200, &self.view(req, &stored)))
+    }
+}
