@@ -179,6 +179,9 @@ impl ErasureWorker {
                     r.progress.contacts_erased += 1;
                 }
                 r = self.requests.update(&r).await?;
+                // Between batches the runtime may run anything else waiting (and a test may
+                // stop the run here, as a timeout or a crash would).
+                tokio::task::yield_now().await;
             }
         }
         self.verify_and_close(r).await

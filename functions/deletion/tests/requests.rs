@@ -1,0 +1,525 @@
+//! Privacy requests end to end on the embedded stores: intake, decisions, access, the worker,
+//! the receipt, Meta's callback and the status page.
+
+mod common;
+
+use common::*;
+use deletion::erasure::Outcome;
+use http::Method;
+use serde_json::{Value, json};
+use shared::clock::Clock;
+use shared::domain::{AuditAction, AuditChain, Channel, ContactId, RequestId};
+use shared::identity::IdentifierKind;
+use shared::meta::signature::AppSecret;
+use shared::store::{PageRequest, TimeRange};
+
+async fn create(env: &Env, body: Value) -> (u16, Value) {
+    env.call(Some(OFFICER), Method::POST, "/admin/privacy-requests", Some(body))
+        .await
+}
+
+async fn decide(env: &Env, id: &str, body: Value) -> (u16, Value) {
+    env.call(
+        Some(OFFICER),
+        Method::POST,
+        &format!("/admin/privacy-requests/{id}/decision"),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_emailed_erasure_waits_for_approval_and_has_its_jurisdictions_deadline() {
+    let env = Env::new().await;
+    let (status, body) = create(&env, ana_erasure()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "received");
+    assert_eq!(body["kind"], "erasure");
+    // Received Wednesday 2026-12-02 09:00 in Buenos Aires: five business days, with Tuesday
+    // 8 December (Immaculate Conception) not one of them, run to the end of Thursday 10 December.
+    assert_eq!(body["due_at"], "2026-12-11T02:59:59.999Z", "{body}");
+    assert_eq!(body["days_left"], 8);
+    let code = body["confirmation_code"].as_str().expect("code");
+    assert_eq!(code.len(), 32, "128 bits as hex");
+    assert_eq!(
+        body["status_url"],
+        format!("https://privacy.example.com/privacy/requests/{code}")
+    );
+    assert_eq!(
+        body["identifiers"],
+        json!(["phone", "whatsapp_user_id", "instagram_id"])
+    );
+    assert!(!body.to_string().contains("5555"), "no identifier is echoed: {body}");
+    assert_eq!(
+        env.queue.pending().await.expect("pending"),
+        0,
+        "nothing runs before approval"
+    );
+    // The same person again, with the phone in another format: the open request answers.
+    let again = json!({
+        "kind": "erasure",
+        "identifiers": [{"type": "phone", "value": PHONE}],
+        "source": "operator",
+    });
+    let (status, dup) = create(&env, again).await;
+    assert_eq!(status, 200, "{dup}");
+    assert_eq!(dup["id"], body["id"]);
+    assert_eq!(env.open_requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_bad_field_is_named_and_nothing_is_created() {
+    let env = Env::new().await;
+    let with = |k: &str, v: Value| {
+        let mut b = ana_erasure();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (with("kind", json!("portability")), "kind", "a kind that does not exist"),
+        (with("kind", json!("access")), "kind", "a kind not carried out yet"),
+        (with("identifiers", json!([])), "identifiers", "no identifier"),
+        (
+            with("identifiers", json!([{"type": "phone", "value": "12"}])),
+            "identifiers[0].value",
+            "a phone that is no number",
+        ),
+        (
+            with("identifiers", json!([{"type": "fax", "value": "1"}])),
+            "identifiers[0].type",
+            "an unknown identifier type",
+        ),
+        (
+            with("source", json!("meta_callback")),
+            "source",
+            "a source that would skip approval",
+        ),
+        (
+            with("jurisdiction", json!("us")),
+            "jurisdiction",
+            "an unknown jurisdiction",
+        ),
+        (
+            with("tenant", json!("no-such-tenant")),
+            "tenant",
+            "an unregistered tenant",
+        ),
+        (
+            with("note", json!("she wrote from ana@example.com")),
+            "note",
+            "an identifier in the note",
+        ),
+        (
+            with("rectify", json!({"profile_name": "Ana B"})),
+            "rectify",
+            "a rectification",
+        ),
+        (with("colour", json!("red")), "colour", "an unknown field"),
+    ];
+    for (body, field, what) in cases {
+        let (status, answer) = create(&env, body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(&format!("{field}:")), "{what}: {error}");
+        assert!(!error.contains("5555"), "the value is not quoted back: {error}");
+    }
+    assert_eq!(env.open_requests().await, 0);
+}
+
+#[tokio::test]
+async fn only_a_privacy_officer_reaches_the_requests_and_refusals_are_audited() {
+    let env = Env::new().await;
+    let (status, _) = env.call(None, Method::GET, "/admin/privacy-requests", None).await;
+    assert_eq!(status, 401);
+    let (status, body) = env
+        .call(
+            Some(AGENT),
+            Method::POST,
+            "/admin/privacy-requests",
+            Some(ana_erasure()),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let trail = env
+        .stores
+        .audit
+        .list(&AuditChain::Platform, &TimeRange::ALL, &PageRequest::first(10))
+        .await
+        .expect("trail");
+    let denied: Vec<_> = trail
+        .items
+        .iter()
+        .filter(|l| l.event.action == AuditAction::Denied)
+        .collect();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].event.actor, AGENT);
+    assert_eq!(denied[0].event.route, "POST /admin/privacy-requests");
+    assert_eq!(env.open_requests().await, 0);
+    let (status, _) = env
+        .call(Some(OFFICER), Method::PUT, "/admin/privacy-requests", None)
+        .await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn an_approved_erasure_removes_the_person_from_every_tenant_and_only_them() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 5).await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    let code = body["confirmation_code"].as_str().expect("code").to_owned();
+    let (status, approved) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+
+    for (kind, raw) in [
+        (IdentifierKind::Phone, PHONE),
+        (IdentifierKind::WhatsAppUserId, BSUID),
+        (IdentifierKind::InstagramId, IGSID),
+    ] {
+        let found = env
+            .stores
+            .conversations
+            .find_subject(&link(kind, raw).subject_key)
+            .await
+            .expect("find");
+        assert!(found.is_empty(), "{kind:?} still reaches {found:?}");
+    }
+    let bruno = ContactId::new(Channel::WhatsApp, "AR.BRUNO0000000001").expect("valid");
+    let kept = env
+        .stores
+        .conversations
+        .list_messages(&tenant("tenant-a"), &bruno, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(kept.items.len(), 3, "another person's messages in the same tenant stay");
+
+    let (_, done) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let receipt = &done["receipt"];
+    // 3 contacts × (5 messages + profile) + 4 identifier links.
+    assert_eq!(receipt["erased"]["conversations"], 22, "{receipt}");
+    assert_eq!(receipt["contacts_erased"], 3);
+    assert_eq!(receipt["no_data_found"], false);
+    assert!(receipt["verified_at"].is_string());
+    assert_eq!(receipt["subject_key_digests"].as_array().map(Vec::len), Some(3));
+    let events: Vec<&str> = done["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(events, ["received", "approved", "in_progress", "verified", "completed"]);
+    assert!(
+        !done.to_string().contains("Ana"),
+        "the request holds no personal data: {done}"
+    );
+    assert_eq!(env.open_requests().await, 0);
+
+    let page = env
+        .call_raw(request(
+            None,
+            Method::GET,
+            &format!("/privacy/requests/{code}"),
+            &[],
+            &[("accept", "application/json")],
+            None,
+        ))
+        .await;
+    let status: Value = serde_json::from_str(&shared::apigw::body_text(&page)).expect("json");
+    assert_eq!(status["status"], "completed");
+    assert!(status["completed_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_long_erasure_is_handed_on_in_pieces_and_counts_every_item_once() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 250).await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    decide(&env, &id, json!({"decision": "approve"})).await;
+    let outcomes = env.drain(&env.worker().with_max_batches(2)).await;
+    assert!(outcomes.len() > 2, "{outcomes:?}");
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| *o == Outcome::Paused));
+    assert_eq!(outcomes.last(), Some(&Outcome::Completed));
+    let (_, done) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        done["receipt"]["erased"]["conversations"],
+        3 * 251 + 4,
+        "{}",
+        done["receipt"]
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_midway_is_resumed_by_the_next_delivery() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 300).await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let id: RequestId = RequestId::parse(body["id"].as_str().expect("id")).expect("id");
+    decide(&env, &id.to_string(), json!({"decision": "approve"})).await;
+    let worker = env.worker();
+    let job = deletion::ErasureJob { request: id };
+    // Killed at some point after it started deleting: the future is dropped mid-flight.
+    let run = worker.run(&job);
+    tokio::pin!(run);
+    let mut polls = 0;
+    let killed = std::future::poll_fn(|cx| {
+        polls += 1;
+        match run.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            // The embedded store answers at once; a yield per batch is where a kill lands.
+            std::task::Poll::Pending if polls > 3 => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await;
+    assert!(killed.is_none(), "the run was cut short");
+    let midway = env.stores.privacy_requests.get(id).await.expect("get").expect("stored");
+    assert_eq!(midway.status, shared::domain::RequestStatus::InProgress);
+    // SQS delivers the job again after the visibility timeout.
+    let (event, _) = env.next_event().await.expect("the job is still queued");
+    let response = worker.handle(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let done = env.stores.privacy_requests.get(id).await.expect("get").expect("stored");
+    assert_eq!(done.status, shared::domain::RequestStatus::Completed);
+    for raw in [PHONE, BSUID] {
+        let kind = if raw == PHONE {
+            IdentifierKind::Phone
+        } else {
+            IdentifierKind::WhatsAppUserId
+        };
+        assert!(
+            env.stores
+                .conversations
+                .find_subject(&link(kind, raw).subject_key)
+                .await
+                .expect("find")
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn decisions_need_reasons_keep_within_the_policy_and_a_closed_request_is_final() {
+    let env = Env::new().await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    for (decision, field) in [
+        (json!({"decision": "reject"}), "reason"),
+        (json!({"decision": "extend", "reason": "identity check"}), "due_at"),
+        (
+            json!({"decision": "extend", "reason": "identity check", "due_at": "2027-01-15T00:00:00Z"}),
+            "due_at",
+        ),
+        (json!({"decision": "maybe"}), "decision"),
+        (
+            json!({"decision": "reject", "reason": "called +54 11 5555 0123"}),
+            "reason",
+        ),
+    ] {
+        let (status, answer) = decide(&env, &id, decision.clone()).await;
+        assert_eq!(status, 400, "{decision}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().starts_with(field),
+            "{answer}"
+        );
+    }
+    let (status, extended) = decide(
+        &env,
+        &id,
+        json!({"decision": "extend", "reason": "waiting for identity check", "due_at": "2026-12-20T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{extended}");
+    assert_eq!(extended["due_at"], "2026-12-20T00:00:00Z");
+    let (status, rejected) = decide(
+        &env,
+        &id,
+        json!({"decision": "reject", "reason": "not the account holder"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rejected}");
+    assert_eq!(rejected["status"], "rejected");
+    let (status, _) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 409);
+    let (status, _) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            "/admin/privacy-requests/00000000-0000-0000-0000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+fn callback_body(signed: &str) -> String {
+    format!("signed_request={signed}")
+}
+
+async fn callback(env: &Env, body: String) -> (u16, Value) {
+    let r = env
+        .call_raw(request(
+            None,
+            Method::POST,
+            "/meta/data-deletion",
+            &[],
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(body),
+        ))
+        .await;
+    let text = shared::apigw::body_text(&r);
+    (
+        r.status_code as u16,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const PAYLOAD: &str =
+    r#"{"algorithm":"HMAC-SHA256","expires":1764680000,"issued_at":1764676400,"user_id":"10223344556677"}"#;
+
+#[tokio::test]
+async fn metas_callback_opens_an_approved_erasure_and_a_replay_gets_the_same_code() {
+    let env = Env::new().await;
+    let signed = deletion::callback::sign(&AppSecret::new(APP_SECRET), PAYLOAD);
+    let (status, body) = callback(&env, callback_body(&signed)).await;
+    assert_eq!(status, 200, "{body}");
+    let code = body["confirmation_code"].as_str().expect("code").to_owned();
+    assert_eq!(
+        body["url"],
+        format!("https://privacy.example.com/privacy/requests/{code}")
+    );
+    let (status, replay) = callback(&env, callback_body(&signed)).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay["confirmation_code"], code.as_str());
+    // Approved at once (Meta signed it): the worker completes it with nothing found. The replay
+    // queued the job again (a lost send is retried that way); the second run finds it done.
+    assert_eq!(
+        env.drain(&env.worker()).await,
+        vec![Outcome::Completed, Outcome::Skipped]
+    );
+    let stored = env
+        .stores
+        .privacy_requests
+        .get(RequestId::for_code(&code))
+        .await
+        .expect("get")
+        .expect("stored");
+    let receipt = stored.receipt.expect("receipt");
+    assert!(receipt.no_data_found);
+    assert!(receipt.notes.iter().any(|n| n.starts_with("meta_app_user_id")));
+    let (status, again) = callback(&env, callback_body(&signed)).await;
+    assert_eq!(
+        (status, again["confirmation_code"].as_str()),
+        (200, Some(code.as_str())),
+        "after completion too"
+    );
+    let page = env
+        .call_raw(request(
+            None,
+            Method::GET,
+            &format!("/privacy/requests/{code}"),
+            &[("lang", "en")],
+            &[],
+            None,
+        ))
+        .await;
+    let html = shared::apigw::body_text(&page);
+    assert!(
+        html.contains("Completed") && html.contains("We store no data about the app's users"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_with_a_bad_signature_algorithm_or_body_creates_nothing() {
+    let env = Env::new().await;
+    let forged = deletion::callback::sign(&AppSecret::new("not our secret"), PAYLOAD);
+    let md5 = deletion::callback::sign(
+        &AppSecret::new(APP_SECRET),
+        r#"{"algorithm":"HMAC-MD5","user_id":"10223344556677"}"#,
+    );
+    let not_digits = deletion::callback::sign(
+        &AppSecret::new(APP_SECRET),
+        r#"{"algorithm":"HMAC-SHA256","user_id":"abc"}"#,
+    );
+    for (body, what) in [
+        (callback_body(&forged), "a signature by another secret"),
+        (callback_body(&md5), "the algorithm HMAC-MD5"),
+        (callback_body(&not_digits), "a user id that is no app-scoped id"),
+        ("signed_request=nodot".to_owned(), "no signature part"),
+        ("{\"signed_request\": 1}".to_owned(), "a JSON body"),
+        (String::new(), "an empty body"),
+    ] {
+        let (status, answer) = callback(&env, body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+    }
+    assert_eq!(env.open_requests().await, 0);
+    assert_eq!(env.queue.pending().await.expect("pending"), 0);
+}
+
+#[tokio::test]
+async fn the_status_page_speaks_spanish_or_english_and_hides_unknown_codes_the_same_way() {
+    let env = Env::new().await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let code = body["confirmation_code"].as_str().expect("code").to_owned();
+    let path = format!("/privacy/requests/{code}");
+    let page = |query: &'static [(&'static str, &'static str)], headers: &'static [(&'static str, &'static str)]| {
+        let env = &env;
+        let path = path.clone();
+        async move {
+            let r = env
+                .call_raw(request(None, Method::GET, &path, query, headers, None))
+                .await;
+            (
+                r.status_code,
+                shared::apigw::body_text(&r),
+                r.headers.get("content-type").cloned(),
+            )
+        }
+    };
+    let (status, es, ct) = page(&[], &[]).await;
+    assert_eq!(status, 200);
+    assert!(es.contains("lang=\"es\"") && es.contains("Recibida"), "{es}");
+    assert_eq!(ct.expect("content type"), "text/html; charset=utf-8");
+    let (_, en, _) = page(&[("lang", "en")], &[]).await;
+    assert!(en.contains("lang=\"en\"") && en.contains("Received"), "{en}");
+    let (_, en, _) = page(&[], &[("accept-language", "en-GB,en;q=0.9")]).await;
+    assert!(en.contains("Received"), "{en}");
+    let (_, json_text, _) = page(&[], &[("accept", "application/json")]).await;
+    let v: Value = serde_json::from_str(&json_text).expect("json");
+    assert_eq!(v["status"], "received");
+    assert_eq!(v["kind"], "erasure");
+    assert!(v.get("id").is_none() && v.get("identifiers").is_none(), "{v}");
+
+    for unknown in ["0".repeat(32), code[..31].to_owned(), "x".repeat(5000)] {
+        let r = env
+            .call_raw(request(
+                None,
+                Method::GET,
+                &format!("/privacy/requests/{unknown}"),
+                &[],
+                &[],
+                None,
+            ))
+            .await;
+        assert_eq!(r.status_code, 404);
+        assert!(shared::apigw::body_text(&r).contains("Pedido no encontrado"));
+    }
+}
