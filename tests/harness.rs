@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 pub const APP_SECRET: &str = "e2e-app-secret";
 pub const ADMIN: &str = "e2e-operator-token-0001";
+/// The stack's subject-key secret, so a test can compute the keys it looks for.
+pub const E2E_SUBJECT_KEY_SECRET: &str = "e2e-subject-key-secret-0123456789abcdef";
 /// The operator the e2e tests act as: every role, on the fixtures' tenants (the access matrix
 /// itself is tested route by route in `functions/admin/tests/access.rs`).
 pub const OPERATOR: &str = "arn:local:iam::000000000000:user/e2e-operator";
@@ -63,7 +65,7 @@ impl E2e {
                 }])
                 .to_string(),
             ),
-            "SUBJECT_KEY_SECRET" => Some("e2e-subject-key-secret-0123456789abcdef".to_owned()),
+            "SUBJECT_KEY_SECRET" => Some(E2E_SUBJECT_KEY_SECRET.to_owned()),
             _ => None,
         };
         let mut options = Options::from_args(["--port".to_owned(), "0".to_owned()], env).expect("options");
@@ -209,5 +211,41 @@ impl E2e {
             .await;
         assert_eq!(status, 200, "{body}");
         body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl E2e {
+    /// Every item of every table the stack created on DynamoDB Local, as `(table, item)` with the
+    /// item in the SDK's debug form (which shows every value): what a scan for leftovers reads.
+    /// Tests only: no request path scans.
+    pub async fn scan_tables(&self) -> Vec<(String, String)> {
+        let tables = self.stack.tables.as_ref().expect("a stack on the emulators");
+        let endpoints = shared::config::Endpoints {
+            dynamodb: Some(emulator("DYNAMODB_ENDPOINT")),
+            ..shared::config::Endpoints::default()
+        };
+        let client = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
+        let mut out = Vec::new();
+        for kind in shared::config::TableKind::ALL {
+            let name = tables.get(kind).to_owned();
+            let mut start = None;
+            loop {
+                let page = client
+                    .scan()
+                    .table_name(&name)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .expect("scan");
+                for item in page.items() {
+                    out.push((name.clone(), format!("{item:?}")));
+                }
+                start = page.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        out
     }
 }

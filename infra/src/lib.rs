@@ -187,6 +187,8 @@ pub struct RunningStack {
     /// Every queue functions send to, by kind.
     pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
     pub backend: String,
+    /// The emulator tables the stack created (None on the embedded store).
+    pub tables: Option<TableNames>,
     options: Options,
     /// The first app secret, which the banner's example request is signed with.
     signer: AppSecret,
@@ -265,11 +267,12 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     );
 
     let specs = provision::queue_specs(TEMPLATE)?;
-    let (stores, all_queues, backend) = match &options.emulators {
+    let (stores, all_queues, backend, table_names) = match &options.emulators {
         None => (
             shared::store::embedded::stores(store_clock.clone()),
             embedded_queues(&specs, queue_clock),
             "embedded store and queues".to_owned(),
+            None,
         ),
         Some(em) => {
             let endpoints = Endpoints {
@@ -293,6 +296,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
                 stores,
                 queues,
                 format!("DynamoDB at {} and SQS at {} (prefix {prefix})", em.dynamodb, em.sqs),
+                Some(tables),
             )
         }
     };
@@ -367,6 +371,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         stores,
         queues,
         backend,
+        tables: table_names,
         options,
         signer,
         shutdown,

@@ -1,0 +1,214 @@
+//! One erasure request, end to end on DynamoDB Local and the SQS server: a person who wrote to
+//! three tenants over WhatsApp and Instagram, and said STOP to one, asks to be deleted.
+
+use e2e::*;
+use serde_json::{Value, json};
+use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
+
+const C_PHONE_NUMBER_ID: &str = "106540352240003";
+const ANA_WA_ID: &str = "5491123456789";
+const ANA_BSUID: &str = "AR.13491208655302741918";
+const ANA_IGSID: &str = "7012345678901234";
+const BRUNO_WA_ID: &str = "5491166660000";
+
+fn whatsapp(phone_number_id: &str, wa_id: &str, user_id: Option<&str>, wamid: &str, at: i64, text: &str) -> Vec<u8> {
+    let name = if wa_id == ANA_WA_ID { "Ana Pérez" } else { "Bruno Gómez" };
+    let mut contact = json!({"profile": {"name": name}, "wa_id": wa_id});
+    let mut message =
+        json!({"from": wa_id, "id": wamid, "timestamp": at.to_string(), "type": "text", "text": {"body": text}});
+    if let Some(u) = user_id {
+        contact["user_id"] = json!(u);
+        message["from_user_id"] = json!(u);
+    }
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "5491155550000", "phone_number_id": phone_number_id},
+            "contacts": [contact],
+            "messages": [message],
+        }}]}],
+    }))
+    .expect("json")
+}
+
+fn instagram(account: &str, sender: &str, mid: &str, at_ms: i64, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "instagram",
+        "entry": [{"id": account, "time": at_ms, "messaging": [{
+            "sender": {"id": sender}, "recipient": {"id": account}, "timestamp": at_ms,
+            "message": {"mid": mid, "text": text},
+        }]}],
+    }))
+    .expect("json")
+}
+
+fn subject_key(kind: IdentifierKind, raw: &str) -> String {
+    let secret = SubjectKeySecret::new(E2E_SUBJECT_KEY_SECRET.as_bytes().to_vec()).expect("secret");
+    secret
+        .subject_key(&Identifier::parse(kind, raw).expect("identifier"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_and_the_receipt() {
+    let e = E2e::on_emulators().await;
+    assert_eq!(
+        e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[A_INSTAGRAM])
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        e.register("tenant-b", &[B_PHONE_NUMBER_ID], &[B_INSTAGRAM]).await.0,
+        201
+    );
+    assert_eq!(e.register("late-tenant", &[C_PHONE_NUMBER_ID], &[]).await.0, 201);
+    let now = shared::timestamp::Timestamp::parse_rfc3339("2026-12-01T12:00:00Z")
+        .expect("time")
+        .unix_seconds();
+    for body in [
+        whatsapp(
+            A_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            Some(ANA_BSUID),
+            "wamid.ANA-A-1",
+            now,
+            "hola A, soy Ana",
+        ),
+        whatsapp(
+            A_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            Some(ANA_BSUID),
+            "wamid.ANA-A-2",
+            now + 60,
+            "STOP",
+        ),
+        whatsapp(
+            B_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            None,
+            "wamid.ANA-B-1",
+            now + 120,
+            "hola B, soy Ana",
+        ),
+        whatsapp(
+            C_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            None,
+            "wamid.ANA-C-1",
+            now + 180,
+            "hola C, soy Ana",
+        ),
+        instagram(
+            B_INSTAGRAM,
+            ANA_IGSID,
+            "aWdfANA1",
+            (now + 240) * 1000,
+            "hola tienda B, soy Ana",
+        ),
+        whatsapp(
+            A_PHONE_NUMBER_ID,
+            BRUNO_WA_ID,
+            None,
+            "wamid.BRUNO-1",
+            now + 300,
+            "soy Bruno",
+        ),
+    ] {
+        assert_eq!(e.post_webhook(&body).await.0, 200);
+    }
+    e.drain().await;
+    assert_eq!(e.messages("tenant-a", &format!("whatsapp:{ANA_BSUID}")).await.len(), 2);
+
+    let request = json!({
+        "kind": "erasure",
+        "identifiers": [
+            {"type": "phone", "value": "+54 9 11 2345-6789"},
+            {"type": "phone", "value": "011 15 2345-6789"},
+            {"type": "whatsapp_user_id", "value": ANA_BSUID},
+            {"type": "instagram_id", "value": ANA_IGSID},
+        ],
+        "source": "email",
+        "jurisdiction": "ar",
+    });
+    let (status, created) = e.admin_post("/admin/privacy-requests", &request).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["identifiers"].as_array().map(Vec::len),
+        Some(3),
+        "one phone in two formats"
+    );
+    let id = created["id"].as_str().expect("id").to_owned();
+    let code = created["confirmation_code"].as_str().expect("code").to_owned();
+    let (status, approved) = e
+        .admin_post(
+            &format!("/admin/privacy-requests/{id}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    e.drain().await;
+
+    let (_, done) = e.admin_get(&format!("/admin/privacy-requests/{id}")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let receipt = &done["receipt"];
+    assert_eq!(receipt["contacts_erased"], 4, "{receipt}");
+    assert!(receipt["verified_at"].is_string(), "{receipt}");
+
+    // Every table, scanned: none of Ana's identifiers or words, and her subject keys only in
+    // the suppression entry (OptOuts) and the request that holds the receipt.
+    let keys = [
+        subject_key(IdentifierKind::Phone, ANA_WA_ID),
+        subject_key(IdentifierKind::WhatsAppUserId, ANA_BSUID),
+        subject_key(IdentifierKind::InstagramId, ANA_IGSID),
+    ];
+    let tables = e.stack.tables.clone().expect("emulator tables");
+    let allowed = [
+        tables.get(shared::config::TableKind::OptOuts).to_owned(),
+        tables.get(shared::config::TableKind::PrivacyRequests).to_owned(),
+    ];
+    let items = e.scan_tables().await;
+    let mut saw_bruno = false;
+    for (table, item) in &items {
+        // Phrases, not bare names: base64 in sealed handles could spell a short word by chance.
+        for needle in [ANA_WA_ID, ANA_BSUID, ANA_IGSID, "soy Ana", "Ana P"] {
+            assert!(!item.contains(needle), "{needle} left in {table}: {item}");
+        }
+        for key in &keys {
+            assert!(
+                !item.contains(key.as_str()) || allowed.contains(table),
+                "a subject key of Ana's left in {table}: {item}"
+            );
+        }
+        saw_bruno |= item.contains("soy Bruno");
+    }
+    assert!(saw_bruno, "another person's message in the same tenant stays");
+    assert!(
+        items
+            .iter()
+            .any(|(t, i)| *t == allowed[0] && i.contains(keys[0].as_str())),
+        "the suppression entry outlives the erasure"
+    );
+
+    // Still not to be contacted where she said STOP.
+    let c = e
+        .contactability("tenant-a", "whatsapp", "+54 9 11 2345-6789", "service")
+        .await;
+    assert_eq!(c["contactable"], false, "{c}");
+
+    let resp = e
+        .http
+        .get(format!("{}/privacy/requests/{code}", e.stack.url()))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("status page");
+    assert_eq!(resp.status().as_u16(), 200);
+    let page: Value = resp.json().await.expect("json");
+    assert_eq!(page["status"], "completed", "{page}");
+    let (status, html) = e.get(&format!("/privacy/requests/{code}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Completada"), "{html}");
+    e.stack.stop().await;
+}
