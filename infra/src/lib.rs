@@ -489,10 +489,11 @@ impl RunningStack {
                 .find(|p| p.roles.contains(&role))
                 .map_or_else(|| format!("<{role} token>"), |p| p.token.clone())
         };
-        let (admin, agent, auditor) = (
+        let (admin, agent, auditor, officer) = (
             token_of(Role::PlatformAdmin),
             token_of(Role::TenantAgent),
             token_of(Role::Auditor),
+            token_of(Role::PrivacyOfficer),
         );
         // Paths name a contact by its sealed handle, which the listing gives; the sample sender's
         // is computed here so the example can be pasted as is.
@@ -515,7 +516,11 @@ impl RunningStack {
              -H 'X-Hub-Signature-256: {signature}' --data-binary '{body}'\n\
              \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {agent}'\n  \
              curl -s {url}/admin/tenants/demo/contacts/{contact}/messages -H 'Authorization: Bearer {agent}'\n\
-             \nCheck the audit trail:\n  curl -s '{url}/admin/audit/verify?tenant=demo' -H 'Authorization: Bearer {auditor}'\n"
+             \nCheck the audit trail:\n  curl -s '{url}/admin/audit/verify?tenant=demo' -H 'Authorization: Bearer {auditor}'\n\
+             \nAsk for the sample sender's data to be erased (then approve it with POST .../<id>/decision \
+             {{\"decision\":\"approve\"}}, and open its status_url):\n  curl -s -X POST {url}/admin/privacy-requests \
+             -H 'Authorization: Bearer {officer}' -d '{{\"kind\":\"erasure\",\"source\":\"email\",\
+             \"identifiers\":[{{\"type\":\"whatsapp_user_id\",\"value\":\"{SAMPLE_USER_ID}\"}}]}}'\n"
         ));
         out
     }

@@ -2,6 +2,10 @@
 //! blind index (in the request's tenant scope), delete each partition in batches, then re-query
 //! every index by the subject's keys and close the request with a receipt only if nothing is left.
 //!
+//! Before anything is deleted, the erasure ledger records every subject key concerned (the
+//! request's, and each contact's links), so events from before the erasure that arrive again are
+//! not stored (`ConversationStore::record_erasure`).
+//!
 //! Progress is stored in the request after every batch, under its version: two workers on one
 //! request cannot both write, and a worker killed midway resumes from the store (a partition
 //! shrinks as it is erased, and its index links go last, so the index still finds what is left).
@@ -159,8 +163,23 @@ impl ErasureWorker {
             r.timeline.push(entry(now, "in_progress", None));
             r = self.requests.update(&r).await?;
         }
+        let erased_at = r.progress.started_at.unwrap_or(now);
+        // The ledger first, so nothing from before the erasure is stored again while it runs or
+        // after: the request's keys, then each contact's own links before its partition goes.
+        for key in r.subject_keys() {
+            self.conversations.record_erasure(key, erased_at).await?;
+        }
         let mut batches = 0;
         for contact in self.reach(&r).await? {
+            if let Some(c) = self
+                .conversations
+                .get_contact(&contact.tenant, &contact.contact)
+                .await?
+            {
+                for link in &c.identifiers {
+                    self.conversations.record_erasure(&link.subject_key, erased_at).await?;
+                }
+            }
             let mut cursor = EraseCursor::default();
             while !cursor.done {
                 if batches == self.max_batches {

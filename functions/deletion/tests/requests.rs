@@ -224,6 +224,30 @@ async fn an_approved_erasure_removes_the_person_from_every_tenant_and_only_them(
     );
     assert_eq!(env.open_requests().await, 0);
 
+    // Events from before the erasure come again (a redelivery, a redrive): nothing is stored.
+    // The tenant-b contact is linked by phone only, a key the worker took from its profile.
+    let before = env.clock.now().plus(time::Duration::seconds(-10));
+    seed_ana_and_bruno(&env.stores, before, 2).await;
+    for (kind, raw) in [(IdentifierKind::Phone, PHONE), (IdentifierKind::InstagramId, IGSID)] {
+        let found = env
+            .stores
+            .conversations
+            .find_subject(&link(kind, raw).subject_key)
+            .await
+            .expect("find");
+        assert!(found.is_empty(), "a redelivery brought {kind:?} back: {found:?}");
+    }
+    // What she sends afterwards is stored as usual.
+    env.clock.advance(time::Duration::seconds(60));
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 1).await;
+    let back = env
+        .stores
+        .conversations
+        .find_subject(&link(IdentifierKind::Phone, PHONE).subject_key)
+        .await
+        .expect("find");
+    assert_eq!(back.len(), 2, "{back:?}");
+
     let page = env
         .call_raw(request(
             None,

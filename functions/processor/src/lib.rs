@@ -56,6 +56,8 @@ pub struct Counts {
     pub unrouted: u64,
     pub quarantined: u64,
     pub unhandled: u64,
+    /// Events about a subject erased after they happened: not stored again.
+    pub erased: u64,
 }
 
 impl Counts {
@@ -72,9 +74,10 @@ impl Counts {
         self.unrouted += o.unrouted;
         self.quarantined += o.quarantined;
         self.unhandled += o.unhandled;
+        self.erased += o.erased;
     }
 
-    fn metrics(&self) -> [(&'static str, u64); 12] {
+    fn metrics(&self) -> [(&'static str, u64); 13] {
         [
             ("MessagesStored", self.stored),
             ("Duplicates", self.duplicates),
@@ -88,6 +91,7 @@ impl Counts {
             ("UnroutedEnvelopes", self.unrouted),
             ("ItemsQuarantined", self.quarantined),
             ("Unhandled", self.unhandled),
+            ("ErasedEventsDropped", self.erased),
         ]
     }
 }
@@ -289,6 +293,7 @@ impl Processor {
                         {
                             Some(WriteOutcome::Written) => counts.stored += 1,
                             Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                            Some(WriteOutcome::Erased) => counts.erased += 1,
                             None => {}
                         }
                     }
@@ -334,6 +339,7 @@ impl Processor {
                         match self.stored_or_held(written, origin, kind, detail.get(), counts).await? {
                             Some(WriteOutcome::Written) => counts.statuses += 1,
                             Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                            Some(WriteOutcome::Erased) => counts.erased += 1,
                             None => {}
                         }
                     }
@@ -379,7 +385,7 @@ impl Processor {
                         .await?
                     {
                         Some(WriteOutcome::Written) => counts.tenant_events += 1,
-                        Some(WriteOutcome::Unchanged) => counts.duplicates += 1,
+                        Some(WriteOutcome::Unchanged | WriteOutcome::Erased) => counts.duplicates += 1,
                         None => {}
                     }
                 }

@@ -248,6 +248,12 @@ impl ConversationStore for Unavailable {
     ) -> Result<EraseCursor, StoreError> {
         down()
     }
+    async fn record_erasure(&self, _: &shared::identity::SubjectKey, _: Timestamp) -> Result<(), StoreError> {
+        down()
+    }
+    async fn erased_at(&self, _: &shared::identity::SubjectKey) -> Result<Option<Timestamp>, StoreError> {
+        down()
+    }
 }
 
 #[tokio::test]

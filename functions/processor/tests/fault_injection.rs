@@ -160,6 +160,12 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
             .call(self.inner.erase_contact_batch(t, c, cursor, max), store_down)
             .await
     }
+    async fn record_erasure(&self, k: &SubjectKey, at: Timestamp) -> Result<(), StoreError> {
+        self.faults.call(self.inner.record_erasure(k, at), store_down).await
+    }
+    async fn erased_at(&self, k: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
+        self.faults.call(self.inner.erased_at(k), store_down).await
+    }
 }
 
 #[async_trait]

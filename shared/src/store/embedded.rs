@@ -114,6 +114,8 @@ pub struct EmbeddedConversationStore {
     clock: SharedClock,
     /// Keyed by the same partition key the DynamoDB adapter uses.
     contacts: Mutex<BTreeMap<String, ContactState>>,
+    /// The erasure ledger: when each subject key's data was erased.
+    erased: Mutex<BTreeMap<SubjectKey, Timestamp>>,
 }
 
 impl EmbeddedConversationStore {
@@ -121,6 +123,7 @@ impl EmbeddedConversationStore {
         Self {
             clock,
             contacts: Mutex::default(),
+            erased: Mutex::default(),
         }
     }
 }
@@ -131,6 +134,14 @@ impl ConversationStore for EmbeddedConversationStore {
         let now = self.clock.now();
         let mut contacts = lock(&self.contacts);
         let state = contacts.entry(keys::contact_pk(&u.tenant, &u.contact)).or_default();
+        if state.live_profile(now).is_none()
+            && let Some(first) = u.identifiers.first()
+            && lock(&self.erased)
+                .get(&first.subject_key)
+                .is_some_and(|at| u.seen_at <= *at)
+        {
+            return Ok(WriteOutcome::Erased);
+        }
         let Some(change) = profile::rewrite(state.live_profile(now), u) else {
             return Ok(WriteOutcome::Unchanged);
         };
@@ -302,6 +313,17 @@ impl ConversationStore for EmbeddedConversationStore {
             .collect();
         found.sort();
         Ok(found)
+    }
+
+    async fn record_erasure(&self, key: &SubjectKey, at: Timestamp) -> Result<(), StoreError> {
+        let mut erased = lock(&self.erased);
+        let e = erased.entry(key.clone()).or_insert(at);
+        *e = (*e).max(at);
+        Ok(())
+    }
+
+    async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
+        Ok(lock(&self.erased).get(key).copied())
     }
 
     async fn erase_contact_batch(

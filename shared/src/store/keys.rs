@@ -49,6 +49,15 @@ pub fn link_pk(key: &SubjectKey) -> String {
     format!("SUBJ#{key}")
 }
 
+/// The erasure ledger: when a subject key's data was erased, one item per key and no expiry, so
+/// events from before the erasure (redeliveries, redrives, replays) are not stored again. Its own
+/// partition, apart from the key's links, so `find_subject` never reads it.
+pub fn erasure_ledger_pk(key: &SubjectKey) -> String {
+    format!("ERASED#{key}")
+}
+
+pub const ERASURE_LEDGER_SK: &str = "LEDGER";
+
 /// Event time first, so a contact's messages are in order and a redelivery (same time, same id)
 /// lands on the same key.
 pub fn message_sk(sent_at: Timestamp, id: &MetaMessageId) -> String {

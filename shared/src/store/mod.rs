@@ -138,6 +138,9 @@ pub enum WriteOutcome {
     Written,
     /// The same or a newer version is already stored: nothing changed.
     Unchanged,
+    /// Nothing stored: the event is about a subject erased after it happened (a redelivery, a
+    /// redrive, a replay of an envelope from before the erasure).
+    Erased,
 }
 
 /// Progress of erasing one contact, safe to persist in a privacy request: it holds counts, no key
@@ -158,7 +161,8 @@ pub trait ConversationStore: Send + Sync + Debug {
     /// Creates or updates a contact's profile and identifier links. The profile is rewritten only
     /// when the event changes it (a new identifier, a new name, a later expiry, an older item),
     /// and `last_seen` moves only then; an event older than the stored profile links its
-    /// identifiers without rolling the profile back. Links expire with the profile.
+    /// identifiers without rolling the profile back. Links expire with the profile. A contact the
+    /// store does not know is first checked against the erasure ledger (`record_erasure`).
     async fn upsert_contact(&self, upsert: &ContactUpsert) -> Result<WriteOutcome, StoreError>;
     /// Conditional on the Meta message id and event time: a redelivery returns `Unchanged`, and
     /// so does a message unsent before it arrived.
@@ -166,12 +170,16 @@ pub trait ConversationStore: Send + Sync + Debug {
     /// What one message does to its contact: `upsert_contact`, then `put_message`, for the cost
     /// of one read of the contact. Returns the message's outcome.
     async fn record_message(&self, upsert: &ContactUpsert, message: &Message) -> Result<WriteOutcome, StoreError> {
-        self.upsert_contact(upsert).await?;
+        if self.upsert_contact(upsert).await? == WriteOutcome::Erased {
+            return Ok(WriteOutcome::Erased);
+        }
         self.put_message(message).await
     }
     /// `upsert_contact`, then `put_status`, for the cost of one read of the contact.
     async fn record_status(&self, upsert: &ContactUpsert, status: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
-        self.upsert_contact(upsert).await?;
+        if self.upsert_contact(upsert).await? == WriteOutcome::Erased {
+            return Ok(WriteOutcome::Erased);
+        }
         self.put_status(status).await
     }
     /// Messages of one contact, oldest first.
@@ -209,6 +217,13 @@ pub trait ConversationStore: Send + Sync + Debug {
     ) -> Result<Option<StatusUpdate>, StoreError>;
     /// Every contact, in any tenant, linked to this subject key: one query on its link partition.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError>;
+    /// Records in the erasure ledger that the key's data was erased at `at` (a later time
+    /// replaces an earlier one). From then on an event about a contact the store does not know,
+    /// linked first to this key and not newer than `at`, stores nothing (`WriteOutcome::Erased`):
+    /// the ledger is read only on that new-contact path, so known contacts pay nothing for it.
+    async fn record_erasure(&self, key: &SubjectKey, at: Timestamp) -> Result<(), StoreError>;
+    /// When the key's data was last erased.
+    async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError>;
     /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
     /// index links, expired or not) and returns the cursor advanced by what it deleted.
     async fn erase_contact_batch(

@@ -32,6 +32,7 @@ conformance!(
     tenant_scoped_queries_never_return_another_tenant,
     subject_is_found_across_tenants_through_the_blind_index,
     erasure_resumes_from_a_persisted_cursor_after_a_restart,
+    the_erasure_ledger_keeps_older_events_of_an_erased_subject_out,
     contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
     opt_out_keeps_the_newest_event_whatever_the_arrival_order,
     opt_out_history_is_complete_after_every_applied_change,
@@ -503,6 +504,69 @@ async fn erasure_resumes_from_a_persisted_cursor_after_a_restart(h: Harness) {
         .await
         .expect("batch");
     assert_eq!(again, EraseCursor { deleted: 0, done: true });
+}
+
+async fn the_erasure_ledger_keeps_older_events_of_an_erased_subject_out(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.7001"), h.clock.now());
+    let ids = || {
+        vec![
+            link(IdentifierKind::WhatsAppUserId, "AR.7001"),
+            link(IdentifierKind::Phone, "+5491170010000"),
+        ]
+    };
+    let key = ids()[0].subject_key.clone();
+    assert_eq!(conv.erased_at(&key).await.expect("read"), None);
+    conv.record_erasure(&key, now).await.expect("ledger");
+    conv.record_erasure(&key, now.plus(Duration::seconds(-60)))
+        .await
+        .expect("an earlier one");
+    assert_eq!(
+        conv.erased_at(&key).await.expect("read"),
+        Some(now),
+        "the later erasure stands"
+    );
+
+    // A redelivery of a message from before the erasure: nothing of it is stored.
+    let before = now.plus(Duration::seconds(-5));
+    let old = message(&t, &c, "wamid.before", before, "from before");
+    assert_eq!(
+        conv.record_message(&upsert(&t, &c, Some("Ana"), ids(), before), &old)
+            .await
+            .expect("record"),
+        WriteOutcome::Erased
+    );
+    assert_eq!(conv.get_contact(&t, &c).await.expect("get"), None);
+    assert!(
+        conv.find_subject(&key).await.expect("find").is_empty(),
+        "no link either"
+    );
+    let status_before = status(&t, &c, "wamid.before", DeliveryState::Read, before);
+    assert_eq!(
+        conv.record_status(&upsert(&t, &c, None, ids(), before), &status_before)
+            .await
+            .expect("status"),
+        WriteOutcome::Erased
+    );
+
+    // A message the person sends afterwards is stored as usual.
+    let after = now.plus(Duration::seconds(5));
+    let new = message(&t, &c, "wamid.after", after, "after");
+    assert_eq!(
+        conv.record_message(&upsert(&t, &c, None, ids(), after), &new)
+            .await
+            .expect("record"),
+        WriteOutcome::Written
+    );
+    let page = conv.list_messages(&t, &c, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(page.items, vec![new]);
+    assert!(
+        conv.find_subject(&key)
+            .await
+            .expect("find")
+            .iter()
+            .any(|r| r.contact == c)
+    );
 }
 
 async fn contact_upsert_merges_identifiers_and_keeps_the_newest_profile(h: Harness) {

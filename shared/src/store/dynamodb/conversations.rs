@@ -50,6 +50,14 @@ struct ProfileItem {
 }
 
 /// An identifier link, in the subject key's own partition: `sk` is the contact's partition key.
+/// One erasure ledger entry: a subject key and when its data was erased. No expiry.
+#[derive(Serialize, Deserialize)]
+struct LedgerItem {
+    pk: String,
+    sk: String,
+    erased_ms: i64,
+}
+
 #[derive(Serialize, Deserialize)]
 struct LinkItem {
     pk: String,
@@ -245,6 +253,18 @@ impl DynamoConversationStore {
         let now = self.clock.now();
         let pk = keys::contact_pk(&u.tenant, &u.contact);
         let mut head = head;
+        // A contact the store does not know may be one just erased: its first identifier's
+        // ledger entry says until when its events are not stored again. Read once, eventually
+        // consistent: the ledger is written before the erasure starts.
+        if head.profile.is_none()
+            && let Some(first) = u.identifiers.first()
+            && self
+                .ledger(&first.subject_key, false)
+                .await?
+                .is_some_and(|at| u.seen_at <= at)
+        {
+            return Ok(WriteOutcome::Erased);
+        }
         for _ in 0..PROFILE_ATTEMPTS {
             let stored = head.profile.as_ref();
             let Some(change) = profile::rewrite(stored.map(|(_, state)| state), u) else {
@@ -277,6 +297,20 @@ impl DynamoConversationStore {
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    async fn ledger(&self, key: &SubjectKey, consistent: bool) -> Result<Option<Timestamp>, StoreError> {
+        let item = self
+            .table
+            .get_with(
+                super::table::key(keys::erasure_ledger_pk(key), keys::ERASURE_LEDGER_SK),
+                consistent,
+            )
+            .await?;
+        Ok(item
+            .map(from_item::<LedgerItem>)
+            .transpose()?
+            .map(|l| Timestamp::from_unix_millis(l.erased_ms)))
     }
 
     /// Each link carries the profile's expiry; a link already kept longer is left alone.
@@ -434,7 +468,9 @@ impl ConversationStore for DynamoConversationStore {
         // The profile first, as `upsert_contact` then `put_message` would: a message is never
         // stored for a contact that has no profile to find it by.
         let gone = head.is_gone(&m.id);
-        self.upsert_with(u, head).await?;
+        if self.upsert_with(u, head).await? == WriteOutcome::Erased {
+            return Ok(WriteOutcome::Erased);
+        }
         if gone {
             return Ok(WriteOutcome::Unchanged);
         }
@@ -443,7 +479,9 @@ impl ConversationStore for DynamoConversationStore {
 
     async fn record_status(&self, u: &ContactUpsert, st: &StatusUpdate) -> Result<WriteOutcome, StoreError> {
         let head = self.head(&keys::contact_pk(&u.tenant, &u.contact), false).await?;
-        self.upsert_with(u, head).await?;
+        if self.upsert_with(u, head).await? == WriteOutcome::Erased {
+            return Ok(WriteOutcome::Erased);
+        }
         self.put_status(st).await
     }
 
@@ -601,6 +639,21 @@ impl ConversationStore for DynamoConversationStore {
         found.sort();
         found.dedup();
         Ok(found)
+    }
+
+    async fn record_erasure(&self, key: &SubjectKey, at: Timestamp) -> Result<(), StoreError> {
+        let item = LedgerItem {
+            pk: keys::erasure_ledger_pk(key),
+            sk: keys::ERASURE_LEDGER_SK.to_owned(),
+            erased_ms: at.unix_millis(),
+        };
+        let later = Expr::new("attribute_not_exists(pk) OR erased_ms < :at").value(":at", n(at.unix_millis()));
+        // A failed condition means a later erasure is already recorded: nothing to do.
+        self.table.put(to_item(&item)?, Some(later), false).await.map(|_| ())
+    }
+
+    async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
+        self.ledger(key, true).await
     }
 
     async fn erase_contact_batch(

@@ -318,17 +318,22 @@ impl Table {
     }
 
     pub async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        self.get_with(key, true).await
+    }
+
+    /// `get`, eventually consistent when `consistent` is false (half the read units).
+    pub async fn get_with(&self, key: Item, consistent: bool) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
             .set_key(Some(key))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(backend)?;
-        self.meter.read(&self.name, out.consumed_capacity(), true);
+        self.meter.read(&self.name, out.consumed_capacity(), consistent);
         Ok(out.item)
     }
 
