@@ -54,6 +54,14 @@ pub fn body_bytes(req: &Request) -> Result<Vec<u8>, BadBase64> {
     }
 }
 
+/// The body as a JSON object, or None if it is not one (or not valid base64).
+pub fn json_object(req: &Request) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_slice(&body_bytes(req).ok()?).ok()? {
+        serde_json::Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
 pub fn respond(status: u16, content_type: &'static str, body: impl Into<String>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -56,13 +56,9 @@ pub(crate) struct Ctx {
 
 /// A string field of a JSON object body, if the body is one.
 fn body_field(req: &Request, field: &str) -> Option<String> {
-    let body = apigw::body_bytes(req).ok()?;
-    match serde_json::from_slice::<Value>(&body).ok()? {
-        Value::Object(mut m) => match m.remove(field)? {
-            Value::String(s) => Some(s),
-            other => Some(other.to_string()),
-        },
-        _ => None,
+    match apigw::json_object(req)?.remove(field)? {
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
     }
 }
 
@@ -372,9 +368,8 @@ impl Admin {
     }
 
     async fn register(&self, req: &Request, ctx: &Ctx) -> Response {
-        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
-            Ok(Ok(Value::Object(map))) => map,
-            _ => return apigw::error(400, "body must be a JSON object"),
+        let Some(body) = apigw::json_object(req) else {
+            return apigw::error(400, "body must be a JSON object");
         };
         let tenant = match parse_tenant(body, self.clock.now()) {
             Ok(t) => t,

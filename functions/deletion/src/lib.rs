@@ -12,7 +12,6 @@ pub mod intake;
 pub mod status_page;
 
 use serde::Serialize;
-use serde_json::Value;
 use shared::access::{self, Permission, PrincipalId};
 use shared::apigw::{self, Request, Response};
 use shared::clock::SharedClock;
@@ -307,10 +306,7 @@ impl Deletion {
     }
 
     async fn create(&self, req: &Request, actor: &str, route: &'static str) -> Result<Response, DeletionError> {
-        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
-            Ok(Ok(Value::Object(map))) => map,
-            _ => return Err(bad_request("body", "must be a JSON object")),
-        };
+        let body = apigw::json_object(req).ok_or_else(|| bad_request("body", "must be a JSON object"))?;
         let now = self.clock.now();
         let request = intake::parse(body, &self.secret, now, actor)?;
         if let Some(t) = &request.tenant {
@@ -437,10 +433,7 @@ impl Deletion {
         id: &str,
     ) -> Result<Response, DeletionError> {
         let mut r = self.stored(id).await?;
-        let body = match apigw::body_bytes(req).map(|b| serde_json::from_slice::<Value>(&b)) {
-            Ok(Ok(Value::Object(map))) => map,
-            _ => return Err(bad_request("body", "must be a JSON object")),
-        };
+        let body = apigw::json_object(req).ok_or_else(|| bad_request("body", "must be a JSON object"))?;
         let decision = intake::parse_decision(body, r.received_at, r.due_at)?;
         let now = self.clock.now();
         let entry = |event: &str, reason: Option<String>| TimelineEntry {
