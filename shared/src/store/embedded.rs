@@ -346,7 +346,7 @@ impl ConversationStore for EmbeddedConversationStore {
         };
         let mut deleted = 0;
         // The DynamoDB order: messages (tombstones among them), statuses, unsend markers, then
-        // the profile's links and the profile.
+        // the profile with its links.
         while deleted < max_items {
             let first_message = state.messages.keys().next().cloned();
             let first_tombstone = state.tombstones.keys().next().cloned();
@@ -359,10 +359,17 @@ impl ConversationStore for EmbeddedConversationStore {
                         state.statuses.remove(&k).is_some()
                     } else if let Some(k) = state.gone.keys().next().cloned() {
                         state.gone.remove(&k).is_some()
-                    } else if let Some(k) = state.links.keys().next().cloned() {
-                        state.links.remove(&k).is_some()
                     } else {
-                        state.profile.take().is_some()
+                        // The profile and its links go together, as DynamoDB's transaction
+                        // does, in a batch with room for all of them (or one of their own).
+                        let group = state.links.len() + usize::from(state.profile.is_some());
+                        if group == 0 || (deleted > 0 && deleted + group > max_items) {
+                            break;
+                        }
+                        state.links.clear();
+                        state.profile = None;
+                        deleted += group;
+                        break;
                     }
                 }
             };

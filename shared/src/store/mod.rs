@@ -225,7 +225,9 @@ pub trait ConversationStore: Send + Sync + Debug {
     /// When the key's data was last erased.
     async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError>;
     /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
-    /// index links, expired or not) and returns the cursor advanced by what it deleted.
+    /// index links, expired or not) and returns the cursor advanced by what it deleted. The
+    /// profile goes last, at once with its index links (in a batch of its own when they do not
+    /// fit), so the contact stays findable by each of its keys until nothing of it is left.
     async fn erase_contact_batch(
         &self,
         tenant: &TenantId,

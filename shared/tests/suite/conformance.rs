@@ -413,16 +413,11 @@ async fn subject_is_found_across_tenants_through_the_blind_index(h: Harness) {
 async fn erasure_resumes_from_a_persisted_cursor_after_a_restart(h: Harness) {
     let (t, c, now) = (tenant("acme"), wa_contact("AR.1005"), h.clock.now());
     let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0005");
+    let user_id = link(IdentifierKind::WhatsAppUserId, "AR.1005");
     let conv = &h.stores.conversations;
-    conv.upsert_contact(&upsert(
-        &t,
-        &c,
-        Some("Ana"),
-        vec![phone.clone(), link(IdentifierKind::WhatsAppUserId, "AR.1005")],
-        now,
-    ))
-    .await
-    .expect("upsert");
+    conv.upsert_contact(&upsert(&t, &c, Some("Ana"), vec![phone.clone(), user_id.clone()], now))
+        .await
+        .expect("upsert");
     for i in 0..9 {
         conv.put_message(&message(
             &t,
@@ -471,7 +466,20 @@ async fn erasure_resumes_from_a_persisted_cursor_after_a_restart(h: Harness) {
             .expect("batch");
         batches += 1;
         assert!(batches <= total, "erasure does not progress");
+        if !cursor.done {
+            // A worker stopping here finds the contact again by either key, or it would be
+            // left half erased.
+            for key in [&phone.subject_key, &user_id.subject_key] {
+                let found = restarted.conversations.find_subject(key).await.expect("find");
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "after batch {batches} a key no longer finds the contact"
+                );
+            }
+        }
     }
+    assert_eq!(batches, 4, "4, 4 and 3 items, then the profile with its 2 links");
     assert_eq!(cursor.deleted, total as u64);
     assert_eq!(restarted.conversations.get_contact(&t, &c).await.expect("get"), None);
     assert!(

@@ -684,7 +684,6 @@ impl ConversationStore for DynamoConversationStore {
         // A query page also ends at 1 MB: more remains whenever DynamoDB says so.
         let remains = items.len() > max_items || last.is_some();
         let mut batch: Vec<Item> = Vec::new();
-        let mut deleted = 0u64;
         for item in items.into_iter().take(max_items) {
             let is_profile = item
                 .get("sk")
@@ -694,37 +693,47 @@ impl ConversationStore for DynamoConversationStore {
                 batch.push(key_of(item));
                 continue;
             }
-            // The profile is the partition's last item and the only list of its links: its links
-            // go first, one by one (so only those still there are counted), then the profile.
-            let budget = max_items - batch.len();
+            // The profile is the partition's last item and the only list of its links. It goes
+            // with its links in one transaction, so the index finds the contact until nothing of
+            // it is left: a worker that stops between batches finds it again.
             let profile: ProfileItem = from_item(item)?;
-            let mut used = 0;
-            for link in profile.state()?.identifiers {
-                if used == budget {
-                    break;
-                }
-                if let Written::Yes(Some(_)) = self
-                    .table
-                    .delete(key(keys::link_pk(&link.subject_key), &pk), None)
-                    .await?
-                {
-                    used += 1;
-                    deleted += 1;
-                }
-            }
-            if used < budget {
-                batch.push(key(&pk, PROFILE_SK));
-            } else {
-                // Out of room: the profile (and any link left) waits for the next batch.
-                deleted += batch.len() as u64;
+            let links = profile.state()?.identifiers;
+            let group = links.len() + 1;
+            let messages = batch.len() as u64;
+            if !batch.is_empty() && batch.len() + group > max_items {
                 self.table.delete_keys(batch).await?;
                 return Ok(EraseCursor {
-                    deleted: cursor.deleted + deleted,
+                    deleted: cursor.deleted + messages,
                     done: false,
                 });
             }
+            self.table.delete_keys(batch).await?;
+            let mut keys: Vec<Item> = links.iter().map(|l| key(keys::link_pk(&l.subject_key), &pk)).collect();
+            // A transaction holds 100 actions; a contact has a handful of links, and any past
+            // 99 go just before it.
+            let surplus = keys.len().saturating_sub(99);
+            self.table.delete_keys(keys.drain(..surplus).collect()).await?;
+            let mut actions = vec![self.table.delete_action_if(
+                key(&pk, PROFILE_SK),
+                Expr::new("version = :v").value(":v", n(profile.version as i64)),
+            )?];
+            for k in keys {
+                actions.push(self.table.delete_action(k)?);
+            }
+            return match self.table.transact_retrying_conflicts(actions).await? {
+                Ok(()) => Ok(EraseCursor {
+                    deleted: cursor.deleted + messages + group as u64,
+                    done: !remains,
+                }),
+                // The profile changed since it was read (a message arrived, perhaps with a new
+                // link): the next batch reads it again.
+                Err(_) => Ok(EraseCursor {
+                    deleted: cursor.deleted + messages + surplus as u64,
+                    done: false,
+                }),
+            };
         }
-        deleted += batch.len() as u64;
+        let deleted = batch.len() as u64;
         self.table.delete_keys(batch).await?;
         Ok(EraseCursor {
             deleted: cursor.deleted + deleted,

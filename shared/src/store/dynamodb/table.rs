@@ -496,9 +496,22 @@ impl Table {
 
     /// An unconditional delete as one action of a transaction.
     pub fn delete_action(&self, key: Item) -> Result<TransactWriteItem, StoreError> {
+        self.delete_action_with(key, None)
+    }
+
+    /// A delete as one action of a transaction, only if `condition` holds.
+    pub fn delete_action_if(&self, key: Item, condition: Expr) -> Result<TransactWriteItem, StoreError> {
+        self.delete_action_with(key, Some(condition))
+    }
+
+    fn delete_action_with(&self, key: Item, condition: Option<Expr>) -> Result<TransactWriteItem, StoreError> {
+        let (names, values) = merge(condition.as_ref(), None);
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.name)
             .set_key(Some(key))
+            .set_condition_expression(condition.map(|c| c.text))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
