@@ -453,8 +453,10 @@ impl Deletion {
                 r.status = RequestStatus::Approved;
                 r.timeline.push(entry("approved", None));
             }
-            // Approving again re-queues the job, in case the first send was lost.
-            (intake::Decision::Approve, RequestStatus::Approved) => {
+            // Approving again re-queues the job: the first send was lost, or the job ran out of
+            // tries and went to the dead-letter queue. The worker resumes from the stored
+            // progress, and the request's version keeps two runs from both writing.
+            (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) => {
                 self.audit(
                     actor,
                     route,
@@ -466,9 +468,6 @@ impl Deletion {
                 .await?;
                 self.enqueue(r.id).await?;
                 return Ok(apigw::json(200, &self.view(req, &r)));
-            }
-            (intake::Decision::Approve, RequestStatus::InProgress) => {
-                return Err(DeletionError::Conflict("the erasure is already running".to_owned()));
             }
             (intake::Decision::Reject { reason }, RequestStatus::Received | RequestStatus::Approved) => {
                 r.status = RequestStatus::Rejected;
@@ -484,6 +483,7 @@ impl Deletion {
                 r.timeline.push(entry("extended", Some(reason.clone())));
             }
         }
+        let approved = decision == intake::Decision::Approve;
         let what = match decision {
             intake::Decision::Approve => "privacy request approved",
             intake::Decision::Reject { .. } => "privacy request rejected",
@@ -492,7 +492,9 @@ impl Deletion {
         self.audit(actor, route, AuditAction::Change, Some(r.id), what, Some(req))
             .await?;
         let stored = self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
-        if stored.status == RequestStatus::Approved && stored.kind.erases() {
+        // Only an approval starts the worker: an extension of an approved request changes its
+        // date, not its work.
+        if approved && stored.kind.erases() {
             self.enqueue(stored.id).await?;
         }
         tracing::info!(request = %stored.id, status = stored.status.as_str(), "privacy request decided");

@@ -340,6 +340,73 @@ async fn a_worker_killed_midway_is_resumed_by_the_next_delivery() {
 }
 
 #[tokio::test]
+async fn an_erasure_whose_job_was_dead_lettered_midway_is_approved_again_and_completes() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 300).await;
+    let (_, body) = create(&env, ana_erasure()).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    decide(&env, &id, json!({"decision": "approve"})).await;
+    // One invocation gets through two batches and hands on a continuation; that message then
+    // fails its five tries and leaves for the dead-letter queue, out of the worker's reach.
+    assert_eq!(
+        env.run_once(&env.worker().with_max_batches(2)).await,
+        Some(Outcome::Paused)
+    );
+    let (_, receipt) = env.next_event().await.expect("the continuation");
+    env.queue.delete(&receipt).await.expect("dead-lettered");
+    assert_eq!(env.drain(&env.worker()).await, vec![], "nothing is queued any more");
+    let (_, stuck) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(stuck["status"], "in_progress");
+
+    let (status, again) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200, "approving an erasure in progress re-queues it: {again}");
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+    let (_, done) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        done["receipt"]["erased"]["conversations"],
+        3 * 301 + 4,
+        "{}",
+        done["receipt"]
+    );
+    // Extending an approved erasure moves its date and queues no second job.
+    let (_, body) = create(
+        &env,
+        json!({"kind": "erasure", "source": "email",
+            "identifiers": [{"type": "phone", "value": "+54 9 11 4444-0000"}]}),
+    )
+    .await;
+    let other = body["id"].as_str().expect("id").to_owned();
+    decide(&env, &other, json!({"decision": "approve"})).await;
+    let (status, extended) = decide(
+        &env,
+        &other,
+        json!({"decision": "extend", "reason": "identity check", "due_at": "2026-12-20T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{extended}");
+    assert_eq!(
+        env.drain(&env.worker()).await,
+        vec![Outcome::Completed],
+        "one job, not two"
+    );
+}
+
+#[tokio::test]
 async fn decisions_need_reasons_keep_within_the_policy_and_a_closed_request_is_final() {
     let env = Env::new().await;
     let (_, body) = create(&env, ana_erasure()).await;

@@ -88,15 +88,22 @@ impl Env {
     pub async fn drain(&self, worker: &ErasureWorker) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         for _ in 0..1000 {
-            let received = self.queue.receive(1, Duration::from_millis(0)).await.expect("receive");
-            let Some(m) = received.into_iter().next() else {
+            let Some(outcome) = self.run_once(worker).await else {
                 return outcomes;
             };
-            let job: deletion::ErasureJob = serde_json::from_str(&m.body).expect("a job");
-            outcomes.push(worker.run(&job).await.expect("erasure job"));
-            self.queue.delete(&m.receipt).await.expect("delete");
+            outcomes.push(outcome);
         }
         panic!("the erasure queue never emptied");
+    }
+
+    /// Runs the worker on the next job queued, if any, and deletes it.
+    pub async fn run_once(&self, worker: &ErasureWorker) -> Option<Outcome> {
+        let received = self.queue.receive(1, Duration::from_millis(0)).await.expect("receive");
+        let m = received.into_iter().next()?;
+        let job: deletion::ErasureJob = serde_json::from_str(&m.body).expect("a job");
+        let outcome = worker.run(&job).await.expect("erasure job");
+        self.queue.delete(&m.receipt).await.expect("delete");
+        Some(outcome)
     }
 
     /// The job queued, as an SQS event (for `handle`).
