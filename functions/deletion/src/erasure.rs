@@ -15,7 +15,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
-use shared::domain::{ContactRef, PrivacyRequest, Receipt, RequestStatus, TimelineEntry};
+use shared::domain::{PrivacyRequest, ReachedContact, Receipt, RequestStatus, TimelineEntry};
 use shared::identity::IdentifierKind;
 use shared::queue::{Queue, QueueError};
 use shared::retention::{DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, closed_request_expiry};
@@ -132,18 +132,18 @@ impl ErasureWorker {
     }
 
     /// The contacts the request reaches now: every contact linked to one of its subject keys,
-    /// in its tenant scope.
-    async fn reach(&self, r: &PrivacyRequest) -> Result<Vec<ContactRef>, StoreError> {
+    /// expired or not, in its tenant scope.
+    async fn reach(&self, r: &PrivacyRequest) -> Result<Vec<ReachedContact>, StoreError> {
         let mut found = Vec::new();
         for key in r.subject_keys() {
-            for c in self.conversations.find_subject(key).await? {
-                if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) {
+            for c in self.conversations.erasure_reach(key).await? {
+                if r.tenant.as_ref().is_none_or(|t| *t == c.contact.tenant) {
                     found.push(c);
                 }
             }
         }
         found.sort();
-        found.dedup();
+        found.dedup_by(|a, b| a.contact == b.contact);
         Ok(found)
     }
 
@@ -170,15 +170,9 @@ impl ErasureWorker {
             self.conversations.record_erasure(key, erased_at).await?;
         }
         let mut batches = 0;
-        for contact in self.reach(&r).await? {
-            if let Some(c) = self
-                .conversations
-                .get_contact(&contact.tenant, &contact.contact)
-                .await?
-            {
-                for link in &c.identifiers {
-                    self.conversations.record_erasure(&link.subject_key, erased_at).await?;
-                }
+        for ReachedContact { contact, links } in self.reach(&r).await? {
+            for link in &links {
+                self.conversations.record_erasure(link, erased_at).await?;
             }
             let mut cursor = EraseCursor::default();
             while !cursor.done {

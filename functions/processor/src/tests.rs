@@ -248,6 +248,12 @@ impl ConversationStore for Unavailable {
     ) -> Result<EraseCursor, StoreError> {
         down()
     }
+    async fn erasure_reach(
+        &self,
+        _: &shared::identity::SubjectKey,
+    ) -> Result<Vec<shared::domain::ReachedContact>, StoreError> {
+        down()
+    }
     async fn record_erasure(&self, _: &shared::identity::SubjectKey, _: Timestamp) -> Result<(), StoreError> {
         down()
     }

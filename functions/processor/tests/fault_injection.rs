@@ -160,6 +160,9 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
             .call(self.inner.erase_contact_batch(t, c, cursor, max), store_down)
             .await
     }
+    async fn erasure_reach(&self, k: &SubjectKey) -> Result<Vec<shared::domain::ReachedContact>, StoreError> {
+        self.faults.call(self.inner.erasure_reach(k), store_down).await
+    }
     async fn record_erasure(&self, k: &SubjectKey, at: Timestamp) -> Result<(), StoreError> {
         self.faults.call(self.inner.record_erasure(k, at), store_down).await
     }

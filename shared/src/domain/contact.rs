@@ -60,6 +60,14 @@ pub struct ContactRef {
     pub contact: ContactId,
 }
 
+/// A contact an erasure reaches, with the subject keys of all its links: each is recorded in the
+/// erasure ledger before the contact goes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReachedContact {
+    pub contact: ContactRef,
+    pub links: Vec<SubjectKey>,
+}
+
 /// An identifier seen for a contact, with the subject key that finds it across tenants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkedIdentifier {

@@ -11,6 +11,7 @@ pub mod tenant;
 pub use audit::{AuditAction, AuditChain, AuditEvent};
 pub use contact::{
     BadContactId, Contact, ContactId, ContactRef, ContactUpsert, LinkedIdentifier, MAX_PROFILE_NAME_BYTES,
+    ReachedContact,
 };
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};

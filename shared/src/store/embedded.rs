@@ -16,7 +16,7 @@ use crate::domain::optout::Expect;
 use crate::domain::{
     ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
     Message, MetaMessageId, OptOutRecord, OptOutScope, OptState, PrivacyRequest, QuarantineBucket, QuarantineEntry,
-    RequestId, StatusUpdate, Tenant, TenantEvent, TenantId,
+    ReachedContact, RequestId, StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -310,6 +310,22 @@ impl ConversationStore for EmbeddedConversationStore {
             .filter(|(_, s)| s.links.get(key).is_some_and(|e| !e.is_expired(now)))
             .filter_map(|(pk, _)| keys::parse_contact_pk(pk))
             .map(|(tenant, contact)| ContactRef { tenant, contact })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    async fn erasure_reach(&self, key: &SubjectKey) -> Result<Vec<ReachedContact>, StoreError> {
+        let mut found: Vec<ReachedContact> = lock(&self.contacts)
+            .iter()
+            .filter(|(_, s)| s.links.contains_key(key))
+            .filter_map(|(pk, s)| {
+                let (tenant, contact) = keys::parse_contact_pk(pk)?;
+                Some(ReachedContact {
+                    contact: ContactRef { tenant, contact },
+                    links: s.links.keys().cloned().collect(),
+                })
+            })
             .collect();
         found.sort();
         Ok(found)

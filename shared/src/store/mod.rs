@@ -14,8 +14,8 @@ use crate::access::{Principal, PrincipalId};
 use crate::audit::{ChainHead, ChainLink, Checkpoint};
 use crate::domain::{
     ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
-    Message, MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry, RequestId,
-    StatusUpdate, Tenant, TenantEvent, TenantId,
+    Message, MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry,
+    ReachedContact, RequestId, StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::timestamp::{Expiry, Timestamp};
@@ -217,6 +217,10 @@ pub trait ConversationStore: Send + Sync + Debug {
     ) -> Result<Option<StatusUpdate>, StoreError>;
     /// Every contact, in any tenant, linked to this subject key: one query on its link partition.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError>;
+    /// What an erasure by this key reaches: every contact linked to it, in any tenant, expired or
+    /// not (TTL removes expired items within days, and until then they are still our copies),
+    /// each with the keys of all its links.
+    async fn erasure_reach(&self, key: &SubjectKey) -> Result<Vec<ReachedContact>, StoreError>;
     /// Records in the erasure ledger that the key's data was erased at `at` (a later time
     /// replaces an earlier one). From then on an event about a contact the store does not know,
     /// linked first to this key and not newer than `at`, stores nothing (`WriteOutcome::Erased`):

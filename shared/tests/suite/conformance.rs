@@ -32,6 +32,7 @@ conformance!(
     tenant_scoped_queries_never_return_another_tenant,
     subject_is_found_across_tenants_through_the_blind_index,
     erasure_resumes_from_a_persisted_cursor_after_a_restart,
+    erasure_reaches_a_contact_that_expired_but_is_not_yet_removed,
     the_erasure_ledger_keeps_older_events_of_an_erased_subject_out,
     contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
     opt_out_keeps_the_newest_event_whatever_the_arrival_order,
@@ -408,6 +409,47 @@ async fn subject_is_found_across_tenants_through_the_blind_index(h: Harness) {
     );
     let by_email = link(IdentifierKind::Email, "nobody@example.com");
     assert!(conv.find_subject(&by_email.subject_key).await.expect("find").is_empty());
+}
+
+async fn erasure_reaches_a_contact_that_expired_but_is_not_yet_removed(h: Harness) {
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1009"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0009");
+    let user_id = link(IdentifierKind::WhatsAppUserId, "AR.1009");
+    let conv = &h.stores.conversations;
+    conv.upsert_contact(&upsert(&t, &c, Some("Ana"), vec![phone.clone(), user_id.clone()], now))
+        .await
+        .expect("upsert");
+    conv.put_message(&message(&t, &c, "wamid.x0", now, "hola"))
+        .await
+        .expect("w");
+    // Past the retention period, before TTL has swept it: reads no longer see it, erasure must.
+    h.clock.advance(Duration::days(31 * 25));
+    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
+    let reached = conv.erasure_reach(&phone.subject_key).await.expect("reach");
+    let mut want = vec![phone.subject_key.clone(), user_id.subject_key.clone()];
+    want.sort();
+    let mut links = reached.first().map(|r| r.links.clone()).unwrap_or_default();
+    links.sort();
+    assert_eq!(reached.len(), 1, "the expired contact is reached");
+    assert_eq!(
+        reached[0].contact,
+        ContactRef {
+            tenant: t.clone(),
+            contact: c.clone()
+        }
+    );
+    assert_eq!(links, want, "with every one of its links");
+    let mut cursor = EraseCursor::default();
+    while !cursor.done {
+        cursor = conv.erase_contact_batch(&t, &c, cursor, 100).await.expect("batch");
+    }
+    assert_eq!(cursor.deleted, 4, "profile, message and two links");
+    assert!(
+        conv.erasure_reach(&user_id.subject_key)
+            .await
+            .expect("reach")
+            .is_empty()
+    );
 }
 
 async fn erasure_resumes_from_a_persisted_cursor_after_a_restart(h: Harness) {

@@ -4,7 +4,7 @@ use super::table::{
 use crate::clock::SharedClock;
 use crate::domain::{
     Channel, Contact, ContactId, ContactRef, ContactUpsert, DeliveryState, Direction, LinkedIdentifier, Message,
-    MetaMessageId, StatusUpdate, TenantId,
+    MetaMessageId, ReachedContact, StatusUpdate, TenantId,
 };
 use crate::identity::SubjectKey;
 use crate::store::keys::{self, CONTACTS_BY_TENANT_INDEX, PROFILE_SK};
@@ -636,6 +636,44 @@ impl ConversationStore for DynamoConversationStore {
                     .ok_or_else(|| StoreError::Corrupt("link item with a malformed contact key".to_owned()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn erasure_reach(&self, subject: &SubjectKey) -> Result<Vec<ReachedContact>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::link_pk(subject)),
+            sk: None,
+            sort_at_most: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        let mut found = Vec::new();
+        for item in self.table.query_all(&spec).await? {
+            let link: LinkItem = from_item(item)?;
+            let (tenant, contact) = keys::parse_contact_pk(&link.sk)
+                .ok_or_else(|| StoreError::Corrupt("link item with a malformed contact key".to_owned()))?;
+            // The profile lists the contact's links; without one, this link is all there is.
+            let links = match self.table.get(key(&link.sk, PROFILE_SK)).await? {
+                Some(profile) => from_item::<ProfileItem>(profile)?
+                    .state()?
+                    .identifiers
+                    .into_iter()
+                    .map(|l| l.subject_key)
+                    .collect(),
+                None => vec![subject.clone()],
+            };
+            found.push(ReachedContact {
+                contact: ContactRef { tenant, contact },
+                links,
+            });
+        }
         found.sort();
         found.dedup();
         Ok(found)
