@@ -248,6 +248,14 @@ impl ConversationStore for Unavailable {
     ) -> Result<EraseCursor, StoreError> {
         down()
     }
+    async fn list_statuses(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: &PageRequest,
+    ) -> Result<Page<StatusUpdate>, StoreError> {
+        down()
+    }
     async fn erasure_reach(
         &self,
         _: &shared::identity::SubjectKey,

@@ -160,6 +160,14 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
             .call(self.inner.erase_contact_batch(t, c, cursor, max), store_down)
             .await
     }
+    async fn list_statuses(
+        &self,
+        t: &TenantId,
+        c: &ContactId,
+        p: &PageRequest,
+    ) -> Result<Page<StatusUpdate>, StoreError> {
+        self.faults.call(self.inner.list_statuses(t, c, p), store_down).await
+    }
     async fn erasure_reach(&self, k: &SubjectKey) -> Result<Vec<shared::domain::ReachedContact>, StoreError> {
         self.faults.call(self.inner.erasure_reach(k), store_down).await
     }

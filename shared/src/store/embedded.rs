@@ -303,6 +303,27 @@ impl ConversationStore for EmbeddedConversationStore {
             .filter(|s| !s.expires_at.is_expired(now)))
     }
 
+    async fn list_statuses(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        page: &PageRequest,
+    ) -> Result<Page<StatusUpdate>, StoreError> {
+        let now = self.clock.now();
+        let pk = keys::contact_pk(tenant, contact);
+        let sorted: Vec<(String, StatusUpdate)> = lock(&self.contacts)
+            .get(&pk)
+            .map(|s| {
+                s.statuses
+                    .iter()
+                    .filter(|(_, st)| !st.expires_at.is_expired(now))
+                    .map(|(id, st)| (keys::status_sk(id), st.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        page_of(sorted, page, &format!("statuses:{pk}"))
+    }
+
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError> {
         let now = self.clock.now();
         let mut found: Vec<ContactRef> = lock(&self.contacts)

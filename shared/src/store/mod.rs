@@ -215,6 +215,13 @@ pub trait ConversationStore: Send + Sync + Debug {
         contact: &ContactId,
         message: &MetaMessageId,
     ) -> Result<Option<StatusUpdate>, StoreError>;
+    /// Statuses of one contact's outbound messages, by message id.
+    async fn list_statuses(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        page: &PageRequest,
+    ) -> Result<Page<StatusUpdate>, StoreError>;
     /// Every contact, in any tenant, linked to this subject key: one query on its link partition.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<ContactRef>, StoreError>;
     /// What an erasure by this key reaches: every contact linked to it, in any tenant, expired or

@@ -33,6 +33,7 @@ conformance!(
     subject_is_found_across_tenants_through_the_blind_index,
     erasure_resumes_from_a_persisted_cursor_after_a_restart,
     erasure_reaches_a_contact_that_expired_but_is_not_yet_removed,
+    statuses_of_a_contact_are_listed_in_pages,
     the_erasure_ledger_keeps_older_events_of_an_erased_subject_out,
     contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
     opt_out_keeps_the_newest_event_whatever_the_arrival_order,
@@ -409,6 +410,46 @@ async fn subject_is_found_across_tenants_through_the_blind_index(h: Harness) {
     );
     let by_email = link(IdentifierKind::Email, "nobody@example.com");
     assert!(conv.find_subject(&by_email.subject_key).await.expect("find").is_empty());
+}
+
+async fn statuses_of_a_contact_are_listed_in_pages(h: Harness) {
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1010"), h.clock.now());
+    let conv = &h.stores.conversations;
+    for (id, state) in [
+        ("wamid.s1", DeliveryState::Read),
+        ("wamid.s0", DeliveryState::Delivered),
+    ] {
+        conv.put_status(&status(&t, &c, id, state, now)).await.expect("w");
+    }
+    conv.put_status(&status(
+        &t,
+        &wa_contact("AR.1011"),
+        "wamid.s2",
+        DeliveryState::Sent,
+        now,
+    ))
+    .await
+    .expect("another contact's");
+    let first = conv.list_statuses(&t, &c, &PageRequest::first(1)).await.expect("list");
+    assert_eq!(first.items.len(), 1);
+    assert_eq!(first.items[0].message_id.as_str(), "wamid.s0");
+    let next = first.next.expect("a second page");
+    let second = conv
+        .list_statuses(&t, &c, &PageRequest::after(1, next))
+        .await
+        .expect("list");
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(
+        (second.items[0].message_id.as_str(), second.items[0].state),
+        ("wamid.s1", DeliveryState::Read)
+    );
+    if let Some(more) = second.next {
+        let rest = conv
+            .list_statuses(&t, &c, &PageRequest::after(1, more))
+            .await
+            .expect("list");
+        assert!(rest.items.is_empty(), "only this contact's two statuses");
+    }
 }
 
 async fn erasure_reaches_a_contact_that_expired_but_is_not_yet_removed(h: Harness) {

@@ -131,6 +131,20 @@ struct StatusItem {
     expires_at: Expiry,
 }
 
+impl StatusItem {
+    fn into_status(self, tenant: &TenantId, contact: &ContactId) -> Result<StatusUpdate, StoreError> {
+        Ok(StatusUpdate {
+            tenant: tenant.clone(),
+            contact: contact.clone(),
+            message_id: self.message_id,
+            state: self.state,
+            at: Timestamp::from_unix_millis(self.at_ms),
+            detail: from_json(&self.detail_json)?,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
 fn rank(state: DeliveryState) -> i64 {
     state as i64
 }
@@ -600,15 +614,33 @@ impl ConversationStore for DynamoConversationStore {
         if !live(st.expires_at, now) {
             return Ok(None);
         }
-        Ok(Some(StatusUpdate {
-            tenant: tenant.clone(),
-            contact: contact.clone(),
-            message_id: st.message_id,
-            state: st.state,
-            at: Timestamp::from_unix_millis(st.at_ms),
-            detail: from_json(&st.detail_json)?,
-            expires_at: st.expires_at,
-        }))
+        st.into_status(tenant, contact).map(Some)
+    }
+
+    async fn list_statuses(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        page: &PageRequest,
+    ) -> Result<Page<StatusUpdate>, StoreError> {
+        let pk = keys::contact_pk(tenant, contact);
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(&pk),
+            sk: Some(SkRange::Prefix(keys::STATUS_PREFIX.to_owned())),
+            sort_at_most: None,
+            hide_expired_at: Some(self.clock.now()),
+            scope: format!("statuses:{pk}"),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_page(&spec, page, |i| {
+                from_item::<StatusItem>(i)?.into_status(tenant, contact)
+            })
+            .await
     }
 
     async fn find_subject(&self, subject: &SubjectKey) -> Result<Vec<ContactRef>, StoreError> {
