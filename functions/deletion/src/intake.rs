@@ -17,9 +17,9 @@ pub const MAX_IDENTIFIERS: usize = 20;
 pub const MAX_NOTE_CHARS: usize = 500;
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// The kinds this system carries out end to end. The others (access, rectification,
-/// objection) are answered by hand until their executors exist.
-pub const EXECUTABLE_KINDS: &[RequestKind] = &[RequestKind::Erasure, RequestKind::MinorReport];
+/// The kinds this system carries out end to end. The others (rectification, objection) are
+/// answered by hand until their executors exist.
+pub const EXECUTABLE_KINDS: &[RequestKind] = &[RequestKind::Erasure, RequestKind::MinorReport, RequestKind::Access];
 
 const FIELDS: &[&str] = &["kind", "identifiers", "tenant", "source", "jurisdiction", "note"];
 

@@ -8,6 +8,7 @@
 
 pub mod callback;
 pub mod erasure;
+pub mod export;
 pub mod intake;
 pub mod status_page;
 
@@ -200,7 +201,10 @@ impl Deletion {
             (&http::Method::GET, []) => "GET /admin/privacy-requests",
             (&http::Method::GET, [_]) => "GET /admin/privacy-requests/{id}",
             (&http::Method::POST, [_, "decision"]) => "POST /admin/privacy-requests/{id}/decision",
-            (_, [] | [_] | [_, "decision"]) => return apigw::error(405, "method not allowed on this route"),
+            (&http::Method::GET, [_, "export"]) => "GET /admin/privacy-requests/{id}/export",
+            (_, [] | [_] | [_, "decision" | "export"]) => {
+                return apigw::error(405, "method not allowed on this route");
+            }
             _ => return apigw::error(404, "no such admin route"),
         };
         let actor = match self.admit(req, route).await {
@@ -211,6 +215,7 @@ impl Deletion {
             [] if method == http::Method::POST => self.create(req, &actor, route).await,
             [] => self.list_open(req, &actor, route).await,
             [id] => self.show(req, &actor, route, id).await,
+            [id, "export"] => self.export(req, &actor, route, id).await,
             [id, _] => self.decide(req, &actor, route, id).await,
             _ => Err(DeletionError::NotFound("no such admin route")),
         };
@@ -425,6 +430,78 @@ impl Deletion {
         Ok(apigw::json(200, &self.view(req, &r)))
     }
 
+    /// An access request's export (JSON, or its messages as CSV with `?format=csv` or
+    /// `Accept: text/csv`), once approved. The first one completes the request; later ones are
+    /// served too, each audited, for as long as the request is kept.
+    async fn export(
+        &self,
+        req: &Request,
+        actor: &str,
+        route: &'static str,
+        id: &str,
+    ) -> Result<Response, DeletionError> {
+        let mut r = self.stored(id).await?;
+        if r.kind != shared::deadline::RequestKind::Access {
+            return Err(DeletionError::Conflict(format!(
+                "a {} request has no export: only an access request does",
+                r.kind.as_str()
+            )));
+        }
+        match r.status {
+            RequestStatus::Approved | RequestStatus::InProgress | RequestStatus::Completed => {}
+            RequestStatus::Received => {
+                return Err(DeletionError::Conflict(
+                    "the request is not approved yet: decide it first".to_owned(),
+                ));
+            }
+            RequestStatus::Rejected => return Err(DeletionError::Conflict("the request was rejected".to_owned())),
+        }
+        let csv = match apigw::query(req, "format") {
+            Some("csv") => true,
+            Some("json") => false,
+            Some(_) => return Err(bad_request("format", "must be json or csv")),
+            None => apigw::header(req, "accept").is_some_and(|a| a.contains("text/csv")),
+        };
+        self.audit(
+            actor,
+            route,
+            AuditAction::Read,
+            Some(r.id),
+            "privacy request exported",
+            Some(req),
+        )
+        .await?;
+        let now = self.clock.now();
+        let export = export::collect(&self.stores, &r, now).await.map_err(store_error)?;
+        if r.status != RequestStatus::Completed {
+            r.status = RequestStatus::Completed;
+            r.closed_at = Some(now);
+            r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+            r.timeline.push(TimelineEntry {
+                at: now,
+                event: "exported".to_owned(),
+                by: actor.to_owned(),
+                reason: None,
+            });
+            r.timeline.push(TimelineEntry {
+                at: now,
+                event: "completed".to_owned(),
+                by: actor.to_owned(),
+                reason: None,
+            });
+            self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
+        }
+        tracing::info!(request = %r.id, contacts = export.contacts.len(), csv, "privacy request exported");
+        if csv {
+            return Ok(apigw::respond(
+                200,
+                "text/csv; charset=utf-8",
+                export::messages_csv(&export),
+            ));
+        }
+        Ok(apigw::json(200, &export))
+    }
+
     async fn decide(
         &self,
         req: &Request,
@@ -456,6 +533,9 @@ impl Deletion {
             // Approving again re-queues the job: the first send was lost, or the job ran out of
             // tries and went to the dead-letter queue. The worker resumes from the stored
             // progress, and the request's version keeps two runs from both writing.
+            (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) if !r.kind.erases() => {
+                return Err(DeletionError::Conflict("the request is already approved".to_owned()));
+            }
             (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) => {
                 self.audit(
                     actor,

@@ -77,7 +77,7 @@ async fn a_bad_field_is_named_and_nothing_is_created() {
     };
     let cases = [
         (with("kind", json!("portability")), "kind", "a kind that does not exist"),
-        (with("kind", json!("access")), "kind", "a kind not carried out yet"),
+        (with("kind", json!("objection")), "kind", "a kind not carried out yet"),
         (with("identifiers", json!([])), "identifiers", "no identifier"),
         (
             with("identifiers", json!([{"type": "phone", "value": "12"}])),
@@ -404,6 +404,140 @@ async fn an_erasure_whose_job_was_dead_lettered_midway_is_approved_again_and_com
         vec![Outcome::Completed],
         "one job, not two"
     );
+}
+
+#[tokio::test]
+async fn an_access_export_holds_all_and_only_the_subjects_data_once_approved() {
+    let env = Env::new().await;
+    let now = env.clock.now();
+    seed_ana_and_bruno(&env.stores, now, 3).await;
+    // Ana said STOP in tenant-b.
+    let stop = shared::domain::OptOutRecord {
+        tenant: tenant("tenant-b"),
+        subject_key: link(IdentifierKind::Phone, PHONE).subject_key,
+        scope: shared::domain::OptOutScope::All,
+        state: shared::domain::OptState::OptedOut,
+        source: shared::domain::OptOutSource::Keyword,
+        event_at: now,
+        order_at: now,
+        previous: None,
+        confirmed: false,
+    };
+    env.stores
+        .opt_outs
+        .apply(&stop, shared::domain::optout::Expect::Any)
+        .await
+        .expect("stop");
+    let mut body = ana_erasure();
+    body["kind"] = json!("access");
+    let (status, created) = create(&env, body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let export_path = format!("/admin/privacy-requests/{id}/export");
+    let (status, early) = env.call(Some(OFFICER), Method::GET, &export_path, None).await;
+    assert_eq!(status, 409, "no export before approval: {early}");
+    let (status, _) = env.call(Some(AGENT), Method::GET, &export_path, None).await;
+    assert_eq!(status, 403, "an agent gets no export");
+
+    decide(&env, &id, json!({"decision": "approve"})).await;
+    assert!(
+        env.drain(&env.worker()).await.is_empty(),
+        "an access request queues no erasure"
+    );
+    let (status, export) = env.call(Some(OFFICER), Method::GET, &export_path, None).await;
+    assert_eq!(status, 200, "{export}");
+    let contacts = export["contacts"].as_array().expect("contacts");
+    let mut tenants: Vec<&str> = contacts
+        .iter()
+        .map(|c| c["tenant"].as_str().unwrap_or_default())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["tenant-a", "tenant-b", "tenant-c"], "{export}");
+    for c in contacts {
+        let messages = c["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 3, "{c}");
+        assert!(
+            messages.iter().all(|m| m["content"]["text"]["body"] == "hola, soy Ana"),
+            "{c}"
+        );
+        assert_eq!(c["profile_name"], "Ana");
+    }
+    let values: Vec<&str> = contacts
+        .iter()
+        .flat_map(|c| c["identifiers"].as_array().expect("ids").iter())
+        .map(|i| i["value"].as_str().unwrap_or_default())
+        .collect();
+    for v in [PHONE, BSUID, IGSID] {
+        assert!(values.contains(&v), "{v} in {values:?}");
+    }
+    let text = export.to_string();
+    for other in ["soy Bruno", "+5491166660000", "AR.BRUNO0000000001"] {
+        assert!(!text.contains(other), "Bruno's {other} is not in Ana's export");
+    }
+    let opt_outs = export["opt_outs"].as_array().expect("opt-outs");
+    assert_eq!(opt_outs.len(), 1, "{opt_outs:?}");
+    assert_eq!(opt_outs[0]["tenant"], "tenant-b");
+    assert_eq!(opt_outs[0]["current"][0]["state"], "opted_out");
+    assert_eq!(opt_outs[0]["history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(export["requests"][0]["id"], id.as_str());
+
+    let (_, shown) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(shown["status"], "completed", "the first export completes it");
+    assert!(
+        shown["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|e| e["event"] == "exported")
+    );
+
+    let csv = env
+        .call_raw(request(
+            Some(OFFICER),
+            Method::GET,
+            &export_path,
+            &[("format", "csv")],
+            &[],
+            None,
+        ))
+        .await;
+    assert_eq!(csv.status_code, 200);
+    let csv = shared::apigw::body_text(&csv);
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], deletion::export::CSV_HEADER);
+    assert_eq!(lines.len(), 1 + 3 * 3, "{csv}");
+    assert!(lines[1..].iter().all(|l| l.contains("\"hola, soy Ana\"")), "{csv}");
+    assert!(!csv.contains("Bruno"));
+    let refused = env
+        .call_raw(request(
+            Some(OFFICER),
+            Method::GET,
+            &export_path,
+            &[("format", "xml")],
+            &[],
+            None,
+        ))
+        .await;
+    assert_eq!(refused.status_code, 400, "format=xml is refused");
+
+    // An erasure request has no export.
+    let (_, erasure) = create(&env, ana_erasure()).await;
+    let (status, _) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{}/export", erasure["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
 }
 
 #[tokio::test]
