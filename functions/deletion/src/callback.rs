@@ -129,6 +129,7 @@ impl Deletion {
                 key: self.secret.subject_key(&id),
             }],
             note: None,
+            erase: false,
             code,
             now: self.clock.now(),
             by: "meta data-deletion callback",

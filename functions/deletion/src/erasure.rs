@@ -152,7 +152,7 @@ impl ErasureWorker {
             tracing::warn!(request = %job.request, "erasure job for no stored request");
             return Ok(Outcome::Skipped);
         };
-        if !r.kind.erases() || !matches!(r.status, RequestStatus::Approved | RequestStatus::InProgress) {
+        if !r.erases() || !matches!(r.status, RequestStatus::Approved | RequestStatus::InProgress) {
             tracing::warn!(request = %r.id, status = r.status.as_str(), "erasure job for a request not approved");
             return Ok(Outcome::Skipped);
         }

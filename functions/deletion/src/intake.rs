@@ -17,11 +17,24 @@ pub const MAX_IDENTIFIERS: usize = 20;
 pub const MAX_NOTE_CHARS: usize = 500;
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// The kinds this system carries out end to end. The others (rectification, objection) are
-/// answered by hand until their executors exist.
-pub const EXECUTABLE_KINDS: &[RequestKind] = &[RequestKind::Erasure, RequestKind::MinorReport, RequestKind::Access];
+/// The kinds this system carries out end to end. Rectification is answered by hand until its
+/// executor exists.
+pub const EXECUTABLE_KINDS: &[RequestKind] = &[
+    RequestKind::Erasure,
+    RequestKind::MinorReport,
+    RequestKind::Access,
+    RequestKind::Objection,
+];
 
-const FIELDS: &[&str] = &["kind", "identifiers", "tenant", "source", "jurisdiction", "note"];
+const FIELDS: &[&str] = &[
+    "kind",
+    "identifiers",
+    "tenant",
+    "source",
+    "jurisdiction",
+    "note",
+    "erase",
+];
 
 fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, DeletionError> {
     match body.get(field) {
@@ -157,6 +170,12 @@ pub fn parse(
             ));
         }
     }
+    let erase = match body.get("erase") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) if kind == RequestKind::Objection => *b,
+        Some(Value::Bool(_)) => return Err(bad_request("erase", "only an objection takes it")),
+        Some(_) => return Err(bad_request("erase", "must be true or false")),
+    };
     Ok(new_request(NewRequest {
         kind,
         source,
@@ -164,6 +183,7 @@ pub fn parse(
         tenant,
         subjects,
         note: note.map(str::to_owned),
+        erase,
         code: ConfirmationCode::random(),
         now,
         by: actor,
@@ -179,6 +199,8 @@ pub struct NewRequest<'a> {
     pub tenant: Option<TenantId>,
     pub subjects: Vec<Subject>,
     pub note: Option<String>,
+    /// An objection that asks for erasure too.
+    pub erase: bool,
     pub code: ConfirmationCode,
     pub now: Timestamp,
     pub by: &'a str,
@@ -214,6 +236,7 @@ pub fn new_request(n: NewRequest<'_>) -> PrivacyRequest {
         tenant: n.tenant,
         subjects: n.subjects,
         note: n.note,
+        erase: n.erase,
         received_at: n.now,
         due_at: deadline::due_at(n.jurisdiction, n.kind, n.now),
         closed_at: None,

@@ -90,6 +90,8 @@ pub struct ErasureJob {
 pub struct Deletion {
     stores: Stores,
     erasure: Arc<dyn Queue>,
+    /// Objections become opt-outs through the opt-out function, as a STOP would.
+    optout: Arc<dyn Queue>,
     clock: SharedClock,
     secret: SubjectKeySecret,
     app_secrets: Vec<AppSecret>,
@@ -104,6 +106,7 @@ pub async fn build(r: &impl Resources) -> Result<Deletion, WiringError> {
     Ok(Deletion::new(
         r.stores(),
         r.queue(QueueKind::Erasure)?,
+        r.queue(QueueKind::OptOut)?,
         r.clock(),
         secrets.subject_key_secret()?,
         secrets.app_secrets()?,
@@ -161,6 +164,7 @@ impl Deletion {
     pub fn new(
         stores: Stores,
         erasure: Arc<dyn Queue>,
+        optout: Arc<dyn Queue>,
         clock: SharedClock,
         secret: SubjectKeySecret,
         app_secrets: Vec<AppSecret>,
@@ -169,6 +173,7 @@ impl Deletion {
             code_key: secret.derive_key(b"meta-callback-confirmation-code"),
             stores,
             erasure,
+            optout,
             clock,
             secret,
             app_secrets,
@@ -354,10 +359,84 @@ impl Deletion {
                 }
             },
         };
-        if stored.status == RequestStatus::Approved && stored.kind.erases() {
+        if stored.status == RequestStatus::Approved && stored.erases() {
             self.enqueue(stored.id).await?;
         }
         Ok((status, stored))
+    }
+
+    /// An approved objection: an opt-out of scope `all` for every contact of the subject in the
+    /// request's scope, queued for the opt-out function (which stores the suppression, tells the
+    /// rest of the system and confirms to the person, as for a STOP). Without erasure the request
+    /// is then complete; with it, the erasure worker completes it.
+    async fn object(&self, mut r: PrivacyRequest, actor: &str) -> Result<PrivacyRequest, DeletionError> {
+        let now = self.clock.now();
+        let mut commands = Vec::new();
+        for key in r.subject_keys() {
+            for c in self.stores.conversations.find_subject(key).await.map_err(store_error)? {
+                if r.tenant.as_ref().is_some_and(|t| *t != c.tenant) || commands.iter().any(|(seen, _)| *seen == c) {
+                    continue;
+                }
+                let mut keys: Vec<_> = r.subject_keys().cloned().collect();
+                if let Some(contact) = self
+                    .stores
+                    .conversations
+                    .get_contact(&c.tenant, &c.contact)
+                    .await
+                    .map_err(store_error)?
+                {
+                    keys.extend(contact.identifiers.into_iter().map(|l| l.subject_key));
+                }
+                keys.sort();
+                keys.dedup();
+                let command = shared::optout::command::OptOutCommand {
+                    tenant: c.tenant.clone(),
+                    contact: c.contact.clone(),
+                    subject_keys: keys,
+                    action: shared::optout::command::CommandAction::OptOut,
+                    scope: shared::domain::OptOutScope::All,
+                    source: shared::domain::OptOutSource::Operator,
+                    event_at: now,
+                    order_at: now,
+                    only_while_opted_out: false,
+                    language: None,
+                };
+                commands.push((c, command));
+            }
+        }
+        let bodies = commands
+            .iter()
+            .map(|(_, c)| shared::queue::to_body(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| DeletionError::Unavailable("the opt-out could not be encoded"))?;
+        for chunk in bodies.chunks(10) {
+            self.optout.send_batch(chunk).await.map_err(|e| {
+                tracing::error!(error = %e, request = %r.id, "opt-out queue refused the objection");
+                DeletionError::Unavailable("opt-out queue temporarily unavailable")
+            })?;
+        }
+        r.timeline.push(TimelineEntry {
+            at: now,
+            event: "opted_out".to_owned(),
+            by: actor.to_owned(),
+            reason: Some(format!(
+                "opt-out of all messages queued for {} contacts",
+                commands.len()
+            )),
+        });
+        if !r.erases() {
+            r.status = RequestStatus::Completed;
+            r.closed_at = Some(now);
+            r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+            r.timeline.push(TimelineEntry {
+                at: now,
+                event: "completed".to_owned(),
+                by: actor.to_owned(),
+                reason: None,
+            });
+        }
+        tracing::info!(request = %r.id, contacts = commands.len(), "objection carried out as opt-outs");
+        self.stores.privacy_requests.update(&r).await.map_err(store_error)
     }
 
     async fn enqueue(&self, id: RequestId) -> Result<(), DeletionError> {
@@ -533,7 +612,7 @@ impl Deletion {
             // Approving again re-queues the job: the first send was lost, or the job ran out of
             // tries and went to the dead-letter queue. The worker resumes from the stored
             // progress, and the request's version keeps two runs from both writing.
-            (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) if !r.kind.erases() => {
+            (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) if !r.erases() => {
                 return Err(DeletionError::Conflict("the request is already approved".to_owned()));
             }
             (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) => {
@@ -571,10 +650,13 @@ impl Deletion {
         };
         self.audit(actor, route, AuditAction::Change, Some(r.id), what, Some(req))
             .await?;
-        let stored = self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
+        let mut stored = self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
+        if approved && stored.kind == shared::deadline::RequestKind::Objection {
+            stored = self.object(stored, actor).await?;
+        }
         // Only an approval starts the worker: an extension of an approved request changes its
         // date, not its work.
-        if approved && stored.kind.erases() {
+        if approved && stored.erases() {
             self.enqueue(stored.id).await?;
         }
         tracing::info!(request = %stored.id, status = stored.status.as_str(), "privacy request decided");

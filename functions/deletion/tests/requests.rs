@@ -77,7 +77,12 @@ async fn a_bad_field_is_named_and_nothing_is_created() {
     };
     let cases = [
         (with("kind", json!("portability")), "kind", "a kind that does not exist"),
-        (with("kind", json!("objection")), "kind", "a kind not carried out yet"),
+        (
+            with("kind", json!("rectification")),
+            "kind",
+            "a kind not carried out yet",
+        ),
+        (with("erase", json!(true)), "erase", "erase on an erasure"),
         (with("identifiers", json!([])), "identifiers", "no identifier"),
         (
             with("identifiers", json!([{"type": "phone", "value": "12"}])),
@@ -538,6 +543,80 @@ async fn an_access_export_holds_all_and_only_the_subjects_data_once_approved() {
         )
         .await;
     assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn an_objection_opts_the_person_out_everywhere_in_scope_and_erases_only_if_asked() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 2).await;
+    let contactable = |tenant_id: &'static str, kind: IdentifierKind, raw: &'static str| {
+        let stores = env.stores.clone();
+        async move {
+            shared::optout::contactability::check_key(
+                stores.opt_outs.as_ref(),
+                stores.conversations.as_ref(),
+                &tenant(tenant_id),
+                &link(kind, raw).subject_key,
+                shared::optout::contactability::Purpose::Service,
+            )
+            .await
+            .expect("check")
+            .contactable
+        }
+    };
+    let mut body = ana_erasure();
+    body["kind"] = json!("objection");
+    let (status, created) = create(&env, body.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(env.apply_opt_outs().await.is_empty(), "nothing before approval");
+    let (status, decided) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "completed", "{decided}");
+    let applied = env.apply_opt_outs().await;
+    assert_eq!(applied.len(), 3, "one opt-out per contact of Ana");
+    assert!(
+        applied
+            .iter()
+            .all(|c| c.scope == shared::domain::OptOutScope::All && c.source == shared::domain::OptOutSource::Operator)
+    );
+    assert!(!contactable("tenant-a", IdentifierKind::Phone, PHONE).await);
+    assert!(!contactable("tenant-b", IdentifierKind::Phone, PHONE).await);
+    assert!(!contactable("tenant-c", IdentifierKind::InstagramId, IGSID).await);
+    assert!(
+        contactable("tenant-a", IdentifierKind::Phone, "+5491166660000").await,
+        "Bruno still is"
+    );
+    assert!(env.drain(&env.worker()).await.is_empty(), "no erasure was asked");
+    let kept = env
+        .stores
+        .conversations
+        .find_subject(&link(IdentifierKind::Phone, PHONE).subject_key)
+        .await
+        .expect("find");
+    assert_eq!(kept.len(), 2, "her messages stay");
+
+    // With erasure asked, the worker completes it after the opt-outs.
+    body["erase"] = json!(true);
+    let (status, created) = create(&env, body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, decided) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(decided["status"], "approved", "{decided}");
+    assert_eq!(env.apply_opt_outs().await.len(), 3);
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+    assert!(
+        env.stores
+            .conversations
+            .find_subject(&link(IdentifierKind::Phone, PHONE).subject_key)
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    assert!(
+        !contactable("tenant-b", IdentifierKind::Phone, PHONE).await,
+        "erased and still suppressed"
+    );
 }
 
 #[tokio::test]

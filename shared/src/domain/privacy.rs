@@ -192,6 +192,9 @@ pub struct PrivacyRequest {
     pub subjects: Vec<Subject>,
     /// An operator's note; refused at intake if it may hold an identifier.
     pub note: Option<String>,
+    /// An objection that asks for erasure as well (policy §7: "plus erasure if asked").
+    #[serde(default)]
+    pub erase: bool,
     pub received_at: Timestamp,
     pub due_at: Timestamp,
     pub closed_at: Option<Timestamp>,
@@ -208,6 +211,11 @@ pub struct PrivacyRequest {
 impl PrivacyRequest {
     pub fn subject_keys(&self) -> impl Iterator<Item = &SubjectKey> {
         self.subjects.iter().map(|s| &s.key)
+    }
+
+    /// Whether the erasure worker carries this request out.
+    pub fn erases(&self) -> bool {
+        self.kind.erases() || (self.kind == RequestKind::Objection && self.erase)
     }
 }
 

@@ -1141,6 +1141,7 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
             tenant: None,
             subjects,
             note: None,
+            erase: false,
             received_at,
             due_at: deadline::due_at(j, kind, received_at),
             closed_at: None,

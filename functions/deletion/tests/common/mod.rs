@@ -35,6 +35,8 @@ pub struct Env {
     pub stores: Stores,
     pub clock: SettableClock,
     pub queue: Arc<dyn Queue>,
+    /// Where objections queue their opt-outs.
+    pub optout: Arc<dyn Queue>,
     pub deletion: Deletion,
 }
 
@@ -45,9 +47,11 @@ impl Env {
         let shared_clock: SharedClock = Arc::new(clock.clone());
         let stores = shared::store::embedded::stores(shared_clock.clone());
         let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::new(shared_clock.clone(), Duration::from_secs(30)));
+        let optout: Arc<dyn Queue> = Arc::new(EmbeddedQueue::new(shared_clock.clone(), Duration::from_secs(30)));
         let deletion = Deletion::new(
             stores.clone(),
             queue.clone(),
+            optout.clone(),
             shared_clock,
             secret(),
             vec![AppSecret::new(APP_SECRET)],
@@ -61,7 +65,32 @@ impl Env {
             stores,
             clock,
             queue,
+            optout,
             deletion,
+        }
+    }
+
+    /// The opt-out function on every command queued, as its event source would run it.
+    pub async fn apply_opt_outs(&self) -> Vec<shared::optout::command::OptOutCommand> {
+        let shared_clock: SharedClock = Arc::new(self.clock.clone());
+        let side = || -> Arc<dyn Queue> { Arc::new(EmbeddedQueue::new(shared_clock.clone(), Duration::from_secs(30))) };
+        let handler = ::optout::OptOutHandler::new(self.stores.clone(), side(), side(), shared_clock.clone());
+        let mut applied = Vec::new();
+        loop {
+            let received = self
+                .optout
+                .receive(10, Duration::from_millis(0))
+                .await
+                .expect("receive");
+            if received.is_empty() {
+                return applied;
+            }
+            for m in received {
+                let cmd: shared::optout::command::OptOutCommand = serde_json::from_str(&m.body).expect("a command");
+                handler.apply(&cmd).await.expect("the opt-out applies");
+                self.optout.delete(&m.receipt).await.expect("delete");
+                applied.push(cmd);
+            }
         }
     }
 
