@@ -7,6 +7,7 @@ use shared::clock::Clock;
 use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
 
 const C_PHONE_NUMBER_ID: &str = "106540352240003";
+const UNREGISTERED_PHONE_NUMBER_ID: &str = "106540352248888";
 const ANA_WA_ID: &str = "5491123456789";
 const ANA_BSUID: &str = "AR.13491208655302741918";
 const ANA_IGSID: &str = "7012345678901234";
@@ -48,11 +49,13 @@ fn instagram(account: &str, sender: &str, mid: &str, at_ms: i64, text: &str) -> 
     .expect("json")
 }
 
-fn subject_key(kind: IdentifierKind, raw: &str) -> String {
+fn key_of(kind: IdentifierKind, raw: &str) -> shared::identity::SubjectKey {
     let secret = SubjectKeySecret::new(E2E_SUBJECT_KEY_SECRET.as_bytes().to_vec()).expect("secret");
-    secret
-        .subject_key(&Identifier::parse(kind, raw).expect("identifier"))
-        .to_string()
+    secret.subject_key(&Identifier::parse(kind, raw).expect("identifier"))
+}
+
+fn subject_key(kind: IdentifierKind, raw: &str) -> String {
+    key_of(kind, raw).to_string()
 }
 
 #[tokio::test]
@@ -120,11 +123,23 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
             now + 300,
             "soy Bruno",
         ),
+        // To a number no tenant has registered yet: held in quarantine until one does.
+        whatsapp(
+            UNREGISTERED_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            Some(ANA_BSUID),
+            "wamid.ANA-X-1",
+            now + 360,
+            "hola X, soy Ana",
+        ),
     ] {
         assert_eq!(e.post_webhook(&body).await.0, 200);
     }
     e.drain().await;
     assert_eq!(e.messages("tenant-a", &format!("whatsapp:{ANA_BSUID}")).await.len(), 2);
+    let ana_phone = key_of(IdentifierKind::Phone, ANA_WA_ID);
+    let held = e.stack.stores.quarantine.find_subject(&ana_phone).await.expect("find");
+    assert_eq!(held.len(), 1, "the unrouted envelope is findable by her phone");
 
     let request = json!({
         "kind": "erasure",
@@ -159,7 +174,21 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     assert_eq!(done["status"], "completed", "{done}");
     let receipt = &done["receipt"];
     assert_eq!(receipt["contacts_erased"], 4, "{receipt}");
+    assert_eq!(receipt["erased"]["quarantine"], 1, "{receipt}");
     assert!(receipt["verified_at"].is_string(), "{receipt}");
+    for (kind, raw) in [
+        (IdentifierKind::Phone, ANA_WA_ID),
+        (IdentifierKind::WhatsAppUserId, ANA_BSUID),
+    ] {
+        let left = e
+            .stack
+            .stores
+            .quarantine
+            .find_subject(&key_of(kind, raw))
+            .await
+            .expect("find");
+        assert!(left.is_empty(), "a quarantined envelope naming her by {kind:?} is left");
+    }
 
     // Her first message and the Instagram one arrive again (Meta retries, a redrive): from
     // before the erasure, so nothing is stored.

@@ -17,9 +17,10 @@ use shared::clock::SharedClock;
 use shared::config::QueueKind;
 use shared::domain::{PrivacyRequest, ReachedContact, Receipt, RequestStatus, TimelineEntry};
 use shared::identity::IdentifierKind;
+use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
 use shared::retention::{DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, closed_request_expiry};
-use shared::store::{ConversationStore, EraseCursor, PrivacyRequestStore, StoreError, Stores};
+use shared::store::{ConversationStore, EraseCursor, PrivacyRequestStore, QuarantineStore, StoreError, Stores};
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub const DEFAULT_MAX_BATCHES: usize = 400;
 
 /// The table name receipts count the conversation items under.
 pub const CONVERSATIONS: &str = "conversations";
+/// ... and the quarantined and held envelopes.
+pub const QUARANTINE: &str = "quarantine";
 
 const WORKER: &str = "erasure worker";
 
@@ -40,7 +43,7 @@ pub enum ErasureError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("verification found {0} contacts of the subject left; the request stays open")]
+    #[error("verification found {0} contacts or quarantined envelopes of the subject left; the request stays open")]
     Unverified(usize),
 }
 
@@ -67,6 +70,7 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub struct ErasureWorker {
     conversations: Arc<dyn ConversationStore>,
+    quarantine: Arc<dyn QuarantineStore>,
     requests: Arc<dyn PrivacyRequestStore>,
     queue: Arc<dyn Queue>,
     clock: SharedClock,
@@ -87,6 +91,7 @@ impl ErasureWorker {
     pub fn new(stores: &Stores, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
         Self {
             conversations: stores.conversations.clone(),
+            quarantine: stores.quarantine.clone(),
             requests: stores.privacy_requests.clone(),
             queue,
             clock,
@@ -169,8 +174,26 @@ impl ErasureWorker {
         for key in r.subject_keys() {
             self.conversations.record_erasure(key, erased_at).await?;
         }
+        let reached = self.reach(&r).await?;
+        // Quarantined and held envelopes that name the person by any key of theirs, before the
+        // contacts whose links know the keys the request does not name are gone.
+        let mut keys: Vec<&SubjectKey> = r.subject_keys().collect();
+        keys.extend(reached.iter().flat_map(|c| c.links.iter()));
+        keys.sort();
+        keys.dedup();
+        let mut held = 0;
+        for key in keys {
+            for entry in self.quarantine.find_subject(key).await? {
+                self.quarantine.delete(&entry).await?;
+                held += 1;
+            }
+        }
+        if held > 0 {
+            *r.progress.erased.entry(QUARANTINE.to_owned()).or_default() += held;
+            r = self.requests.update(&r).await?;
+        }
         let mut batches = 0;
-        for ReachedContact { contact, links } in self.reach(&r).await? {
+        for ReachedContact { contact, links } in reached {
             for link in &links {
                 self.conversations.record_erasure(link, erased_at).await?;
             }
@@ -204,15 +227,21 @@ impl ErasureWorker {
     /// fails and SQS delivers it again); nothing left closes the request with its receipt.
     async fn verify_and_close(&self, mut r: PrivacyRequest) -> Result<Outcome, ErasureError> {
         let now = self.clock.now();
-        let left = self.reach(&r).await?;
-        if !left.is_empty() {
+        let left = self.reach(&r).await?.len();
+        let mut held = 0;
+        for key in r.subject_keys() {
+            held += self.quarantine.find_subject(key).await?.len();
+        }
+        if left + held > 0 {
             r.timeline.push(entry(
                 now,
                 "reopened",
-                Some(format!("verification found {} contacts left", left.len())),
+                Some(format!(
+                    "verification found {left} contacts and {held} quarantined envelopes left"
+                )),
             ));
             self.requests.update(&r).await?;
-            return Err(ErasureError::Unverified(left.len()));
+            return Err(ErasureError::Unverified(left + held));
         }
         let mut notes = Vec::new();
         if r.subjects.iter().any(|s| s.kind == IdentifierKind::Email) {

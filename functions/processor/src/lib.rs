@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
 use shared::domain::*;
-use shared::identity::{Identifier, SubjectKeySecret};
+use shared::identity::{Identifier, SubjectKey, SubjectKeySecret};
 use shared::meta::envelope::Envelope;
 use shared::meta::events::{self, Context, Event, OptOutSignal, RawIdentifier, Seen};
 use shared::optout::command::{CommandAction, OptOutCommand};
@@ -565,7 +565,21 @@ impl Processor {
         } else {
             format!("{kind}: {detail}")
         };
-        let entry = QuarantineEntry::new(bucket, reason, raw.to_owned(), origin.received_at);
+        self.hold_naming(origin, bucket, reason, raw, Vec::new()).await
+    }
+
+    /// Holds `raw` findable by every person it names, and by `people` (whom it refers to by
+    /// subject key only), so an erasure reaches it.
+    async fn hold_naming(
+        &self,
+        origin: &Origin<'_>,
+        bucket: QuarantineBucket,
+        reason: String,
+        raw: &str,
+        mut people: Vec<SubjectKey>,
+    ) -> Result<(), ProcessError> {
+        people.extend(shared::meta::identifiers::subject_keys_in(raw, &self.secret));
+        let entry = QuarantineEntry::new(bucket, reason, raw.to_owned(), origin.received_at).naming(people);
         self.stores.quarantine.put(&entry).await?;
         Ok(())
     }
@@ -600,14 +614,15 @@ impl Processor {
             request_id: origin.request_id,
             received_at: sent_at.map_or(origin.received_at, |at| at.min(origin.received_at)),
         };
-        self.hold(
+        tracing::warn!(request_id = %origin.request_id, kind = "opt-out keyword inside a longer message", "item quarantined");
+        self.hold_naming(
             &keyed,
             QuarantineBucket::OptOutReview {
                 tenant: upsert.tenant.clone(),
             },
-            "opt-out keyword inside a longer message",
-            &"",
+            "opt-out keyword inside a longer message".to_owned(),
             &body,
+            upsert.identifiers.iter().map(|l| l.subject_key.clone()).collect(),
         )
         .await?;
         counts.optout_reviews += 1;

@@ -242,6 +242,9 @@ impl QuarantineStore for Faulty<dyn QuarantineStore> {
     async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
         self.faults.call(self.inner.delete(e), store_down).await
     }
+    async fn find_subject(&self, k: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
+        self.faults.call(self.inner.find_subject(k), store_down).await
+    }
 }
 
 #[async_trait]

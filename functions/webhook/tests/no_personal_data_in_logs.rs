@@ -268,6 +268,9 @@ impl QuarantineStore for BrokenQuarantine {
     async fn delete(&self, _: &QuarantineEntry) -> Result<(), StoreError> {
         Err(StoreError::Backend("quarantine double: unavailable".to_owned()))
     }
+    async fn find_subject(&self, _: &shared::identity::SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
+        Err(StoreError::Backend("quarantine double: unavailable".to_owned()))
+    }
 }
 
 fn webhook(ingest: Arc<dyn Queue>, quarantine: Arc<dyn QuarantineStore>) -> Webhook {

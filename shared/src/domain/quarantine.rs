@@ -55,6 +55,10 @@ pub struct QuarantineEntry {
     pub received_at: Timestamp,
     /// None: kept until a person decides.
     pub expires_at: Option<Expiry>,
+    /// The people the envelope names, so an erasure finds the entry by person (the store indexes
+    /// the entry under each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_keys: Vec<SubjectKey>,
 }
 
 impl QuarantineEntry {
@@ -79,7 +83,16 @@ impl QuarantineEntry {
             reason,
             envelope,
             received_at,
+            subject_keys: Vec::new(),
         }
+    }
+
+    /// The entry, findable by these people's keys.
+    pub fn naming(mut self, mut keys: Vec<SubjectKey>) -> Self {
+        keys.sort();
+        keys.dedup();
+        self.subject_keys = keys;
+        self
     }
 }
 

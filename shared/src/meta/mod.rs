@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod events;
+pub mod identifiers;
 pub mod instagram;
 pub mod signature;
 pub mod whatsapp;

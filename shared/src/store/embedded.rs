@@ -820,4 +820,12 @@ impl QuarantineStore for EmbeddedQuarantineStore {
         lock(&self.entries).remove(&(keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id)));
         Ok(())
     }
+
+    async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
+        Ok(lock(&self.entries)
+            .values()
+            .filter(|e| e.subject_keys.contains(key))
+            .cloned()
+            .collect())
+    }
 }

@@ -226,6 +226,17 @@ pub fn quarantine_sk(received_at: Timestamp, id: uuid::Uuid) -> String {
     format!("{}#{id}", received_at.sort_key())
 }
 
+/// The partition of a person's index entries in the quarantine table: one item per entry that
+/// names them, so an erasure finds their quarantined envelopes without a Scan.
+pub fn quarantine_subject_pk(key: &SubjectKey) -> String {
+    format!("QSUBJECT#{}", key.as_str())
+}
+
+/// An index entry's sort key: the entry's own key, whole.
+pub fn quarantine_subject_sk(entry_pk: &str, entry_sk: &str) -> String {
+    format!("{entry_pk}#{entry_sk}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

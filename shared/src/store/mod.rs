@@ -363,7 +363,11 @@ pub trait QuarantineStore: Send + Sync + Debug {
     ) -> Result<Option<QuarantineEntry>, StoreError>;
     /// A bucket's entries, oldest first.
     async fn list(&self, bucket: &QuarantineBucket, page: &PageRequest) -> Result<Page<QuarantineEntry>, StoreError>;
+    /// Deletes the entry with its index entries, in one write.
     async fn delete(&self, entry: &QuarantineEntry) -> Result<(), StoreError>;
+    /// Every entry naming this person (`QuarantineEntry::subject_keys`), expired or not: what an
+    /// erasure must delete.
+    async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError>;
 }
 
 /// One adapter of every store, as a function gets them.

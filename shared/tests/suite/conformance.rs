@@ -45,6 +45,7 @@ conformance!(
     audit_chains_link_every_event_and_verify,
     principal_grants_are_read_back_replaced_and_revoked,
     quarantine_lists_by_bucket_and_expires,
+    quarantine_entries_are_found_by_the_people_they_name,
     opt_out_reviews_are_per_tenant_and_never_expire_undecided,
     an_unsent_message_is_deleted,
     a_message_is_read_back_by_its_key,
@@ -1423,6 +1424,63 @@ async fn principal_grants_are_read_back_replaced_and_revoked(h: Harness) {
     assert_eq!(store.get(&id).await.expect("get"), None);
 }
 
+async fn quarantine_entries_are_found_by_the_people_they_name(h: Harness) {
+    let store = &h.stores.quarantine;
+    let now = h.clock.now();
+    let (ana, bruno, nobody) = (
+        link(IdentifierKind::Phone, "+5491155550123").subject_key,
+        link(IdentifierKind::WhatsAppUserId, "AR.BRUNO0000000001").subject_key,
+        link(IdentifierKind::Phone, "+5491177770000").subject_key,
+    );
+    let unrouted = QuarantineBucket::Unrouted {
+        account: ChannelAccount::new(Channel::WhatsApp, "556").expect("valid"),
+    };
+    let both = QuarantineEntry::new(unrouted.clone(), "no tenant".to_owned(), "{\"a\":1}".to_owned(), now)
+        .naming(vec![ana.clone(), bruno.clone()]);
+    let only_ana = QuarantineEntry::new(
+        QuarantineBucket::Rejected,
+        "bad".to_owned(),
+        "{\"b\":2}".to_owned(),
+        now,
+    )
+    .naming(vec![ana.clone()]);
+    let anonymous = QuarantineEntry::new(QuarantineBucket::Rejected, "bad".to_owned(), "not json".to_owned(), now);
+    for e in [&both, &only_ana, &anonymous] {
+        store.put(e).await.expect("put");
+    }
+    let ids = |found: Vec<QuarantineEntry>| {
+        let mut ids: Vec<uuid::Uuid> = found.into_iter().map(|e| e.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut want = vec![both.id, only_ana.id];
+    want.sort();
+    assert_eq!(ids(store.find_subject(&ana).await.expect("find")), want);
+    assert_eq!(ids(store.find_subject(&bruno).await.expect("find")), vec![both.id]);
+    assert!(store.find_subject(&nobody).await.expect("find").is_empty());
+    // The index entries are not entries of any bucket.
+    let listed = store.list(&unrouted, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].subject_keys.len(), 2, "the entry keeps whom it names");
+
+    store.delete(&both).await.expect("delete");
+    assert_eq!(ids(store.find_subject(&ana).await.expect("find")), vec![only_ana.id]);
+    assert!(
+        store.find_subject(&bruno).await.expect("find").is_empty(),
+        "its index entries went with it"
+    );
+    // Past its expiry, before TTL removes it, an erasure still finds it.
+    h.clock.advance(Duration::days(60));
+    assert!(
+        store
+            .get(&QuarantineBucket::Rejected, now, only_ana.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(ids(store.find_subject(&ana).await.expect("find")), vec![only_ana.id]);
+}
+
 async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
     let store = &h.stores.quarantine;
     let now = h.clock.now();
@@ -1436,6 +1494,7 @@ async fn quarantine_lists_by_bucket_and_expires(h: Harness) {
         envelope: r#"{"object":"whatsapp_business_account"}"#.to_owned(),
         received_at: now.plus(Duration::seconds(secs)),
         expires_at: Some(shared::retention::quarantine_expiry(now)),
+        subject_keys: Vec::new(),
     };
     let (e1, e2, rejected) = (
         entry(&unrouted, 1),

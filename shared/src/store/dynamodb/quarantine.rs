@@ -1,6 +1,7 @@
 use super::table::{Item, QuerySpec, Table, from_item, key, s, to_item};
 use crate::clock::SharedClock;
 use crate::domain::{QuarantineBucket, QuarantineEntry};
+use crate::identity::SubjectKey;
 use crate::store::keys;
 use crate::store::{Page, PageRequest, QuarantineStore, StoreError};
 use crate::timestamp::{Expiry, Timestamp};
@@ -41,9 +42,31 @@ struct QuarantineItem {
     entry_gz: Vec<u8>,
 }
 
+/// An index entry: the person's key finds the entry's key. It expires with the entry.
+#[derive(Serialize, Deserialize)]
+struct SubjectItem {
+    pk: String,
+    sk: String,
+    entry_pk: String,
+    entry_sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Expiry>,
+}
+
 fn entry_key(e: &QuarantineEntry) -> Item {
     key(keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id))
 }
+
+fn subject_key_of(e: &QuarantineEntry, subject: &SubjectKey) -> Item {
+    let (pk, sk) = (keys::quarantine_pk(&e.bucket), keys::quarantine_sk(e.received_at, e.id));
+    key(
+        keys::quarantine_subject_pk(subject),
+        keys::quarantine_subject_sk(&pk, &sk),
+    )
+}
+
+/// A transaction holds 100 actions: the entry and the index entries of up to 99 people.
+const MAX_INDEXED: usize = 99;
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
@@ -94,8 +117,27 @@ impl QuarantineStore for DynamoQuarantineStore {
             expires_at: e.expires_at,
             entry_gz: encode(e)?,
         };
-        self.table.put(to_item(&item)?, None, false).await?;
-        Ok(())
+        if e.subject_keys.is_empty() {
+            self.table.put(to_item(&item)?, None, false).await?;
+            return Ok(());
+        }
+        let mut actions = vec![self.table.put_action(to_item(&item)?, None)?];
+        for subject in e.subject_keys.iter().take(MAX_INDEXED) {
+            let link = SubjectItem {
+                pk: keys::quarantine_subject_pk(subject),
+                sk: keys::quarantine_subject_sk(&item.pk, &item.sk),
+                entry_pk: item.pk.clone(),
+                entry_sk: item.sk.clone(),
+                expires_at: e.expires_at,
+            };
+            actions.push(self.table.put_action(to_item(&link)?, None)?);
+        }
+        match self.table.transact_retrying_conflicts(actions).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Backend(
+                "an unconditional quarantine write failed a condition".to_owned(),
+            )),
+        }
     }
 
     async fn get(
@@ -133,7 +175,47 @@ impl QuarantineStore for DynamoQuarantineStore {
     }
 
     async fn delete(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
-        self.table.delete(entry_key(e), None).await.map(|_| ())
+        if e.subject_keys.is_empty() {
+            return self.table.delete(entry_key(e), None).await.map(|_| ());
+        }
+        let mut actions = vec![self.table.delete_action(entry_key(e))?];
+        for subject in e.subject_keys.iter().take(MAX_INDEXED) {
+            actions.push(self.table.delete_action(subject_key_of(e, subject))?);
+        }
+        match self.table.transact_retrying_conflicts(actions).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Backend(
+                "an unconditional quarantine delete failed a condition".to_owned(),
+            )),
+        }
+    }
+
+    async fn find_subject(&self, subject: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::quarantine_subject_pk(subject)),
+            sk: None,
+            sort_at_most: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        let mut found = Vec::new();
+        for item in self.table.query_all(&spec).await? {
+            let link: SubjectItem = from_item(item)?;
+            match self.table.get(key(&link.entry_pk, &link.entry_sk)).await? {
+                Some(entry) => found.push(decode(&from_item(entry)?)?),
+                // The entry went (TTL) before its index entry: nothing of the person is left
+                // there but the index entry, which goes now.
+                None => {
+                    self.table.delete(key(&link.pk, &link.sk), None).await?;
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -150,6 +232,7 @@ mod tests {
             envelope,
             received_at: Timestamp::from_unix_seconds(0),
             expires_at: Some(Expiry::from_epoch_seconds(1)),
+            subject_keys: Vec::new(),
         }
     }
 
