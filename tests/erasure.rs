@@ -285,3 +285,68 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     assert!(html.contains("Completada"), "{html}");
     e.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_deletion_phrase_in_the_chat_erases_the_sender_there_and_replies_with_the_status_link() {
+    let e = E2e::on_emulators().await;
+    assert_eq!(e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[]).await.0, 201);
+    assert_eq!(e.register("tenant-b", &[B_PHONE_NUMBER_ID], &[]).await.0, 201);
+    let now = e.stack.clock.now().unix_seconds() - 600;
+    for body in [
+        whatsapp(
+            A_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            Some(ANA_BSUID),
+            "wamid.CHAT-1",
+            now,
+            "hola, soy Ana",
+        ),
+        whatsapp(
+            B_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            None,
+            "wamid.CHAT-B",
+            now + 1,
+            "hola B, soy Ana",
+        ),
+        whatsapp(
+            A_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            Some(ANA_BSUID),
+            "wamid.CHAT-2",
+            now + 60,
+            "BORRAR MIS DATOS",
+        ),
+    ] {
+        assert_eq!(e.post_webhook(&body).await.0, 200);
+    }
+    e.drain().await;
+
+    let outbound = e.stack.queues[&shared::config::QueueKind::Outbound].clone();
+    let replies = E2e::take_all(&outbound).await;
+    let reply = replies
+        .iter()
+        .find(|r| r["kind"] == "erasure_received")
+        .unwrap_or_else(|| panic!("a reply with the status link: {replies:?}"));
+    let text = reply["text"].as_str().expect("text");
+    let link = text.rsplit(' ').next().expect("the link");
+    assert!(
+        link.starts_with(&format!("{}/privacy/requests/", e.stack.url())),
+        "{text}"
+    );
+    let page: Value = e
+        .http
+        .get(link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("status page")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["status"], "completed", "{page}");
+    assert_eq!(page["kind"], "erasure");
+    assert!(e.contacts("tenant-a").await.is_empty(), "she is erased where she asked");
+    assert_eq!(e.contacts("tenant-b").await.len(), 1, "and only there");
+    e.stack.stop().await;
+}

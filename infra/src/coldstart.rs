@@ -407,6 +407,7 @@ impl Fixture {
             ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
             ("AWS_LAMBDA_LOG_GROUP_NAME", "bench"),
             ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+            (shared::config::PUBLIC_BASE_URL, "http://127.0.0.1"),
         ] {
             env.insert(k.into(), v.into());
         }
@@ -418,6 +419,7 @@ impl Fixture {
                 SecretValues::parse("bench", &values.to_string()).map_err(|e| e.to_string())?,
             )),
             clock,
+            public_base_url: "http://127.0.0.1".to_owned(),
         };
         // The bench caller registers the tenant and reads its contacts.
         let bench = shared::access::Principal {

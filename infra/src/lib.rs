@@ -313,11 +313,23 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         .into_iter()
         .next()
         .ok_or_else(|| StackError::Config("META_APP_SECRET holds no secret".into()))?;
+    // Bound first: links the stack gives people (a status page) name its address.
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| StackError::Bind {
+            addr: options.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StackError::Bind {
+        addr: options.bind,
+        source,
+    })?;
     let resources = LocalResources {
         stores: stores.clone(),
         queues: queues.clone(),
         secrets: Arc::new(StaticSecrets::new(secrets.clone())),
         clock: store_clock,
+        public_base_url: format!("http://{addr}"),
     };
 
     let mut consumers = provision::consumers(TEMPLATE)?;
@@ -341,16 +353,6 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         principals: options.principals.clone(),
     });
 
-    let listener = tokio::net::TcpListener::bind(options.bind)
-        .await
-        .map_err(|source| StackError::Bind {
-            addr: options.bind,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StackError::Bind {
-        addr: options.bind,
-        source,
-    })?;
     let router = axum::Router::new().fallback(route).with_state(app);
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

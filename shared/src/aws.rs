@@ -248,4 +248,10 @@ impl Resources for AwsResources {
         let client = secretsmanager(&self.sdk, &self.config.endpoints);
         Ok(Arc::new(SecretsManagerSource::new(client, arn, FETCH_TIMEOUT)))
     }
+
+    fn public_base_url(&self) -> Result<String, WiringError> {
+        Ok(crate::config::public_base_url((self.lookup)(
+            crate::config::PUBLIC_BASE_URL,
+        ))?)
+    }
 }

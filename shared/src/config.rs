@@ -9,6 +9,31 @@ pub enum ConfigError {
     Malformed { name: &'static str, reason: String },
 }
 
+/// Where the stack's public routes are served (`https://host`, no trailing slash): links given
+/// to people, such as a privacy request's status page, start with it.
+pub const PUBLIC_BASE_URL: &str = "PUBLIC_BASE_URL";
+
+/// A public base URL as configured: http(s), a host, no path, query or trailing slash.
+pub fn public_base_url(value: Option<String>) -> Result<String, ConfigError> {
+    let v = value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(PUBLIC_BASE_URL))?;
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .ok_or_else(|| ConfigError::Malformed {
+            name: PUBLIC_BASE_URL,
+            reason: "must start with https:// or http://".to_owned(),
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(ConfigError::Malformed {
+            name: PUBLIC_BASE_URL,
+            reason: "must be a scheme and a host only, with no path".to_owned(),
+        });
+    }
+    Ok(v)
+}
+
 /// The data classes of the design, one table each. The one place that ties a table to its
 /// template resource and its environment variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -307,6 +332,35 @@ mod tests {
                 name: DYNAMODB_ENDPOINT,
                 ..
             })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod public_base_url_tests {
+    use super::*;
+
+    #[test]
+    fn a_public_base_url_is_a_scheme_and_a_host() {
+        let ok = |v: &str| public_base_url(Some(v.to_owned()));
+        assert_eq!(
+            ok("https://abc.execute-api.sa-east-1.amazonaws.com").ok().as_deref(),
+            Some("https://abc.execute-api.sa-east-1.amazonaws.com")
+        );
+        assert!(ok("http://127.0.0.1:3000").is_ok());
+        for bad in [
+            "",
+            "abc.example.com",
+            "https://",
+            "https://a.example.com/",
+            "https://a.example.com/x",
+            "ftp://a",
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?} is refused");
+        }
+        assert!(matches!(
+            public_base_url(None),
+            Err(ConfigError::Missing(PUBLIC_BASE_URL))
         ));
     }
 }

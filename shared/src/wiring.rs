@@ -36,6 +36,8 @@ pub trait Resources: Send + Sync {
     fn principals(&self) -> Arc<dyn PrincipalStore>;
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError>;
     fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError>;
+    /// `https://host` of the public routes, for links given to people.
+    fn public_base_url(&self) -> Result<String, WiringError>;
 
     /// Every store, for handlers that work across data classes.
     fn stores(&self) -> Stores {
@@ -59,6 +61,7 @@ pub struct LocalResources {
     pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
     pub secrets: Arc<dyn SecretSource>,
     pub clock: SharedClock,
+    pub public_base_url: String,
 }
 
 impl Resources for LocalResources {
@@ -91,5 +94,8 @@ impl Resources for LocalResources {
     }
     fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError> {
         Ok(self.secrets.clone())
+    }
+    fn public_base_url(&self) -> Result<String, WiringError> {
+        Ok(crate::config::public_base_url(Some(self.public_base_url.clone()))?)
     }
 }

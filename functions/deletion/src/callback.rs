@@ -2,7 +2,6 @@
 //! signature is HMAC-SHA256 of the payload *as encoded*, keyed with the app secret; the payload
 //! names the app-scoped id of a Meta-login user of the app (a tenant's administrator).
 
-use crate::intake::{NewRequest, new_request};
 use crate::{Deletion, DeletionError, status_url};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -119,7 +118,7 @@ impl Deletion {
             Err(e) => return apigw::error(400, format!("user_id: {e}")),
         };
         let code = ConfirmationCode::derived(&self.code_key, verified.payload.as_bytes());
-        let request = new_request(NewRequest {
+        let request = shared::domain::PrivacyRequest::new(shared::domain::NewRequest {
             kind: RequestKind::Erasure,
             source: RequestSource::MetaCallback,
             jurisdiction: Jurisdiction::default(),

@@ -3,10 +3,8 @@
 
 use crate::{DeletionError, bad_request};
 use serde_json::{Map, Value};
-use shared::deadline::{self, Jurisdiction, POLICY_MAX_DAYS, RequestKind};
-use shared::domain::{
-    ConfirmationCode, ErasureProgress, PrivacyRequest, RequestSource, RequestStatus, Subject, TenantId, TimelineEntry,
-};
+use shared::deadline::{Jurisdiction, POLICY_MAX_DAYS, RequestKind};
+use shared::domain::{ConfirmationCode, PrivacyRequest, RequestSource, Subject, TenantId};
 use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
 use shared::timestamp::Timestamp;
 use time::Duration;
@@ -176,7 +174,7 @@ pub fn parse(
         Some(Value::Bool(_)) => return Err(bad_request("erase", "only an objection takes it")),
         Some(_) => return Err(bad_request("erase", "must be true or false")),
     };
-    Ok(new_request(NewRequest {
+    Ok(PrivacyRequest::new(shared::domain::NewRequest {
         kind,
         source,
         jurisdiction,
@@ -188,64 +186,6 @@ pub fn parse(
         now,
         by: actor,
     }))
-}
-
-/// Everything a new request is made of, wherever it came from.
-#[derive(Debug)]
-pub struct NewRequest<'a> {
-    pub kind: RequestKind,
-    pub source: RequestSource,
-    pub jurisdiction: Jurisdiction,
-    pub tenant: Option<TenantId>,
-    pub subjects: Vec<Subject>,
-    pub note: Option<String>,
-    /// An objection that asks for erasure too.
-    pub erase: bool,
-    pub code: ConfirmationCode,
-    pub now: Timestamp,
-    pub by: &'a str,
-}
-
-/// A request as it is first stored: due by its jurisdiction's clock, and approved at once when
-/// its channel proves who asked.
-pub fn new_request(n: NewRequest<'_>) -> PrivacyRequest {
-    let mut timeline = vec![TimelineEntry {
-        at: n.now,
-        event: "received".to_owned(),
-        by: n.by.to_owned(),
-        reason: None,
-    }];
-    let status = if n.source.proves_identity() {
-        timeline.push(TimelineEntry {
-            at: n.now,
-            event: "approved".to_owned(),
-            by: n.by.to_owned(),
-            reason: Some("the channel proves who asked".to_owned()),
-        });
-        RequestStatus::Approved
-    } else {
-        RequestStatus::Received
-    };
-    PrivacyRequest {
-        id: n.code.request_id(),
-        code: n.code,
-        kind: n.kind,
-        status,
-        source: n.source,
-        jurisdiction: n.jurisdiction,
-        tenant: n.tenant,
-        subjects: n.subjects,
-        note: n.note,
-        erase: n.erase,
-        received_at: n.now,
-        due_at: deadline::due_at(n.jurisdiction, n.kind, n.now),
-        closed_at: None,
-        timeline,
-        progress: ErasureProgress::default(),
-        receipt: None,
-        expires_at: None,
-        version: 0,
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

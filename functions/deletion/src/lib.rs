@@ -80,11 +80,7 @@ pub(crate) fn store_error(e: StoreError) -> DeletionError {
     }
 }
 
-/// What the erasure queue carries: the request to carry out, nothing else.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ErasureJob {
-    pub request: RequestId,
-}
+pub use shared::domain::ErasureJob;
 
 #[derive(Debug)]
 pub struct Deletion {

@@ -6,6 +6,10 @@
 //! tenant is registered. Only store and queue failures are reported back to SQS, so only they are
 //! retried.
 
+pub mod chat_erasure;
+
+pub use chat_erasure::ChatErasure;
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
@@ -58,6 +62,8 @@ pub struct Counts {
     pub unhandled: u64,
     /// Events about a subject erased after they happened: not stored again.
     pub erased: u64,
+    /// Erasures asked for with a deletion phrase in the chat.
+    pub chat_erasures: u64,
 }
 
 impl Counts {
@@ -75,9 +81,10 @@ impl Counts {
         self.quarantined += o.quarantined;
         self.unhandled += o.unhandled;
         self.erased += o.erased;
+        self.chat_erasures += o.chat_erasures;
     }
 
-    fn metrics(&self) -> [(&'static str, u64); 13] {
+    fn metrics(&self) -> [(&'static str, u64); 14] {
         [
             ("MessagesStored", self.stored),
             ("Duplicates", self.duplicates),
@@ -92,6 +99,7 @@ impl Counts {
             ("ItemsQuarantined", self.quarantined),
             ("Unhandled", self.unhandled),
             ("ErasedEventsDropped", self.erased),
+            ("ChatErasures", self.chat_erasures),
         ]
     }
 }
@@ -122,6 +130,9 @@ pub struct Processor {
     secret: SubjectKeySecret,
     clock: SharedClock,
     optout_queue: Arc<dyn Queue>,
+    /// Deletion phrases written in the chat; without it (handlers built for other tests) such a
+    /// message is stored like any other.
+    chat_erasure: Option<ChatErasure>,
 }
 
 /// The message a review item is about.
@@ -148,7 +159,16 @@ pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
         tenants: r.tenants(),
         quarantine: r.quarantine(),
     };
-    Ok(Processor::new(stores, secret, r.clock(), r.queue(QueueKind::OptOut)?))
+    // The opt-out queue first: the warm-up opens the connection to the first queue asked for.
+    let optout = r.queue(QueueKind::OptOut)?;
+    let chat_erasure = ChatErasure::new(
+        r.privacy_requests(),
+        r.queue(QueueKind::Erasure)?,
+        r.queue(QueueKind::Outbound)?,
+        &r.public_base_url()?,
+        &secret,
+    );
+    Ok(Processor::new(stores, secret, r.clock(), optout).with_chat_erasure(chat_erasure))
 }
 
 impl Processor {
@@ -170,7 +190,14 @@ impl Processor {
             secret,
             clock,
             optout_queue,
+            chat_erasure: None,
         }
+    }
+
+    /// Deletion phrases in the chat open erasures through `chat`.
+    pub fn with_chat_erasure(mut self, chat: ChatErasure) -> Self {
+        self.chat_erasure = Some(chat);
+        self
     }
 
     /// One Lambda invocation: every record processed in its own task, so a panic on one record
@@ -271,6 +298,7 @@ impl Processor {
                 content,
                 signal,
                 review,
+                erasure,
             } => {
                 let upsert = self.contact(tenant, &seen, origin, counts).await?;
                 match serde_json::from_str(content.get()) {
@@ -313,6 +341,10 @@ impl Processor {
                 }
                 if let Some(signal) = signal {
                     self.send_command(&upsert, signal, seen.at, origin, counts).await?;
+                }
+                if let Some(language) = erasure {
+                    self.chat_erasure(tenant, &upsert, &id, language, origin, counts)
+                        .await?;
                 }
             }
             Event::Status {
@@ -660,6 +692,32 @@ impl Processor {
 
     /// A command for every identifier seen, the contact's stable id first. Ordered by the time
     /// it counts at (`upsert.seen_at`), identified by Meta's own `event_at`.
+    /// A deletion phrase from the sender's own number: an erasure of them in this tenant.
+    async fn chat_erasure(
+        &self,
+        tenant: &Tenant,
+        upsert: &ContactUpsert,
+        message: &MetaMessageId,
+        language: Locale,
+        origin: &Origin<'_>,
+        counts: &mut Counts,
+    ) -> Result<(), ProcessError> {
+        let Some(chat) = &self.chat_erasure else {
+            tracing::warn!(request_id = %origin.request_id, "deletion phrase received, but this processor opens no erasures");
+            return Ok(());
+        };
+        match chat.open(tenant, upsert, message, language, self.clock.now()).await? {
+            Some(request) => {
+                tracing::info!(request_id = %origin.request_id, request = %request.id, status = request.status.as_str(), "erasure asked for in the chat");
+                counts.chat_erasures += 1;
+            }
+            None => {
+                tracing::warn!(request_id = %origin.request_id, "deletion phrase from a sender with no identifier to erase by");
+            }
+        }
+        Ok(())
+    }
+
     async fn send_command(
         &self,
         upsert: &ContactUpsert,

@@ -510,3 +510,116 @@ async fn a_stop_from_a_sender_nothing_identifies_is_held_and_alarmed() {
         "a person needs the message to decide"
     );
 }
+
+/// Every body on an embedded queue, taken off it.
+async fn bodies(q: &shared::queue::embedded::EmbeddedQueue) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    loop {
+        let got = q.receive(10, std::time::Duration::ZERO).await.expect("receive");
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            q.delete(&m.receipt).await.expect("delete");
+            out.push(serde_json::from_str(&m.body).expect("json"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_phrase_in_the_chat_opens_an_approved_erasure_and_queues_its_link() {
+    let c = clock();
+    let stores = shared::store::embedded::stores(Arc::new(c.clone()));
+    let tenant = with_tenant(&stores).await;
+    let (erasure, outbound) = (optout_queue(), optout_queue());
+    let chat = ChatErasure::new(
+        stores.privacy_requests.clone(),
+        erasure.clone(),
+        outbound.clone(),
+        "http://127.0.0.1:3000",
+        &secret(),
+    );
+    let p = Processor::new(stores.clone(), secret(), Arc::new(c), optout_queue()).with_chat_erasure(chat);
+    let asked = ana_says(
+        "wamid.DEL1",
+        1_800_000_000,
+        "Borrar mis datos, por favor!",
+        serde_json::json!({}),
+    );
+    let counts = p.process(&envelopes(&asked)[0]).await.expect("processed");
+    assert_eq!((counts.chat_erasures, counts.optout_commands), (1, 0));
+
+    let far = Timestamp::from_unix_seconds(253_402_300_799);
+    let open = stores
+        .privacy_requests
+        .open_due_before(far, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(open.len(), 1);
+    let r = &open[0];
+    assert_eq!(
+        (r.kind, r.status, r.source),
+        (
+            shared::deadline::RequestKind::Erasure,
+            RequestStatus::Approved,
+            RequestSource::WhatsApp
+        )
+    );
+    assert_eq!(
+        r.tenant.as_ref(),
+        Some(&tenant),
+        "only this tenant: the one she wrote to"
+    );
+    let bsuid = secret()
+        .subject_key(&Identifier::parse(IdentifierKind::WhatsAppUserId, "AR.13491208655302741918").expect("valid"));
+    let phone = secret().subject_key(&Identifier::parse(IdentifierKind::Phone, "+5491123456789").expect("valid"));
+    let mut keys: Vec<_> = r.subject_keys().cloned().collect();
+    keys.sort();
+    let mut want = vec![bsuid, phone];
+    want.sort();
+    assert_eq!(keys, want, "every identifier of the sender");
+    let jobs = bodies(&erasure).await;
+    assert_eq!(jobs, vec![serde_json::json!({"request": r.id})]);
+    let replies = bodies(&outbound).await;
+    assert_eq!(replies.len(), 1);
+    let link = format!("http://127.0.0.1:3000/privacy/requests/{}", r.code.as_str());
+    assert_eq!(replies[0]["kind"], "erasure_received");
+    assert_eq!(replies[0]["language"], "es");
+    assert!(
+        replies[0]["text"].as_str().unwrap_or_default().ends_with(&link),
+        "{}",
+        replies[0]
+    );
+
+    // Meta delivers it again: the same request (and its job, queued again), no second one.
+    p.process(&envelopes(&asked)[0]).await.expect("processed");
+    let again = stores
+        .privacy_requests
+        .open_due_before(far, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(again.len(), 1);
+    assert_eq!(bodies(&erasure).await, vec![serde_json::json!({"request": r.id})]);
+    assert_eq!(
+        bodies(&outbound).await[0]["dedup_key"],
+        replies[0]["dedup_key"],
+        "the sender drops the repeat"
+    );
+
+    // Decoys: a question about it, the phrase inside a longer message, half of it.
+    for (i, text) in [
+        "¿Cómo hago para borrar mis datos?",
+        "quiero borrar mis datos de la tarjeta",
+        "borrar",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let decoy = ana_says(&format!("wamid.DECOY{i}"), 1_800_000_100, text, serde_json::json!({}));
+        let counts = p.process(&envelopes(&decoy)[0]).await.expect("processed");
+        assert_eq!((counts.chat_erasures, counts.stored), (0, 1), "{text}");
+    }
+    assert!(bodies(&erasure).await.is_empty());
+}

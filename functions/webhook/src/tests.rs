@@ -385,6 +385,7 @@ async fn build_names_the_missing_secret_key() {
             [(META_APP_SECRET, json!("x"))],
         ))),
         clock: Arc::new(shared::clock::SystemClock),
+        public_base_url: "http://127.0.0.1".to_owned(),
     };
     let err = build(&stack).await.expect_err("no verify token");
     assert!(err.to_string().contains(META_VERIFY_TOKEN), "{err}");

@@ -51,6 +51,7 @@ fn resources(source: Arc<dyn SecretSource>) -> LocalResources {
         .into(),
         secrets: source,
         clock,
+        public_base_url: "http://127.0.0.1".to_owned(),
     }
 }
 

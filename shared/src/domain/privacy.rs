@@ -208,7 +208,71 @@ pub struct PrivacyRequest {
     pub version: u32,
 }
 
+/// Everything a new request is made of, wherever it came from.
+#[derive(Debug)]
+pub struct NewRequest<'a> {
+    pub kind: RequestKind,
+    pub source: RequestSource,
+    pub jurisdiction: Jurisdiction,
+    pub tenant: Option<TenantId>,
+    pub subjects: Vec<Subject>,
+    pub note: Option<String>,
+    /// An objection that asks for erasure too.
+    pub erase: bool,
+    pub code: ConfirmationCode,
+    pub now: Timestamp,
+    pub by: &'a str,
+}
+
+/// What the erasure queue carries: the request to carry out, nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureJob {
+    pub request: RequestId,
+}
+
 impl PrivacyRequest {
+    /// A request as it is first stored: due by its jurisdiction's clock, and approved at once when
+    /// its channel proves who asked.
+    pub fn new(n: NewRequest<'_>) -> PrivacyRequest {
+        let mut timeline = vec![TimelineEntry {
+            at: n.now,
+            event: "received".to_owned(),
+            by: n.by.to_owned(),
+            reason: None,
+        }];
+        let status = if n.source.proves_identity() {
+            timeline.push(TimelineEntry {
+                at: n.now,
+                event: "approved".to_owned(),
+                by: n.by.to_owned(),
+                reason: Some("the channel proves who asked".to_owned()),
+            });
+            RequestStatus::Approved
+        } else {
+            RequestStatus::Received
+        };
+        PrivacyRequest {
+            id: n.code.request_id(),
+            code: n.code,
+            kind: n.kind,
+            status,
+            source: n.source,
+            jurisdiction: n.jurisdiction,
+            tenant: n.tenant,
+            subjects: n.subjects,
+            note: n.note,
+            erase: n.erase,
+            received_at: n.now,
+            due_at: crate::deadline::due_at(n.jurisdiction, n.kind, n.now),
+            closed_at: None,
+            timeline,
+            progress: ErasureProgress::default(),
+            receipt: None,
+            expires_at: None,
+            version: 0,
+        }
+    }
+
     pub fn subject_keys(&self) -> impl Iterator<Item = &SubjectKey> {
         self.subjects.iter().map(|s| &s.key)
     }

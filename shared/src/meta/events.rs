@@ -60,6 +60,9 @@ pub enum Event<'a> {
         signal: Option<OptOutSignal>,
         /// An opt-out keyword inside a longer message: for a person to review.
         review: bool,
+        /// The whole message is a deletion phrase (WhatsApp only), in this language: an erasure
+        /// of the sender in this tenant, proven by the channel itself.
+        erasure: Option<Locale>,
     },
     /// Delivery progress of an outbound message.
     Status {
@@ -449,6 +452,10 @@ fn whatsapp_message_event<'a>(
         None => id,
     };
     let said = whatsapp_said(&m);
+    let erasure = match &said {
+        Some(Said::Text(text)) => keywords::classify_erasure(text),
+        _ => None,
+    };
     let (signal, review) = detect(said, cx);
     Some(Event::Message {
         seen,
@@ -458,6 +465,7 @@ fn whatsapp_message_event<'a>(
         content: raw,
         signal,
         review,
+        erasure,
     })
 }
 
@@ -750,6 +758,7 @@ fn instagram_event<'a>(
         content: raw,
         signal,
         review,
+        erasure: None,
     })
 }
 

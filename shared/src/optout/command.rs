@@ -107,6 +107,8 @@ pub enum ReplyKind {
     OptOutConfirmation,
     OptInConfirmation,
     Help,
+    /// A deletion asked for in the chat was received: the reply carries its status link.
+    ErasureReceived,
 }
 
 /// A reply for the outbound sender to deliver through the channel's API.

@@ -117,6 +117,20 @@ pub const COURTESY: &[(&str, Locale)] = &[
     ("agora", Locale::Portuguese),
 ];
 
+/// Phrases that ask for the person's data to be deleted, written in the chat itself (policy §7).
+/// As with STOP, the whole message must be the phrase, courtesy words around it allowed; inside a
+/// longer message ("¿cómo hago para borrar mis datos?") it is not acted on.
+pub const ERASURE_PHRASES: &[(&str, Locale)] = &[
+    ("borrar mis datos", Locale::Spanish),
+    ("borren mis datos", Locale::Spanish),
+    ("eliminar mis datos", Locale::Spanish),
+    ("eliminen mis datos", Locale::Spanish),
+    ("delete my data", Locale::English),
+    ("erase my data", Locale::English),
+    ("apagar meus dados", Locale::Portuguese),
+    ("excluir meus dados", Locale::Portuguese),
+];
+
 /// Button and quick-reply ids that mean "opt out" unless a tenant configures its own.
 pub const DEFAULT_OPT_OUT_BUTTON_IDS: &[&str] =
     &["stop", "optout", "opt_out", "unsubscribe", "baja", "stop_promotions"];
@@ -368,6 +382,20 @@ fn contains_built_in_phrase(tokens: &[&str]) -> bool {
                 .any(|p| tokens.get(i..i + p.len()).is_some_and(|w| w == *p))
         })
     })
+}
+
+static ERASURE: LazyLock<Vec<(Vec<String>, Locale)>> =
+    LazyLock::new(|| ERASURE_PHRASES.iter().map(|(p, l)| (normalize(p), *l)).collect());
+
+/// The language of the erasure phrase the whole message is, if it is one.
+pub fn classify_erasure(text: &str) -> Option<Locale> {
+    let normalized = words(text);
+    let tokens: Vec<&str> = split_words(&normalized).collect();
+    let (core, _) = strip_courtesy(&tokens);
+    ERASURE
+        .iter()
+        .find(|(phrase, _)| is_repeated(core, phrase))
+        .map(|(_, language)| *language)
 }
 
 pub fn classify(text: &str, tenant: &TenantKeywords) -> Decision {

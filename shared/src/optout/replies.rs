@@ -32,5 +32,19 @@ pub fn text(kind: ReplyKind, language: Locale, business: &str) -> String {
         (ReplyKind::Help, Locale::Portuguese) => {
             format!("{business}: para não receber mais mensagens responda SAIR; para voltar, VOLTAR.")
         }
+        (ReplyKind::ErasureReceived, Locale::Spanish) => {
+            format!("Recibimos tu pedido: {business} va a borrar tus datos. Podés seguirlo acá:")
+        }
+        (ReplyKind::ErasureReceived, Locale::English) => {
+            format!("We got your request: {business} will delete your data. Follow it here:")
+        }
+        (ReplyKind::ErasureReceived, Locale::Portuguese) => {
+            format!("Recebemos seu pedido: {business} vai apagar seus dados. Acompanhe aqui:")
+        }
     }
+}
+
+/// The reply to a deletion asked for in the chat: the text, then the request's status page.
+pub fn erasure_received(language: Locale, business: &str, status_url: &str) -> String {
+    format!("{} {status_url}", text(ReplyKind::ErasureReceived, language, business))
 }

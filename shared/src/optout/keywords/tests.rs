@@ -533,3 +533,24 @@ fn classify_agrees_with_the_reference_implementation() {
     // The generator reaches every outcome often, or the comparison would prove little.
     assert!(seen.iter().all(|&n| n > 400), "act, review, none: {seen:?}");
 }
+
+#[test]
+fn the_erasure_phrases_act_only_as_the_whole_message() {
+    for (text, want) in [
+        ("BORRAR MIS DATOS", Some(Locale::Spanish)),
+        ("Borrar mis datos, por favor!", Some(Locale::Spanish)),
+        ("ELIMINAR MIS DATOS 🙏", Some(Locale::Spanish)),
+        ("delete my data please", Some(Locale::English)),
+        ("Apagar meus dados", Some(Locale::Portuguese)),
+        ("ＢＯＲＲＡＲ ＭＩＳ ＤＡＴＯＳ", Some(Locale::Spanish)),
+        // Decoys: the phrase inside a longer message, a question, a negation, half of it.
+        ("¿cómo hago para borrar mis datos?", None),
+        ("no quiero borrar mis datos", None),
+        ("borrar mis datos de la tarjeta y pagar", None),
+        ("borrar", None),
+        ("mis datos", None),
+        ("STOP", None),
+    ] {
+        assert_eq!(classify_erasure(text), want, "{text}");
+    }
+}
