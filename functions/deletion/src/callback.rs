@@ -129,6 +129,7 @@ impl Deletion {
             }],
             note: None,
             erase: false,
+            rectify: None,
             code,
             now: self.clock.now(),
             by: "meta data-deletion callback",

@@ -36,6 +36,9 @@ pub struct ContactExport {
     pub channel: shared::domain::Channel,
     pub contact_id: String,
     pub profile_name: Option<String>,
+    /// When the person's rectification set `profile_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_rectified_at: Option<Timestamp>,
     pub identifiers: Vec<IdentifierExport>,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
@@ -120,6 +123,7 @@ fn contact_export(c: Contact, messages: Vec<Message>, statuses: Vec<StatusUpdate
         contact_id: c.contact.stable_id,
         tenant: c.tenant,
         profile_name: c.profile_name,
+        name_rectified_at: c.name_rectified_at,
         identifiers: c
             .identifiers
             .into_iter()

@@ -4,7 +4,9 @@
 use crate::{DeletionError, bad_request};
 use serde_json::{Map, Value};
 use shared::deadline::{Jurisdiction, POLICY_MAX_DAYS, RequestKind};
-use shared::domain::{ConfirmationCode, PrivacyRequest, RequestSource, Subject, TenantId};
+use shared::domain::{
+    ConfirmationCode, MAX_PROFILE_NAME_BYTES, PrivacyRequest, Rectification, RequestSource, Subject, TenantId,
+};
 use shared::identity::{Identifier, IdentifierKind, SubjectKeySecret};
 use shared::timestamp::Timestamp;
 use time::Duration;
@@ -15,15 +17,6 @@ pub const MAX_IDENTIFIERS: usize = 20;
 pub const MAX_NOTE_CHARS: usize = 500;
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// The kinds this system carries out end to end. Rectification is answered by hand until its
-/// executor exists.
-pub const EXECUTABLE_KINDS: &[RequestKind] = &[
-    RequestKind::Erasure,
-    RequestKind::MinorReport,
-    RequestKind::Access,
-    RequestKind::Objection,
-];
-
 const FIELDS: &[&str] = &[
     "kind",
     "identifiers",
@@ -32,6 +25,7 @@ const FIELDS: &[&str] = &[
     "jurisdiction",
     "note",
     "erase",
+    "rectify",
 ];
 
 fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, DeletionError> {
@@ -43,19 +37,52 @@ fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
 }
 
 fn parse_kind(s: &str) -> Result<RequestKind, DeletionError> {
-    let kind = RequestKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+    RequestKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
         bad_request(
             "kind",
             "must be erasure, access, rectification, objection or minor_report",
         )
-    })?;
-    if !EXECUTABLE_KINDS.contains(&kind) {
+    })
+}
+
+/// `{"profile_name": "..."}`: the one profile field a person gives us (Meta sends it) and so the
+/// one they can correct. Required for a rectification, refused on any other kind.
+fn parse_rectify(value: Option<&Value>, kind: RequestKind) -> Result<Option<Rectification>, DeletionError> {
+    let value = match value {
+        None | Some(Value::Null) if kind == RequestKind::Rectification => {
+            return Err(bad_request(
+                "rectify",
+                "required for a rectification: {\"profile_name\": \"...\"}",
+            ));
+        }
+        None | Some(Value::Null) => return Ok(None),
+        Some(_) if kind != RequestKind::Rectification => {
+            return Err(bad_request("rectify", "only a rectification takes it"));
+        }
+        Some(v) => v,
+    };
+    let Value::Object(m) = value else {
+        return Err(bad_request("rectify", "must be {\"profile_name\": \"...\"}"));
+    };
+    if let Some(extra) = m.keys().find(|k| *k != "profile_name") {
         return Err(bad_request(
-            "kind",
-            format!("{s} requests are not carried out by this system yet: answer them by hand"),
+            &format!("rectify.{extra}"),
+            "unknown field: only profile_name can be rectified",
         ));
     }
-    Ok(kind)
+    let Some(Value::String(name)) = m.get("profile_name") else {
+        return Err(bad_request("rectify.profile_name", "required: a string"));
+    };
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_PROFILE_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(bad_request(
+            "rectify.profile_name",
+            format!("must be 1-{MAX_PROFILE_NAME_BYTES} bytes of text without control characters"),
+        ));
+    }
+    Ok(Some(Rectification {
+        profile_name: name.to_owned(),
+    }))
 }
 
 fn parse_identifier_kind(s: &str) -> Option<IdentifierKind> {
@@ -125,12 +152,7 @@ pub fn parse(
     actor: &str,
 ) -> Result<PrivacyRequest, DeletionError> {
     if let Some(extra) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        let reason = if extra == "rectify" {
-            "rectification requests are not carried out by this system yet"
-        } else {
-            "unknown field"
-        };
-        return Err(bad_request(extra, reason));
+        return Err(bad_request(extra, "unknown field"));
     }
     let kind = parse_kind(string(&body, "kind")?.ok_or_else(|| bad_request("kind", "required"))?)?;
     let subjects = parse_subjects(body.get("identifiers"), secret)?;
@@ -174,6 +196,7 @@ pub fn parse(
         Some(Value::Bool(_)) => return Err(bad_request("erase", "only an objection takes it")),
         Some(_) => return Err(bad_request("erase", "must be true or false")),
     };
+    let rectify = parse_rectify(body.get("rectify"), kind)?;
     Ok(PrivacyRequest::new(shared::domain::NewRequest {
         kind,
         source,
@@ -182,6 +205,7 @@ pub fn parse(
         subjects,
         note: note.map(str::to_owned),
         erase,
+        rectify,
         code: ConfirmationCode::random(),
         now,
         by: actor,

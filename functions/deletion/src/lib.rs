@@ -93,6 +93,8 @@ pub struct Deletion {
     app_secrets: Vec<AppSecret>,
     /// Keys the codes of Meta's callbacks: the same signed request always gets the same code.
     code_key: [u8; 32],
+    /// Names rectified contacts in their tenant's audit chain without their ids.
+    sealer: shared::seal::Sealer,
 }
 
 /// The HTTP handler from its resources: the stores, the erasure queue, the subject-key secret
@@ -121,6 +123,9 @@ struct RequestView<'a> {
     jurisdiction: shared::deadline::Jurisdiction,
     tenant: Option<&'a str>,
     identifiers: Vec<shared::identity::IdentifierKind>,
+    /// The fields a rectification sets, without their values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rectifies: Vec<&'static str>,
     note: Option<&'a str>,
     received_at: Timestamp,
     due_at: Timestamp,
@@ -167,6 +172,7 @@ impl Deletion {
     ) -> Self {
         Self {
             code_key: secret.derive_key(b"meta-callback-confirmation-code"),
+            sealer: shared::seal::Sealer::new(&secret),
             stores,
             erasure,
             optout,
@@ -268,6 +274,33 @@ impl Deletion {
         default_reason: &str,
         req: Option<&Request>,
     ) -> Result<(), DeletionError> {
+        let detail = request.map(|id| format!("privacy request {id}"));
+        self.audit_in(
+            AuditChain::Platform,
+            None,
+            actor,
+            route,
+            action,
+            detail,
+            default_reason,
+            req,
+        )
+        .await
+    }
+
+    /// An audit event in any chain: a change to one contact goes to its tenant's.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_in(
+        &self,
+        chain: AuditChain,
+        contact: Option<shared::seal::ContactHandle>,
+        actor: &str,
+        route: &str,
+        action: AuditAction,
+        detail: Option<String>,
+        default_reason: &str,
+        req: Option<&Request>,
+    ) -> Result<(), DeletionError> {
         let reason = match (action, req.and_then(|r| apigw::header(r, "x-audit-reason"))) {
             (AuditAction::Denied, _) | (_, None) => default_reason,
             (_, Some(given)) => given,
@@ -275,14 +308,14 @@ impl Deletion {
         let now = self.clock.now();
         let event = AuditEvent {
             id: uuid::Uuid::new_v4(),
-            chain: AuditChain::Platform,
+            chain,
             at: now,
             actor: actor.to_owned(),
             action,
             route: route.to_owned(),
-            contact: None,
+            contact,
             subject_key: None,
-            detail: request.map(|id| format!("privacy request {id}")),
+            detail,
             reason: reason.chars().take(200).collect(),
             expires_at: audit_expiry(now, DEFAULT_AUDIT_RETENTION_MONTHS),
         };
@@ -299,6 +332,7 @@ impl Deletion {
             jurisdiction: r.jurisdiction,
             tenant: r.tenant.as_ref().map(|t| t.as_str()),
             identifiers: r.subjects.iter().map(|s| s.kind).collect(),
+            rectifies: r.rectify.iter().map(|_| "profile_name").collect(),
             note: r.note.as_deref(),
             received_at: r.received_at,
             due_at: r.due_at,
@@ -432,6 +466,76 @@ impl Deletion {
             });
         }
         tracing::info!(request = %r.id, contacts = commands.len(), "objection carried out as opt-outs");
+        self.stores.privacy_requests.update(&r).await.map_err(store_error)
+    }
+
+    /// An approved rectification: the new profile name on every contact of the subject in the
+    /// request's scope, each change audited in its tenant's chain, and the request complete. The
+    /// request then forgets the name: the contacts hold it.
+    async fn rectify(
+        &self,
+        mut r: PrivacyRequest,
+        actor: &str,
+        route: &'static str,
+        req: &Request,
+    ) -> Result<PrivacyRequest, DeletionError> {
+        let now = self.clock.now();
+        let Some(rectification) = r.rectify.take() else {
+            return Err(DeletionError::Conflict(
+                "the rectification holds no new values: open a new request".to_owned(),
+            ));
+        };
+        let mut contacts: Vec<shared::domain::ContactRef> = Vec::new();
+        for key in r.subject_keys() {
+            for c in self.stores.conversations.find_subject(key).await.map_err(store_error)? {
+                if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) && !contacts.contains(&c) {
+                    contacts.push(c);
+                }
+            }
+        }
+        let mut rectified = 0usize;
+        for c in &contacts {
+            self.audit_in(
+                AuditChain::Tenant(c.tenant.clone()),
+                Some(self.sealer.contact_handle(&c.tenant, &c.contact)),
+                actor,
+                route,
+                AuditAction::Change,
+                Some(format!("privacy request {}: profile name rectified", r.id)),
+                "profile name rectified",
+                Some(req),
+            )
+            .await?;
+            if self
+                .stores
+                .conversations
+                .rectify_profile_name(&c.tenant, &c.contact, &rectification.profile_name, now)
+                .await
+                .map_err(store_error)?
+            {
+                rectified += 1;
+            }
+        }
+        r.timeline.push(TimelineEntry {
+            at: now,
+            event: "rectified".to_owned(),
+            by: actor.to_owned(),
+            reason: Some(if rectified == 0 {
+                "no data found: no contact of the subject in scope".to_owned()
+            } else {
+                format!("profile name rectified on {rectified} contacts")
+            }),
+        });
+        r.status = RequestStatus::Completed;
+        r.closed_at = Some(now);
+        r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+        r.timeline.push(TimelineEntry {
+            at: now,
+            event: "completed".to_owned(),
+            by: actor.to_owned(),
+            reason: None,
+        });
+        tracing::info!(request = %r.id, contacts = rectified, "rectification carried out");
         self.stores.privacy_requests.update(&r).await.map_err(store_error)
     }
 
@@ -608,6 +712,18 @@ impl Deletion {
             // Approving again re-queues the job: the first send was lost, or the job ran out of
             // tries and went to the dead-letter queue. The worker resumes from the stored
             // progress, and the request's version keeps two runs from both writing.
+            // A rectification or objection that failed midway is carried out again: both are
+            // idempotent.
+            (intake::Decision::Approve, RequestStatus::Approved)
+                if !r.erases()
+                    && matches!(
+                        r.kind,
+                        shared::deadline::RequestKind::Rectification | shared::deadline::RequestKind::Objection
+                    ) =>
+            {
+                r.timeline
+                    .push(entry("approved", Some("again: carrying it out".to_owned())));
+            }
             (intake::Decision::Approve, RequestStatus::Approved | RequestStatus::InProgress) if !r.erases() => {
                 return Err(DeletionError::Conflict("the request is already approved".to_owned()));
             }
@@ -626,6 +742,7 @@ impl Deletion {
             }
             (intake::Decision::Reject { reason }, RequestStatus::Received | RequestStatus::Approved) => {
                 r.status = RequestStatus::Rejected;
+                r.rectify = None;
                 r.closed_at = Some(now);
                 r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
                 r.timeline.push(entry("rejected", Some(reason.clone())));
@@ -649,6 +766,9 @@ impl Deletion {
         let mut stored = self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
         if approved && stored.kind == shared::deadline::RequestKind::Objection {
             stored = self.object(stored, actor).await?;
+        }
+        if approved && stored.kind == shared::deadline::RequestKind::Rectification {
+            stored = self.rectify(stored, actor, route, req).await?;
         }
         // Only an approval starts the worker: an extension of an approved request changes its
         // date, not its work.

@@ -79,8 +79,8 @@ async fn a_bad_field_is_named_and_nothing_is_created() {
         (with("kind", json!("portability")), "kind", "a kind that does not exist"),
         (
             with("kind", json!("rectification")),
-            "kind",
-            "a kind not carried out yet",
+            "rectify",
+            "a rectification without its new values",
         ),
         (with("erase", json!(true)), "erase", "erase on an erasure"),
         (with("identifiers", json!([])), "identifiers", "no identifier"),
@@ -117,7 +117,25 @@ async fn a_bad_field_is_named_and_nothing_is_created() {
         (
             with("rectify", json!({"profile_name": "Ana B"})),
             "rectify",
-            "a rectification",
+            "new values on an erasure",
+        ),
+        (
+            {
+                let mut b = with("kind", json!("rectification"));
+                b["rectify"] = json!({"email": "ana@example.com"});
+                b
+            },
+            "rectify.email",
+            "a field that cannot be rectified",
+        ),
+        (
+            {
+                let mut b = with("kind", json!("rectification"));
+                b["rectify"] = json!({"profile_name": "  "});
+                b
+            },
+            "rectify.profile_name",
+            "a blank name",
         ),
         (with("colour", json!("red")), "colour", "an unknown field"),
     ];
@@ -616,6 +634,129 @@ async fn an_objection_opts_the_person_out_everywhere_in_scope_and_erases_only_if
     assert!(
         !contactable("tenant-b", IdentifierKind::Phone, PHONE).await,
         "erased and still suppressed"
+    );
+}
+
+#[tokio::test]
+async fn a_rectification_corrects_the_name_in_scope_audits_it_and_later_messages_keep_it() {
+    let env = Env::new().await;
+    let now = env.clock.now();
+    seed_ana_and_bruno(&env.stores, now, 2).await;
+    let mut body = ana_erasure();
+    body["kind"] = json!("rectification");
+    body["tenant"] = json!("tenant-a");
+    body["rectify"] = json!({"profile_name": " Ana Bertolini "});
+    let (status, created) = create(&env, body.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "received");
+    assert_eq!(created["rectifies"], json!(["profile_name"]));
+    assert!(
+        !created.to_string().contains("Bertolini"),
+        "the view holds no new value: {created}"
+    );
+    let id = created["id"].as_str().expect("id").to_owned();
+    let wa = |id: &str| ContactId::new(Channel::WhatsApp, id).expect("valid");
+    let name = |t: &'static str, c: ContactId| {
+        let stores = env.stores.clone();
+        async move {
+            stores
+                .conversations
+                .get_contact(&tenant(t), &c)
+                .await
+                .expect("get")
+                .expect("stored")
+                .profile_name
+        }
+    };
+    assert_eq!(
+        name("tenant-a", wa(BSUID)).await.as_deref(),
+        Some("Ana"),
+        "nothing before approval"
+    );
+
+    let (status, decided) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "completed", "{decided}");
+    assert_eq!(name("tenant-a", wa(BSUID)).await.as_deref(), Some("Ana Bertolini"));
+    assert_eq!(
+        name("tenant-b", wa("5491155550123")).await.as_deref(),
+        Some("Ana"),
+        "outside the request's tenant"
+    );
+    assert_eq!(
+        name("tenant-a", wa("AR.BRUNO0000000001")).await.as_deref(),
+        Some("Ana"),
+        "Bruno is not the subject"
+    );
+    let stored = env
+        .stores
+        .privacy_requests
+        .get(RequestId::parse(&id).expect("id"))
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(stored.rectify, None, "the closed request forgets the new name");
+
+    // The change is in tenant-a's audit chain, naming the contact by handle only.
+    let trail = env
+        .stores
+        .audit
+        .list(
+            &AuditChain::Tenant(tenant("tenant-a")),
+            &TimeRange::ALL,
+            &PageRequest::first(50),
+        )
+        .await
+        .expect("trail");
+    let change = trail
+        .items
+        .iter()
+        .map(|l| &l.event)
+        .find(|e| {
+            e.detail
+                .as_deref()
+                .is_some_and(|d| d.ends_with("profile name rectified"))
+        })
+        .expect("the rectification is audited in the tenant's chain");
+    assert_eq!(change.action, AuditAction::Change);
+    assert!(change.contact.is_some() && !format!("{change:?}").contains("AR.1234"));
+
+    // Her next message carries the name her app shows; the corrected one stays.
+    seed_contact(
+        &env.stores,
+        "tenant-a",
+        wa(BSUID),
+        vec![link(IdentifierKind::WhatsAppUserId, BSUID)],
+        1,
+        "otra vez",
+        now.plus(time::Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(name("tenant-a", wa(BSUID)).await.as_deref(), Some("Ana Bertolini"));
+
+    // A closed rectification is final; a new one for nobody stored completes with no data found.
+    let (status, _) = decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 409);
+    body["identifiers"] = json!([{"type": "phone", "value": "+5491177770000"}]);
+    let (_, created) = create(&env, body).await;
+    let (_, decided) = decide(
+        &env,
+        created["id"].as_str().expect("id"),
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(decided["status"], "completed", "{decided}");
+    let rectified = decided["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["event"] == "rectified")
+        .expect("rectified entry");
+    assert!(
+        rectified["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("no data found")
     );
 }
 

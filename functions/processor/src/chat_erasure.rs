@@ -83,6 +83,7 @@ impl ChatErasure {
                 .collect(),
             note: None,
             erase: false,
+            rectify: None,
             code,
             now,
             by: "whatsapp chat",

@@ -195,6 +195,15 @@ impl ConversationStore for Unavailable {
     async fn upsert_contact(&self, _: &ContactUpsert) -> Result<WriteOutcome, StoreError> {
         down()
     }
+    async fn rectify_profile_name(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: &str,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        down()
+    }
     async fn get_contact(&self, _: &TenantId, _: &ContactId) -> Result<Option<Contact>, StoreError> {
         down()
     }

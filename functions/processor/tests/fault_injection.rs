@@ -109,6 +109,17 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
     async fn upsert_contact(&self, u: &ContactUpsert) -> Result<WriteOutcome, StoreError> {
         self.faults.call(self.inner.upsert_contact(u), store_down).await
     }
+    async fn rectify_profile_name(
+        &self,
+        t: &TenantId,
+        c: &ContactId,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.faults
+            .call(self.inner.rectify_profile_name(t, c, name, at), store_down)
+            .await
+    }
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
         self.faults.call(self.inner.put_message(m), store_down).await
     }

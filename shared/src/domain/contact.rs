@@ -111,6 +111,10 @@ pub struct Contact {
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub expires_at: Expiry,
+    /// When a rectification request set the profile name: from then on the name Meta sends
+    /// with each event no longer replaces it (policy §7, the right to rectify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_rectified_at: Option<Timestamp>,
 }
 
 // Debug output may end up in a log line: profile names are personal data.
@@ -134,6 +138,7 @@ impl fmt::Debug for Contact {
             .field("profile_name", &self.profile_name.as_ref().map(|_| "<redacted>"))
             .field("identifiers", &self.identifiers)
             .field("last_seen", &self.last_seen)
+            .field("name_rectified_at", &self.name_rectified_at)
             .finish()
     }
 }

@@ -16,8 +16,8 @@ pub use contact::{
 pub use message::{DeliveryState, Direction, Message, MetaMessageId, StatusUpdate};
 pub use optout::{ApplyOutcome, OptOutRecord, OptOutScope, OptOutSource, OptState, supersedes};
 pub use privacy::{
-    ConfirmationCode, Created, ErasureJob, ErasureProgress, NewRequest, PrivacyRequest, Receipt, RequestId,
-    RequestSource, RequestStatus, Subject, TimelineEntry,
+    ConfirmationCode, Created, ErasureJob, ErasureProgress, NewRequest, PrivacyRequest, Receipt, Rectification,
+    RequestId, RequestSource, RequestStatus, Subject, TimelineEntry,
 };
 pub use quarantine::{QuarantineBucket, QuarantineEntry, ReviewPointer};
 pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};

@@ -178,6 +178,18 @@ pub struct Receipt {
     pub notes: Vec<String>,
 }
 
+/// What a rectification sets. Personal data, held only until the request closes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rectification {
+    pub profile_name: String,
+}
+
+impl fmt::Debug for Rectification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Rectification { profile_name: <redacted> }")
+    }
+}
+
 /// A data-subject request. Holds subject keys, never the identifiers the person gave.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivacyRequest {
@@ -195,6 +207,10 @@ pub struct PrivacyRequest {
     /// An objection that asks for erasure as well (policy §7: "plus erasure if asked").
     #[serde(default)]
     pub erase: bool,
+    /// A rectification's new values: the only personal data a request holds, cleared when it
+    /// closes, since the contact then holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rectify: Option<Rectification>,
     pub received_at: Timestamp,
     pub due_at: Timestamp,
     pub closed_at: Option<Timestamp>,
@@ -219,6 +235,7 @@ pub struct NewRequest<'a> {
     pub note: Option<String>,
     /// An objection that asks for erasure too.
     pub erase: bool,
+    pub rectify: Option<Rectification>,
     pub code: ConfirmationCode,
     pub now: Timestamp,
     pub by: &'a str,
@@ -262,6 +279,7 @@ impl PrivacyRequest {
             subjects: n.subjects,
             note: n.note,
             erase: n.erase,
+            rectify: n.rectify,
             received_at: n.now,
             due_at: crate::deadline::due_at(n.jurisdiction, n.kind, n.now),
             closed_at: None,

@@ -106,6 +106,7 @@ fn contact_of(pk: &str, p: &ProfileState) -> Option<Contact> {
         first_seen: p.first_seen,
         last_seen: p.last_seen,
         expires_at: p.expires_at,
+        name_rectified_at: p.name_rectified_at,
     })
 }
 
@@ -164,6 +165,27 @@ impl ConversationStore for EmbeddedConversationStore {
         } else {
             WriteOutcome::Unchanged
         })
+    }
+
+    async fn rectify_profile_name(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut contacts = lock(&self.contacts);
+        let Some(profile) = contacts
+            .get_mut(&keys::contact_pk(tenant, contact))
+            .and_then(|s| s.profile.as_mut())
+            .filter(|p| !p.expires_at.is_expired(now))
+        else {
+            return Ok(false);
+        };
+        profile.profile_name = Some(name.to_owned());
+        profile.name_rectified_at = Some(at);
+        Ok(true)
     }
 
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError> {

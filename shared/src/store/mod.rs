@@ -164,6 +164,15 @@ pub trait ConversationStore: Send + Sync + Debug {
     /// identifiers without rolling the profile back. Links expire with the profile. A contact the
     /// store does not know is first checked against the erasure ledger (`record_erasure`).
     async fn upsert_contact(&self, upsert: &ContactUpsert) -> Result<WriteOutcome, StoreError>;
+    /// Sets a live contact's profile name as a rectification gives it and marks the profile so
+    /// that later events keep that name. False when the contact has no live profile.
+    async fn rectify_profile_name(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Conditional on the Meta message id and event time: a redelivery returns `Unchanged`, and
     /// so does a message unsent before it arrived.
     async fn put_message(&self, message: &Message) -> Result<WriteOutcome, StoreError>;

@@ -18,6 +18,8 @@ pub(crate) struct ProfileState {
     /// index key.
     pub oldest: Timestamp,
     pub expires_at: Expiry,
+    /// Set by a rectification: events no longer rename the contact.
+    pub name_rectified_at: Option<Timestamp>,
 }
 
 /// A profile to write, and which of its links need writing.
@@ -51,13 +53,16 @@ pub(crate) fn rewrite(stored: Option<&ProfileState>, u: &ContactUpsert) -> Optio
                 last_seen: u.seen_at,
                 oldest: u.seen_at,
                 expires_at: u.expires_at,
+                name_rectified_at: None,
             },
             forward: true,
             links: new_links,
         });
     };
     let forward = p.last_seen <= u.seen_at;
-    let renamed = forward && u.profile_name.is_some() && u.profile_name != p.profile_name;
+    // The person's own correction outranks the name their app sends.
+    let takes_name = forward && p.name_rectified_at.is_none() && u.profile_name.is_some();
+    let renamed = takes_name && u.profile_name != p.profile_name;
     let later = u.expires_at > p.expires_at;
     let older = u.seen_at < p.oldest;
     if new_links.is_empty() && !renamed && !later && !older {
@@ -67,9 +72,9 @@ pub(crate) fn rewrite(stored: Option<&ProfileState>, u: &ContactUpsert) -> Optio
     profile.identifiers.extend(new_links.iter().cloned());
     if forward {
         profile.last_seen = u.seen_at;
-        if u.profile_name.is_some() {
-            profile.profile_name.clone_from(&u.profile_name);
-        }
+    }
+    if takes_name {
+        profile.profile_name.clone_from(&u.profile_name);
     }
     profile.expires_at = p.expires_at.max(u.expires_at);
     profile.oldest = p.oldest.min(u.seen_at);
@@ -149,6 +154,28 @@ mod tests {
         .expect("later expiry");
         assert_eq!(moved.links, vec![phone, other], "every link keeps up with the profile");
         assert_eq!(moved.profile.last_seen, next_day);
+    }
+
+    #[test]
+    fn a_rectified_name_is_kept_while_other_fields_still_move() {
+        let t = Timestamp::from_unix_seconds(1_800_000_000);
+        let exp = t.plus(Duration::days(30));
+        let mut p = rewrite(None, &upsert(t, exp, Some("Ana B"), vec![]))
+            .expect("created")
+            .profile;
+        p.profile_name = Some("Ana Bertolini".to_owned());
+        p.name_rectified_at = Some(t);
+        let later = t.plus(Duration::hours(1));
+        assert_eq!(
+            rewrite(Some(&p), &upsert(later, exp, Some("Ana B"), vec![])),
+            None,
+            "the name the rectification replaced does not come back"
+        );
+        let phone = link("+54 9 11 5555-0004");
+        let linked = rewrite(Some(&p), &upsert(later, exp, Some("Ana B"), vec![phone.clone()])).expect("new id");
+        assert_eq!(linked.profile.profile_name.as_deref(), Some("Ana Bertolini"));
+        assert_eq!(linked.profile.identifiers, vec![phone]);
+        assert_eq!(linked.profile.name_rectified_at, Some(t));
     }
 
     #[test]

@@ -36,6 +36,7 @@ conformance!(
     statuses_of_a_contact_are_listed_in_pages,
     the_erasure_ledger_keeps_older_events_of_an_erased_subject_out,
     contact_upsert_merges_identifiers_and_keeps_the_newest_profile,
+    a_rectified_profile_name_outlasts_the_name_later_events_carry,
     opt_out_keeps_the_newest_event_whatever_the_arrival_order,
     opt_out_history_is_complete_after_every_applied_change,
     opt_out_replay_writes_no_second_history_entry,
@@ -695,6 +696,51 @@ async fn contact_upsert_merges_identifiers_and_keeps_the_newest_profile(h: Harne
     );
 }
 
+async fn a_rectified_profile_name_outlasts_the_name_later_events_carry(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("acme"), wa_contact("AR.1008"), h.clock.now());
+    let bsuid = link(IdentifierKind::WhatsAppUserId, "AR.1008");
+    assert!(
+        !conv
+            .rectify_profile_name(&t, &c, "Ana Bertolini", now)
+            .await
+            .expect("rectify"),
+        "no contact, nothing rectified"
+    );
+    conv.upsert_contact(&upsert(&t, &c, Some("Ana B"), vec![bsuid.clone()], now))
+        .await
+        .expect("u");
+    assert!(
+        conv.rectify_profile_name(&t, &c, "Ana Bertolini", now)
+            .await
+            .expect("rectify")
+    );
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!(
+        (got.profile_name.as_deref(), got.name_rectified_at),
+        (Some("Ana Bertolini"), Some(now))
+    );
+    // Her app still sends the old name with every message; a new identifier is still linked.
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-0008");
+    let later = now.plus(Duration::minutes(5));
+    conv.upsert_contact(&upsert(&t, &c, Some("Ana B"), vec![bsuid, phone.clone()], later))
+        .await
+        .expect("u");
+    let got = conv.get_contact(&t, &c).await.expect("get").expect("stored");
+    assert_eq!(got.profile_name.as_deref(), Some("Ana Bertolini"));
+    assert!(got.identifiers.contains(&phone));
+    assert_eq!(got.last_seen, later);
+    assert_eq!(
+        conv.list_contacts(&t, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items[0]
+            .profile_name
+            .as_deref(),
+        Some("Ana Bertolini")
+    );
+}
+
 /// An opt-out record of one person in a tenant; `order_at` is the time changes are ordered by.
 fn opt_out(
     t: &TenantId,
@@ -1143,6 +1189,7 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
             subjects,
             note: None,
             erase: false,
+            rectify: None,
             received_at,
             due_at: deadline::due_at(j, kind, received_at),
             closed_at: None,

@@ -46,6 +46,8 @@ struct ProfileItem {
     first_seen_ms: i64,
     last_seen_ms: i64,
     expires_at: Expiry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_rectified_ms: Option<i64>,
     version: u64,
 }
 
@@ -164,6 +166,7 @@ impl ProfileItem {
             last_seen: Timestamp::from_unix_millis(self.last_seen_ms),
             oldest: Timestamp::from_unix_millis(self.oldest_ms),
             expires_at: self.expires_at,
+            name_rectified_at: self.name_rectified_ms.map(Timestamp::from_unix_millis),
         })
     }
 
@@ -177,6 +180,7 @@ impl ProfileItem {
             first_seen: state.first_seen,
             last_seen: state.last_seen,
             expires_at: state.expires_at,
+            name_rectified_at: state.name_rectified_at,
         })
     }
 
@@ -194,6 +198,7 @@ impl ProfileItem {
             first_seen_ms: p.first_seen.unix_millis(),
             last_seen_ms: p.last_seen.unix_millis(),
             expires_at: p.expires_at,
+            name_rectified_ms: p.name_rectified_at.map(|t| t.unix_millis()),
             version,
         })
     }
@@ -467,6 +472,32 @@ impl ConversationStore for DynamoConversationStore {
         self.table
             .query_page(&spec, page, |i| from_item::<ProfileItem>(i)?.into_contact())
             .await
+    }
+
+    async fn rectify_profile_name(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let pk = keys::contact_pk(tenant, contact);
+        for _ in 0..PROFILE_ATTEMPTS {
+            let now = self.clock.now();
+            let Some((mut item, _)) = self.head(&pk, true).await?.profile else {
+                return Ok(false);
+            };
+            let condition = Expr::new("version = :v AND expires_at > :now")
+                .value(":v", n(item.version as i64))
+                .value(":now", n(now.unix_seconds()));
+            item.profile_name = Some(name.to_owned());
+            item.name_rectified_ms = Some(at.unix_millis());
+            item.version += 1;
+            if let Written::Yes(_) = self.table.put(to_item(&item)?, Some(condition), false).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
     async fn put_message(&self, m: &Message) -> Result<WriteOutcome, StoreError> {
