@@ -135,11 +135,44 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     ] {
         assert_eq!(e.post_webhook(&body).await.0, 200);
     }
+    // An envelope of hers that failed every delivery, as SQS moves it to the dead-letter queue:
+    // the dead-letter function moves it on into quarantine.
+    let dead = shared::meta::envelope::split(
+        &whatsapp(
+            B_PHONE_NUMBER_ID,
+            ANA_WA_ID,
+            None,
+            "wamid.ANA-B-DEAD",
+            now + 420,
+            "hola B otra vez, soy Ana",
+        ),
+        "dead-letter-test",
+        e.stack.clock.now(),
+    )
+    .expect("split")
+    .envelopes;
+    e.stack.queues_by_id["IngestDeadLetterQueue"]
+        .send_batch(&dead)
+        .await
+        .expect("dead letter");
     e.drain().await;
     assert_eq!(e.messages("tenant-a", &format!("whatsapp:{ANA_BSUID}")).await.len(), 2);
     let ana_phone = key_of(IdentifierKind::Phone, ANA_WA_ID);
     let held = e.stack.stores.quarantine.find_subject(&ana_phone).await.expect("find");
-    assert_eq!(held.len(), 1, "the unrouted envelope is findable by her phone");
+    assert_eq!(
+        held.len(),
+        2,
+        "the unrouted and the dead-lettered envelope are findable by her phone"
+    );
+    assert!(
+        held.iter().any(|q| matches!(
+            q.bucket,
+            shared::domain::QuarantineBucket::DeadLettered {
+                source: shared::domain::DeadLetterSource::Ingest
+            }
+        )),
+        "{held:?}"
+    );
 
     let request = json!({
         "kind": "erasure",
@@ -174,7 +207,7 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     assert_eq!(done["status"], "completed", "{done}");
     let receipt = &done["receipt"];
     assert_eq!(receipt["contacts_erased"], 4, "{receipt}");
-    assert_eq!(receipt["erased"]["quarantine"], 1, "{receipt}");
+    assert_eq!(receipt["erased"]["quarantine"], 2, "{receipt}");
     assert!(receipt["verified_at"].is_string(), "{receipt}");
     for (kind, raw) in [
         (IdentifierKind::Phone, ANA_WA_ID),

@@ -186,6 +186,8 @@ pub struct RunningStack {
     pub stores: Stores,
     /// Every queue functions send to, by kind.
     pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
+    /// Every queue of the template, dead-letter queues included, by logical id.
+    pub queues_by_id: BTreeMap<String, Arc<dyn Queue>>,
     pub backend: String,
     /// The emulator tables the stack created (None on the embedded store).
     pub tables: Option<TableNames>,
@@ -234,6 +236,9 @@ async fn consumer(binary: &str, r: &LocalResources) -> Result<Consumer, StackErr
         "processor" => serve(processor::build(r).await?, |h, e| async move { h.handle(e).await }),
         "optout" => serve(optout::build(r)?, |h, e| async move { h.handle(e).await }),
         "erasure" => serve(deletion::erasure::build(r)?, |h, e| async move { h.handle(e).await }),
+        "deadletter" => serve(Arc::new(processor::dead_letter::build(r).await?), |h, e| async move {
+            h.handle(e).await
+        }),
         other => {
             return Err(StackError::Config(format!(
                 "template.yaml has an SQS consumer {other} that the local stack does not run"
@@ -372,6 +377,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         clock,
         stores,
         queues,
+        queues_by_id: all_queues,
         backend,
         tables: table_names,
         options,

@@ -7,6 +7,7 @@
 //! retried.
 
 pub mod chat_erasure;
+pub mod dead_letter;
 
 pub use chat_erasure::ChatErasure;
 

@@ -24,6 +24,33 @@ pub enum QuarantineBucket {
     OptOutReview {
         tenant: TenantId,
     },
+    /// A message that failed every delivery on one of the queues that carry personal data,
+    /// moved here by the dead-letter consumer so an erasure finds it by person.
+    DeadLettered {
+        source: DeadLetterSource,
+    },
+}
+
+/// The queue a dead-lettered message failed on: what the message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterSource {
+    /// A webhook envelope the processor could not store.
+    Ingest,
+    /// An opt-out command the opt-out function could not apply: a STOP not yet honoured.
+    OptOut,
+    /// A reply the sender could not deliver.
+    Outbound,
+}
+
+impl DeadLetterSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::OptOut => "optout",
+            Self::Outbound => "outbound",
+        }
+    }
 }
 
 /// What an opt-out review item holds about a known sender: the subject key of the contact's
@@ -44,8 +71,8 @@ pub struct ReviewPointer {
 }
 
 /// A raw envelope that could not be processed, with the reason. The envelope holds personal data,
-/// which is why it expires after a short period; an opt-out review never expires undecided,
-/// since dropping it would drop a possible STOP.
+/// which is why it expires after a short period; an opt-out review or a dead-lettered opt-out
+/// command never expires undecided, since dropping it would drop a possible STOP.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
     pub id: uuid::Uuid,
@@ -76,7 +103,10 @@ impl QuarantineEntry {
         Self {
             id: uuid::Uuid::from_bytes(id),
             expires_at: match bucket {
-                QuarantineBucket::OptOutReview { .. } => None,
+                QuarantineBucket::OptOutReview { .. }
+                | QuarantineBucket::DeadLettered {
+                    source: DeadLetterSource::OptOut,
+                } => None,
                 _ => Some(quarantine_expiry(received_at)),
             },
             bucket,

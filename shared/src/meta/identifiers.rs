@@ -3,6 +3,7 @@
 //! walk over the JSON collects the fields that carry a person's identifiers in either channel's
 //! payloads, whatever the shape around them.
 
+use crate::domain::{Channel, ContactId};
 use crate::identity::{Identifier, IdentifierKind, SubjectKey, SubjectKeySecret};
 use serde_json::Value;
 
@@ -62,6 +63,23 @@ pub fn subject_keys_in(raw: &str, secret: &SubjectKeySecret) -> Vec<SubjectKey> 
     keys
 }
 
+/// The subject keys a contact's stable id may be under: a WhatsApp stable id is a user id or,
+/// for payloads without one, a phone number (`wa_id`); an Instagram one is the scoped id.
+pub fn contact_keys(contact: &ContactId, secret: &SubjectKeySecret) -> Vec<SubjectKey> {
+    let kinds: &[IdentifierKind] = match contact.channel {
+        Channel::WhatsApp => &[IdentifierKind::WhatsAppUserId, IdentifierKind::Phone],
+        Channel::Instagram => &[IdentifierKind::InstagramId],
+    };
+    let mut keys: Vec<SubjectKey> = kinds
+        .iter()
+        .filter_map(|k| Identifier::parse(*k, &contact.stable_id).ok())
+        .map(|i| secret.subject_key(&i))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +120,19 @@ mod tests {
         ] {
             assert!(got.contains(&k));
         }
+    }
+
+    #[test]
+    fn a_contact_is_found_under_the_key_its_stable_id_was_linked_by() {
+        let bsuid = ContactId::new(Channel::WhatsApp, "AR.1234567890ABCDEF").expect("valid");
+        assert!(contact_keys(&bsuid, &secret()).contains(&key(IdentifierKind::WhatsAppUserId, "AR.1234567890ABCDEF")));
+        let wa_id = ContactId::new(Channel::WhatsApp, "5491155550123").expect("valid");
+        assert!(contact_keys(&wa_id, &secret()).contains(&key(IdentifierKind::Phone, "+54 9 11 5555-0123")));
+        let igsid = ContactId::new(Channel::Instagram, "7012345678901234").expect("valid");
+        assert_eq!(
+            contact_keys(&igsid, &secret()),
+            vec![key(IdentifierKind::InstagramId, "7012345678901234")]
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn quarantine_pk(bucket: &QuarantineBucket) -> String {
         QuarantineBucket::Rejected => "REJECTED".to_owned(),
         QuarantineBucket::Unhandled => "UNHANDLED".to_owned(),
         QuarantineBucket::OptOutReview { tenant } => format!("OPTOUT_REVIEW#{tenant}"),
+        QuarantineBucket::DeadLettered { source } => format!("DEAD_LETTER#{}", source.as_str()),
     }
 }
 

@@ -244,6 +244,44 @@ fn every_source_queue_has_a_dead_letter_queue_with_an_alarm() {
     }
 }
 
+/// The queues whose messages name people: webhook envelopes, opt-out commands, replies.
+const PERSONAL_DATA_QUEUES: &[&str] = &["IngestQueue", "OptOutQueue", "OutboundQueue"];
+
+/// The shortest deadline a request can have (a minor's data: 72 hours).
+const SHORTEST_DEADLINE_SECS: u64 = 72 * 3600;
+
+#[test]
+fn no_copy_of_personal_data_waits_in_sqs_past_the_shortest_deadline() {
+    let t = template();
+    let retention = |q: &str| {
+        t["Resources"][q]["Properties"]["MessageRetentionPeriod"]
+            .as_u64()
+            .unwrap_or(345_600)
+    };
+    let consumers = shared::provision::consumers(TEMPLATE).expect("consumers");
+    for queue in PERSONAL_DATA_QUEUES {
+        let (dlq, _) = get_att(&t["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+            .unwrap_or_else(|| panic!("{queue} has no dead-letter queue"));
+        // SQS keeps the original enqueue time in the dead-letter queue: its retention must be
+        // longer than the source's, or a late failure would be dropped on arrival.
+        assert!(
+            retention(queue) < retention(&dlq),
+            "{queue} keeps messages {} s, its dead-letter queue {dlq} only {} s",
+            retention(queue),
+            retention(&dlq)
+        );
+        assert!(
+            retention(&dlq) < SHORTEST_DEADLINE_SECS,
+            "{dlq} keeps messages {} s, past the 72-hour deadline",
+            retention(&dlq)
+        );
+        assert!(
+            consumers.iter().any(|c| c.queue == dlq && c.binary == "deadletter"),
+            "{dlq} is not consumed by the dead-letter function, which moves its messages into quarantine"
+        );
+    }
+}
+
 #[test]
 fn every_table_is_recoverable_and_encrypted_with_a_customer_key() {
     let t = template();
