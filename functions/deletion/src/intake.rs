@@ -285,3 +285,28 @@ pub fn parse_decision(
         None => Err(bad_request("decision", "required: approve, reject or extend")),
     }
 }
+
+/// `{"since": "<RFC 3339>", "reason": "..."}`: the time the restored backup was taken, and why
+/// (a ticket), both required.
+pub fn parse_replay(body: Map<String, Value>, now: Timestamp) -> Result<(Timestamp, String), DeletionError> {
+    if let Some(extra) = body.keys().find(|k| !["since", "reason"].contains(&k.as_str())) {
+        return Err(bad_request(extra, "unknown field"));
+    }
+    let since = string(&body, "since")?
+        .ok_or_else(|| bad_request("since", "required: when the restored backup was taken (RFC 3339)"))?;
+    let since = Timestamp::parse_rfc3339(since).map_err(|_| bad_request("since", "must be an RFC 3339 time"))?;
+    if since > now {
+        return Err(bad_request("since", "must not be in the future"));
+    }
+    let reason = string(&body, "reason")?
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| bad_request("reason", "required: the restore's ticket or case"))?;
+    if reason.chars().count() > MAX_REASON_CHARS || shared::access::may_identify(reason) {
+        return Err(bad_request(
+            "reason",
+            format!("at most {MAX_REASON_CHARS} characters, without an e-mail address or a phone number"),
+        ));
+    }
+    Ok((since, reason.to_owned()))
+}

@@ -205,6 +205,7 @@ impl Deletion {
         let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let route = match (&method, segments.as_slice()) {
             (&http::Method::POST, []) => "POST /admin/privacy-requests",
+            (&http::Method::POST, ["replay"]) => "POST /admin/privacy-requests/replay",
             (&http::Method::GET, []) => "GET /admin/privacy-requests",
             (&http::Method::GET, [_]) => "GET /admin/privacy-requests/{id}",
             (&http::Method::POST, [_, "decision"]) => "POST /admin/privacy-requests/{id}/decision",
@@ -221,6 +222,7 @@ impl Deletion {
         let result = match segments.as_slice() {
             [] if method == http::Method::POST => self.create(req, &actor, route).await,
             [] => self.list_open(req, &actor, route).await,
+            ["replay"] if method == http::Method::POST => self.replay(req, &actor, route).await,
             [id] => self.show(req, &actor, route, id).await,
             [id, "export"] => self.export(req, &actor, route, id).await,
             [id, _] => self.decide(req, &actor, route, id).await,
@@ -537,6 +539,74 @@ impl Deletion {
         });
         tracing::info!(request = %r.id, contacts = rectified, "rectification carried out");
         self.stores.privacy_requests.update(&r).await.map_err(store_error)
+    }
+
+    /// After the conversations were restored from a backup taken at `since`, every erasure
+    /// completed since then is undone: its data and its ledger entries are back. Each one is
+    /// carried out again as a new approved request for the same subjects and scope (a closed
+    /// request is final), which the worker erases, records in the ledger and verifies anew.
+    async fn replay(&self, req: &Request, actor: &str, route: &'static str) -> Result<Response, DeletionError> {
+        let body = apigw::json_object(req).ok_or_else(|| bad_request("body", "must be a JSON object"))?;
+        let (since, reason) = intake::parse_replay(body, self.clock.now())?;
+        self.audit(
+            actor,
+            route,
+            AuditAction::Change,
+            None,
+            "erasures replayed after a restore",
+            Some(req),
+        )
+        .await?;
+        let mut replayed = Vec::new();
+        let mut page = PageRequest::first(100);
+        loop {
+            let found = self
+                .stores
+                .privacy_requests
+                .erasures_closed_since(since, &page)
+                .await
+                .map_err(store_error)?;
+            for done in &found.items {
+                let mut again = PrivacyRequest::new(shared::domain::NewRequest {
+                    kind: done.kind,
+                    source: shared::domain::RequestSource::Operator,
+                    jurisdiction: done.jurisdiction,
+                    tenant: done.tenant.clone(),
+                    subjects: done.subjects.clone(),
+                    note: None,
+                    erase: done.erase,
+                    rectify: None,
+                    code: ConfirmationCode::random(),
+                    now: self.clock.now(),
+                    by: actor,
+                });
+                again.status = RequestStatus::Approved;
+                again.timeline.push(TimelineEntry {
+                    at: self.clock.now(),
+                    event: "approved".to_owned(),
+                    by: actor.to_owned(),
+                    reason: Some(format!(
+                        "replay of erasure {} after a restore to {since}: {reason}",
+                        done.id
+                    )),
+                });
+                let (status, stored) = self.open(again).await?;
+                replayed.push(serde_json::json!({
+                    "of": done.id,
+                    "request": stored.id,
+                    "already_open": status == 200,
+                }));
+            }
+            match found.next {
+                Some(next) => page = PageRequest::after(100, next),
+                None => break,
+            }
+        }
+        tracing::info!(count = replayed.len(), "erasures replayed after a restore");
+        Ok(apigw::json(
+            200,
+            &serde_json::json!({ "since": since, "replayed": replayed }),
+        ))
     }
 
     async fn enqueue(&self, id: RequestId) -> Result<(), DeletionError> {

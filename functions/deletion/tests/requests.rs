@@ -761,6 +761,119 @@ async fn a_rectification_corrects_the_name_in_scope_audits_it_and_later_messages
 }
 
 #[tokio::test]
+async fn erasures_undone_by_a_restore_are_carried_out_again_by_the_replay() {
+    let mut env = Env::new().await;
+    let before = env.clock.now();
+    seed_ana_and_bruno(&env.stores, before, 3).await;
+    let (_, created) = create(&env, ana_erasure()).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+    // An access request completed too: nothing to replay there.
+    let mut access = ana_erasure();
+    access["kind"] = json!("access");
+    let (_, access) = create(&env, access).await;
+    let access_id = access["id"].as_str().expect("id").to_owned();
+    decide(&env, &access_id, json!({"decision": "approve"})).await;
+    env.call(
+        Some(OFFICER),
+        Method::GET,
+        &format!("/admin/privacy-requests/{access_id}/export"),
+        None,
+    )
+    .await;
+
+    // The conversations come back from a backup taken before the erasure, Ana included.
+    env.clock.advance(time::Duration::hours(1));
+    env.restore_conversations();
+    seed_ana_and_bruno(&env.stores, before, 3).await;
+    let phone = link(IdentifierKind::Phone, PHONE).subject_key;
+    assert_eq!(
+        env.stores.conversations.find_subject(&phone).await.expect("find").len(),
+        2
+    );
+
+    let replay = |body: Value| {
+        env.call(
+            Some(OFFICER),
+            Method::POST,
+            "/admin/privacy-requests/replay",
+            Some(body),
+        )
+    };
+    for (body, field, what) in [
+        (json!({"reason": "INC-1"}), "since", "no restore time"),
+        (
+            json!({"since": "yesterday", "reason": "INC-1"}),
+            "since",
+            "a time that is no RFC 3339",
+        ),
+        (
+            json!({"since": "2099-01-01T00:00:00Z", "reason": "INC-1"}),
+            "since",
+            "a time in the future",
+        ),
+        (json!({"since": "2026-12-01T00:00:00Z"}), "reason", "no reason"),
+    ] {
+        let (status, answer) = replay(body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().starts_with(field),
+            "{what}: {answer}"
+        );
+    }
+    let (status, answer) = replay(json!({"since": "2026-12-01T00:00:00Z", "reason": "INC-1 restore"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let replayed = answer["replayed"].as_array().expect("replayed");
+    assert_eq!(replayed.len(), 1, "the erasure, not the access request: {answer}");
+    assert_eq!(replayed[0]["of"], id.as_str());
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+    assert!(
+        env.stores
+            .conversations
+            .find_subject(&phone)
+            .await
+            .expect("find")
+            .is_empty()
+    );
+    assert!(
+        env.stores
+            .conversations
+            .erased_at(&phone)
+            .await
+            .expect("ledger")
+            .is_some(),
+        "the ledger holds her again: redelivered old events stay out"
+    );
+    let again = replayed[0]["request"].as_str().expect("id");
+    let (_, shown) = env
+        .call(
+            Some(OFFICER),
+            Method::GET,
+            &format!("/admin/privacy-requests/{again}"),
+            None,
+        )
+        .await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert!(
+        shown["timeline"]
+            .to_string()
+            .contains(&format!("replay of erasure {id}")),
+        "{shown}"
+    );
+    // Bruno is still there.
+    let bruno = link(IdentifierKind::Phone, "+5491166660000").subject_key;
+    assert_eq!(
+        env.stores.conversations.find_subject(&bruno).await.expect("find").len(),
+        1
+    );
+    // A backup taken after every erasure closed brings nothing back to erase.
+    env.clock.advance(time::Duration::minutes(1));
+    let (_, answer) = replay(json!({"since": env.clock.now().to_string(), "reason": "INC-2"})).await;
+    assert_eq!(answer["replayed"], json!([]), "{answer}");
+}
+
+#[tokio::test]
 async fn decisions_need_reasons_keep_within_the_policy_and_a_closed_request_is_final() {
     let env = Env::new().await;
     let (_, body) = create(&env, ana_erasure()).await;

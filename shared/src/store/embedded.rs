@@ -616,6 +616,25 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
             .collect();
         page_of(sorted, page, &format!("open-due:{}", until.unix_millis()))
     }
+
+    async fn erasures_closed_since(
+        &self,
+        since: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let now = self.clock.now();
+        let sorted = lock(&self.state)
+            .requests
+            .values()
+            .filter(|r| r.status == crate::domain::RequestStatus::Completed && r.erases())
+            .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
+            .filter_map(|r| r.closed_at.filter(|c| *c >= since).map(|c| (c, r)))
+            .map(|(c, r)| (format!("{}#{}", c.sort_key(), r.id), r.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        page_of(sorted, page, &format!("erasures-since:{}", since.unix_millis()))
+    }
 }
 
 #[derive(Debug, Default)]

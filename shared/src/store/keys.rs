@@ -16,6 +16,8 @@ pub const EXPIRES_AT: &str = "expires_at";
 // Index names, as declared in template.yaml.
 pub const CONTACTS_BY_TENANT_INDEX: &str = "contacts-by-tenant";
 pub const OPEN_BY_DUE_INDEX: &str = "open-by-due";
+/// Completed erasures by the time they closed (sparse: `erased` is set only on those).
+pub const ERASURES_BY_CLOSE_INDEX: &str = "erasures-by-close";
 
 // Conversations: one partition per contact, sorted so that one range holds each item kind:
 // messages in event order, statuses, then the contact's head (unsend markers and profile) last.
@@ -136,6 +138,7 @@ pub fn optout_history_sk(event_at: Timestamp, scope: OptOutScope, state: OptStat
 pub const REQUEST_SK: &str = "REQUEST";
 /// Value of the sparse open-requests index key while a request is open.
 pub const OPEN_MARKER: &str = "OPEN";
+pub const ERASED_MARKER: &str = "ERASED";
 
 pub fn request_pk(id: RequestId) -> String {
     format!("REQ#{id}")

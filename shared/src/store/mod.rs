@@ -305,6 +305,13 @@ pub trait PrivacyRequestStore: Send + Sync + Debug {
     async fn update(&self, request: &PrivacyRequest) -> Result<PrivacyRequest, StoreError>;
     /// Open requests due at or before `until`, soonest first.
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
+    /// Completed requests that erased data, closed at or after `since`, oldest first: what a
+    /// restore of the conversations to `since` brought back.
+    async fn erasures_closed_since(
+        &self,
+        since: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError>;
 }
 
 /// Event times to list, both ends included.

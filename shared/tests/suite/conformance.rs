@@ -1283,6 +1283,37 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
     );
     // Its claim is released: the person may ask again.
     assert_eq!(store.create(&again).await.expect("create"), Created::New);
+
+    // What a restore to a time before it would bring back: completed erasures closed since then,
+    // oldest first; not an open one, not a completed access request, not one closed before.
+    let mut access_done = store.get(access_eu.id).await.expect("get").expect("stored");
+    access_done.status = RequestStatus::Completed;
+    access_done.closed_at = Some(now);
+    store.update(&access_done).await.expect("close");
+    let mut later = store.get(one_tenant.id).await.expect("get").expect("stored");
+    later.status = RequestStatus::Completed;
+    later.closed_at = Some(now.plus(Duration::hours(2)));
+    store.update(&later).await.expect("close");
+    let since = |t: Timestamp| {
+        let store = store.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut page = PageRequest::first(1);
+            loop {
+                let got = store.erasures_closed_since(t, &page).await.expect("since");
+                ids.extend(got.items.iter().map(|r| r.id));
+                match got.next {
+                    Some(next) => page = PageRequest::after(1, next),
+                    None => return ids,
+                }
+            }
+        }
+    };
+    assert_eq!(
+        since(now.plus(Duration::hours(-1))).await,
+        vec![erase_ar.id, one_tenant.id]
+    );
+    assert_eq!(since(now.plus(Duration::hours(1))).await, vec![one_tenant.id]);
     h.clock.advance(Duration::days(366 * 5 + 2));
     assert_eq!(
         store.get(erase_ar.id).await.expect("get"),

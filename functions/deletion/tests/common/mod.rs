@@ -70,6 +70,23 @@ impl Env {
         }
     }
 
+    /// The conversations as a restore from a backup leaves them: a table of their own, without
+    /// the erasure ledger of anything done since. Every other table is kept.
+    pub fn restore_conversations(&mut self) {
+        let shared_clock: SharedClock = Arc::new(self.clock.clone());
+        self.stores.conversations = Arc::new(shared::store::embedded::EmbeddedConversationStore::new(
+            shared_clock.clone(),
+        ));
+        self.deletion = Deletion::new(
+            self.stores.clone(),
+            self.queue.clone(),
+            self.optout.clone(),
+            shared_clock,
+            secret(),
+            vec![AppSecret::new(APP_SECRET)],
+        );
+    }
+
     /// The opt-out function on every command queued, as its event source would run it.
     pub async fn apply_opt_outs(&self) -> Vec<shared::optout::command::OptOutCommand> {
         let shared_clock: SharedClock = Arc::new(self.clock.clone());

@@ -197,6 +197,7 @@ impl OptOutStore for DynamoOptOutStore {
             pk: s(pk.clone()),
             sk: Some(SkRange::Prefix(OPTOUT_HISTORY_PREFIX.to_owned())),
             sort_at_most: None,
+            sort_at_least: None,
             hide_expired_at: None,
             scope: format!("optout:{pk}"),
             consistent: true,

@@ -55,6 +55,7 @@ impl PrincipalStore for DynamoPrincipalStore {
             pk: s(PRINCIPALS_PK),
             sk: None,
             sort_at_most: None,
+            sort_at_least: None,
             hide_expired_at: None,
             scope: "principals".to_owned(),
             consistent: true,

@@ -1,7 +1,8 @@
 use super::table::{Expr, QuerySpec, Table, from_item, from_json, key, n, s, to_item, to_json};
 use crate::clock::SharedClock;
+use crate::domain::RequestStatus;
 use crate::domain::{Created, PrivacyRequest, RequestId};
-use crate::store::keys::{self, OPEN_BY_DUE_INDEX, OPEN_MARKER, REQUEST_SK};
+use crate::store::keys::{self, ERASED_MARKER, ERASURES_BY_CLOSE_INDEX, OPEN_BY_DUE_INDEX, OPEN_MARKER, REQUEST_SK};
 use crate::store::{Page, PageRequest, PrivacyRequestStore, StoreError};
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
@@ -28,6 +29,11 @@ struct RequestItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     open: Option<String>,
     due_ms: i64,
+    /// Present only on completed erasures: the sparse index a replay after a restore reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    erased: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    closed_ms: Option<i64>,
     version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<Expiry>,
@@ -41,6 +47,8 @@ impl RequestItem {
             sk: REQUEST_SK.to_owned(),
             open: r.status.is_open().then(|| OPEN_MARKER.to_owned()),
             due_ms: r.due_at.unix_millis(),
+            erased: (r.status == RequestStatus::Completed && r.erases()).then(|| ERASED_MARKER.to_owned()),
+            closed_ms: r.closed_at.map(|t| t.unix_millis()),
             version: r.version,
             expires_at: r.expires_at,
             request: to_json(r)?,
@@ -134,8 +142,32 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             pk: s(OPEN_MARKER),
             sk: None,
             sort_at_most: Some(("due_ms", until.unix_millis())),
+            sort_at_least: None,
             hide_expired_at: None,
             scope: format!("open-due:{}", until.unix_millis()),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
+            .await
+    }
+
+    async fn erasures_closed_since(
+        &self,
+        since: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let spec = QuerySpec {
+            index: Some(ERASURES_BY_CLOSE_INDEX),
+            pk_attr: "erased",
+            pk: s(ERASED_MARKER),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: Some(("closed_ms", since.unix_millis())),
+            hide_expired_at: Some(self.clock.now()),
+            scope: format!("erasures-since:{}", since.unix_millis()),
             consistent: false,
             filter: None,
             newest_first: false,

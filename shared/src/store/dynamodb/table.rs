@@ -195,6 +195,8 @@ pub(crate) struct QuerySpec {
     pub sk: Option<SkRange>,
     /// Upper bound on a numeric index sort key (inclusive).
     pub sort_at_most: Option<(&'static str, i64)>,
+    /// Lower bound on a numeric index sort key (inclusive); with an upper bound, on the same key.
+    pub sort_at_least: Option<(&'static str, i64)>,
     pub hide_expired_at: Option<Timestamp>,
     /// Scope a cursor is bound to.
     pub scope: String,
@@ -402,10 +404,24 @@ impl Table {
                 values.insert(":last".to_owned(), s(last.clone()));
             }
         }
-        if let Some((attr, max)) = spec.sort_at_most {
-            key_cond.push_str(" AND #sort <= :max");
-            names.insert("#sort".to_owned(), attr.to_owned());
-            values.insert(":max".to_owned(), n(max));
+        match (spec.sort_at_least, spec.sort_at_most) {
+            (None, None) => {}
+            (Some((attr, min)), Some((_, max))) => {
+                key_cond.push_str(" AND #sort BETWEEN :min AND :max");
+                names.insert("#sort".to_owned(), attr.to_owned());
+                values.insert(":min".to_owned(), n(min));
+                values.insert(":max".to_owned(), n(max));
+            }
+            (None, Some((attr, max))) => {
+                key_cond.push_str(" AND #sort <= :max");
+                names.insert("#sort".to_owned(), attr.to_owned());
+                values.insert(":max".to_owned(), n(max));
+            }
+            (Some((attr, min)), None) => {
+                key_cond.push_str(" AND #sort >= :min");
+                names.insert("#sort".to_owned(), attr.to_owned());
+                values.insert(":min".to_owned(), n(min));
+            }
         }
         let mut filters = Vec::new();
         if let Some(now) = spec.hide_expired_at {

@@ -138,6 +138,7 @@ impl TenantStore for DynamoTenantStore {
             pk: s(pk.clone()),
             sk: Some(SkRange::Prefix(TENANT_EVENT_PREFIX.to_owned())),
             sort_at_most: None,
+            sort_at_least: None,
             hide_expired_at: None,
             scope: format!("events:{tenant}"),
             consistent: true,
