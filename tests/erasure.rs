@@ -383,3 +383,79 @@ async fn a_deletion_phrase_in_the_chat_erases_the_sender_there_and_replies_with_
     assert_eq!(e.contacts("tenant-b").await.len(), 1, "and only there");
     e.stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_operator_cli_answers_an_access_request_from_the_privacy_mailbox() {
+    use local_stack::privacy_cli::{self, Output};
+    let e = E2e::on_emulators().await;
+    assert_eq!(e.register("tenant-a", &[A_PHONE_NUMBER_ID], &[]).await.0, 201);
+    let now = e.stack.clock.now().unix_seconds();
+    for (wa_id, wamid, text) in [
+        (ANA_WA_ID, "wamid.CLI-ANA", "hola, soy Ana"),
+        (BRUNO_WA_ID, "wamid.CLI-BRUNO", "soy Bruno"),
+    ] {
+        let body = whatsapp(A_PHONE_NUMBER_ID, wa_id, None, wamid, now, text);
+        assert_eq!(e.post_webhook(&body).await.0, 200);
+    }
+    e.drain().await;
+    let cli = |line: String| {
+        let api = e.stack.url();
+        async move {
+            let mut args = vec![
+                "--api".to_owned(),
+                api,
+                "--token".to_owned(),
+                ADMIN.to_owned(),
+                "--ticket".to_owned(),
+                "MAILBOX-1234".to_owned(),
+            ];
+            args.extend(line.split_whitespace().map(str::to_owned));
+            let inv = privacy_cli::parse(args, |_| None).expect("a valid command line");
+            privacy_cli::run(&local_stack::http_client(), &inv, None).await
+        }
+    };
+    let text = |out: Result<Output, String>| match out.expect("the command succeeds") {
+        Output::Text(t) => t,
+        other => panic!("not text: {other:?}"),
+    };
+    let created: Value = serde_json::from_str(&text(
+        cli("create --kind access --id phone=+54911-2345-6789 --source email --jurisdiction ar".into()).await,
+    ))
+    .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let listed = text(cli("list".into()).await);
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&id))
+        .expect("the new request is listed");
+    assert!(
+        row.contains(" 9  access") || row.contains(" 10  access"),
+        "10 calendar days for access in Argentina: {listed}"
+    );
+
+    let early = cli(format!("export {id}")).await.expect_err("not approved yet");
+    assert!(early.starts_with("409"), "{early}");
+    text(cli(format!("decide {id} approve")).await);
+    let Output::Export { bytes, .. } = cli(format!("export {id} --csv")).await.expect("export") else {
+        panic!("an export");
+    };
+    let csv = String::from_utf8(bytes).expect("utf-8");
+    assert!(csv.contains("hola, soy Ana"), "{csv}");
+    assert!(!csv.contains("soy Bruno"), "another person's message: {csv}");
+    let shown: Value = serde_json::from_str(&text(cli(format!("show {id}")).await)).expect("json");
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(text(cli("list".into()).await), "no open privacy requests");
+
+    // The ticket is what the audit trail records as the reason.
+    let (_, trail) = e.admin_get("/admin/audit").await;
+    assert!(
+        trail["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|l| l["event"]["reason"] == "MAILBOX-1234"
+                && l["event"]["route"] == "GET /admin/privacy-requests/{id}/export"),
+        "{trail}"
+    );
+    e.stack.stop().await;
+}

@@ -78,7 +78,7 @@ impl E2e {
             .expect("local stack starts on the emulators");
         Self {
             stack,
-            http: reqwest::Client::new(),
+            http: local_stack::http_client(),
         }
     }
 

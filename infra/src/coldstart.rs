@@ -95,7 +95,7 @@ async fn forward(
 pub async fn proxy(upstream: &str, spent: UpstreamTime) -> std::io::Result<String> {
     let state = Proxy {
         upstream: upstream.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::new(),
+        http: crate::http_client(),
         spent,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -7,6 +7,22 @@
 pub mod coldstart;
 pub mod operator;
 pub mod principals;
+pub mod privacy_cli;
+
+/// An HTTP client builder for the tools and tests: reqwest's TLS is rustls without a built-in
+/// provider (the operator CLI reaches deployed APIs over HTTPS), so ring, which the SDK already
+/// builds, is installed first.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// [`http_client_builder`] with its defaults.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .unwrap_or_else(|e| unreachable!("a default client always builds: {e}"))
+}
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body as LambdaBody;

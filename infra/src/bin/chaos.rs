@@ -876,7 +876,7 @@ async fn run(c: Config) -> Result<bool, String> {
         .and_then(|p| p["maxReceiveCount"].as_u64())
         .unwrap_or(0);
 
-    let http = reqwest::Client::builder()
+    let http = local_stack::http_client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
