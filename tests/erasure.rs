@@ -12,6 +12,19 @@ const ANA_WA_ID: &str = "5491123456789";
 const ANA_BSUID: &str = "AR.13491208655302741918";
 const ANA_IGSID: &str = "7012345678901234";
 const BRUNO_WA_ID: &str = "5491166660000";
+const ANA_USERNAME: &str = "ana.perez.ok";
+const GRAPH_TOKEN: &str = "e2e-instagram-token";
+
+/// The stack's settings for a loopback Graph API holding tenant B's Instagram token.
+fn graph_env(graph: &local_stack::graph_server::GraphServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("GRAPH_API_BASE_URL", graph.base_url()),
+        (
+            "INSTAGRAM_ACCESS_TOKENS",
+            json!({ B_INSTAGRAM: GRAPH_TOKEN }).to_string(),
+        ),
+    ]
+}
 
 fn whatsapp(phone_number_id: &str, wa_id: &str, user_id: Option<&str>, wamid: &str, at: i64, text: &str) -> Vec<u8> {
     let name = if wa_id == ANA_WA_ID {
@@ -60,7 +73,13 @@ fn subject_key(kind: IdentifierKind, raw: &str) -> String {
 
 #[tokio::test]
 async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_and_the_receipt() {
-    let e = E2e::on_emulators().await;
+    // Instagram tells her username to tenant B's account, which is how a request by username
+    // reaches her Instagram conversation.
+    let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
+        .await
+        .expect("graph server");
+    graph.set_username(ANA_IGSID, ANA_USERNAME);
+    let e = E2e::on_emulators_with(&graph_env(&graph)).await;
     assert_eq!(
         e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[A_INSTAGRAM])
             .await
@@ -164,6 +183,25 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
         2,
         "the unrouted and the dead-lettered envelope are findable by her phone"
     );
+    assert_eq!(
+        e.stack
+            .stores
+            .conversations
+            .find_subject(&key_of(IdentifierKind::InstagramUsername, ANA_USERNAME))
+            .await
+            .expect("find")
+            .len(),
+        1,
+        "her Instagram contact is linked to the username the Graph API gave"
+    );
+    assert!(
+        graph
+            .requests()
+            .iter()
+            .all(|r| r.path.ends_with(ANA_IGSID) && r.authorization.as_deref() == Some("Bearer e2e-instagram-token")),
+        "{:?}",
+        graph.requests()
+    );
     assert!(
         held.iter().any(|q| matches!(
             q.bucket,
@@ -180,7 +218,7 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
             {"type": "phone", "value": "+54 9 11 2345-6789"},
             {"type": "phone", "value": "011 15 2345-6789"},
             {"type": "whatsapp_user_id", "value": ANA_BSUID},
-            {"type": "instagram_id", "value": ANA_IGSID},
+            {"type": "instagram_username", "value": "@Ana.Perez.OK"},
         ],
         "source": "email",
         "jurisdiction": "ar",
@@ -254,6 +292,7 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
         subject_key(IdentifierKind::Phone, ANA_WA_ID),
         subject_key(IdentifierKind::WhatsAppUserId, ANA_BSUID),
         subject_key(IdentifierKind::InstagramId, ANA_IGSID),
+        subject_key(IdentifierKind::InstagramUsername, ANA_USERNAME),
     ];
     let tables = e.stack.tables.clone().expect("emulator tables");
     let allowed = [
@@ -264,7 +303,7 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     let mut saw_bruno = false;
     for (table, item) in &items {
         // Phrases, not bare names: base64 in sealed handles could spell a short word by chance.
-        for needle in [ANA_WA_ID, ANA_BSUID, ANA_IGSID, "soy Ana", "Ana P"] {
+        for needle in [ANA_WA_ID, ANA_BSUID, ANA_IGSID, ANA_USERNAME, "soy Ana", "Ana P"] {
             assert!(!item.contains(needle), "{needle} left in {table}: {item}");
         }
         for key in &keys {
@@ -317,6 +356,7 @@ async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_an
     assert_eq!(status, 200);
     assert!(html.contains("Completada"), "{html}");
     e.stack.stop().await;
+    graph.stop().await;
 }
 
 #[tokio::test]
@@ -458,4 +498,91 @@ async fn the_operator_cli_answers_an_access_request_from_the_privacy_mailbox() {
         "{trail}"
     );
     e.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_graph_api_outage_stores_the_message_anyway_and_the_next_one_links_the_username() {
+    let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
+        .await
+        .expect("graph server");
+    graph.set_username(ANA_IGSID, ANA_USERNAME);
+    let e = E2e::on_emulators_with(&graph_env(&graph)).await;
+    assert_eq!(
+        e.register("tenant-b", &[B_PHONE_NUMBER_ID], &[B_INSTAGRAM]).await.0,
+        201
+    );
+    let username = key_of(IdentifierKind::InstagramUsername, ANA_USERNAME);
+    let linked = || async {
+        e.stack
+            .stores
+            .conversations
+            .find_subject(&username)
+            .await
+            .expect("find")
+            .len()
+    };
+    // Instagram's API is down for longer than a lookup's attempts.
+    graph.fail_next(&[503, 503, 503]);
+    let now_ms = e.stack.clock.now().unix_millis();
+    assert_eq!(
+        e.post_webhook(&instagram(B_INSTAGRAM, ANA_IGSID, "aWdfOUT1", now_ms, "hola, soy Ana"))
+            .await
+            .0,
+        200
+    );
+    e.drain().await;
+    assert_eq!(
+        e.messages("tenant-b", &format!("instagram:{ANA_IGSID}")).await.len(),
+        1,
+        "the message is stored without the username"
+    );
+    assert_eq!(linked().await, 0);
+    assert_eq!(
+        graph.requests().len(),
+        3,
+        "asked three times, then gave up for this message"
+    );
+
+    // Her next message asks again, and this time the username is linked.
+    assert_eq!(
+        e.post_webhook(&instagram(B_INSTAGRAM, ANA_IGSID, "aWdfOUT2", now_ms + 1000, "¿están?"))
+            .await
+            .0,
+        200
+    );
+    e.drain().await;
+    assert_eq!(linked().await, 1);
+    assert_eq!(graph.requests().len(), 4);
+
+    // A third message finds it known: no more lookups.
+    assert_eq!(
+        e.post_webhook(&instagram(B_INSTAGRAM, ANA_IGSID, "aWdfOUT3", now_ms + 2000, "gracias"))
+            .await
+            .0,
+        200
+    );
+    e.drain().await;
+    assert_eq!(graph.requests().len(), 4, "the username is known to the process");
+
+    // A username nobody here has: the erasure completes with nothing found.
+    let (_, created) = e
+        .admin_post(
+            "/admin/privacy-requests",
+            &json!({"kind": "erasure", "source": "email",
+                    "identifiers": [{"type": "instagram_username", "value": "someone.else"}]}),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    e.admin_post(
+        &format!("/admin/privacy-requests/{id}/decision"),
+        &json!({"decision": "approve"}),
+    )
+    .await;
+    e.drain().await;
+    let (_, done) = e.admin_get(&format!("/admin/privacy-requests/{id}")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["receipt"]["no_data_found"], true, "{done}");
+    assert_eq!(linked().await, 1, "Ana is untouched");
+    e.stack.stop().await;
+    graph.stop().await;
 }

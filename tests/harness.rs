@@ -54,7 +54,14 @@ pub fn sign(body: &[u8]) -> String {
 impl E2e {
     /// A stack on DynamoDB Local and the SQS server, on a free loopback port.
     pub async fn on_emulators() -> Self {
+        Self::on_emulators_with(&[]).await
+    }
+
+    /// The same, with more environment variables for the stack (a Graph API server, say).
+    pub async fn on_emulators_with(extra: &[(&str, String)]) -> Self {
+        let given = |n: &str| extra.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
         let env = |n: &str| match n {
+            n if given(n).is_some() => given(n),
             "META_APP_SECRET" => Some(APP_SECRET.to_owned()),
             "META_VERIFY_TOKEN" => Some("e2e-verify".to_owned()),
             "LOCAL_PRINCIPALS" => Some(

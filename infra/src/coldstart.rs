@@ -420,6 +420,7 @@ impl Fixture {
             )),
             clock,
             public_base_url: "http://127.0.0.1".to_owned(),
+            graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
         };
         // The bench caller registers the tenant and reads its contacts.
         let bench = shared::access::Principal {

@@ -5,6 +5,7 @@
 //! their endpoints (tables and queues then come from template.yaml).
 
 pub mod coldstart;
+pub mod graph_server;
 pub mod operator;
 pub mod principals;
 pub mod privacy_cli;
@@ -107,6 +108,12 @@ pub struct Options {
     pub dev_fallbacks: Vec<&'static str>,
     /// Who may call the admin routes, by bearer token (`LOCAL_PRINCIPALS`).
     pub principals: Vec<LocalPrincipal>,
+    /// `GRAPH_API_BASE_URL`: where the processor asks Instagram usernames (a loopback test
+    /// server, say); Meta's own by default.
+    pub graph_api_base_url: String,
+    /// `INSTAGRAM_ACCESS_TOKENS`, a JSON object of account id to token; without it no username
+    /// is looked up.
+    pub instagram_access_tokens: Option<serde_json::Value>,
 }
 
 pub fn usage() -> &'static str {
@@ -175,11 +182,22 @@ impl Options {
         if configured.is_none() {
             dev_fallbacks.push(principals::LOCAL_PRINCIPALS);
         }
+        let instagram_access_tokens = env("INSTAGRAM_ACCESS_TOKENS")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                serde_json::from_str(&v)
+                    .map_err(|_| StackError::Usage("INSTAGRAM_ACCESS_TOKENS must be a JSON object".into()))
+            })
+            .transpose()?;
         Ok(Self {
             bind: SocketAddr::new(host, port),
             emulators,
             secrets,
             dev_fallbacks,
+            graph_api_base_url: env(shared::meta::graph::GRAPH_API_BASE_URL)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned()),
+            instagram_access_tokens,
             principals,
         })
     }
@@ -284,7 +302,14 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
                 secrets::SUBJECT_KEY_SECRET,
                 options.secrets[SUBJECT_KEY_SECRET].clone().into(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            options
+                .instagram_access_tokens
+                .clone()
+                .map(|t| (secrets::INSTAGRAM_ACCESS_TOKENS, t)),
+        ),
     );
 
     let specs = provision::queue_specs(TEMPLATE)?;
@@ -351,6 +376,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         secrets: Arc::new(StaticSecrets::new(secrets.clone())),
         clock: store_clock,
         public_base_url: format!("http://{addr}"),
+        graph_api_base_url: options.graph_api_base_url.clone(),
     };
 
     let mut consumers = provision::consumers(TEMPLATE)?;

@@ -254,4 +254,9 @@ impl Resources for AwsResources {
             crate::config::PUBLIC_BASE_URL,
         ))?)
     }
+    fn graph_api_base_url(&self) -> String {
+        (self.lookup)(crate::meta::graph::GRAPH_API_BASE_URL)
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| crate::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned())
+    }
 }

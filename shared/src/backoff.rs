@@ -23,6 +23,14 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The default delays, for at most `max_attempts` waits.
+    pub fn with_attempts(max_attempts: u32) -> Self {
+        Self {
+            max_attempts,
+            ..Self::default()
+        }
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempt
     }

@@ -18,6 +18,9 @@ pub const SECRETS_ARN: &str = "SECRETS_ARN";
 pub const META_APP_SECRET: &str = "meta_app_secret";
 pub const META_VERIFY_TOKEN: &str = "meta_verify_token";
 pub const SUBJECT_KEY_SECRET: &str = "subject_key_secret";
+/// Optional: `{"<Instagram account id>": "<access token>"}`, the tokens the Graph API client asks
+/// Instagram's User Profile API with. An account without one gets no usernames linked.
+pub const INSTAGRAM_ACCESS_TOKENS: &str = "instagram_access_tokens";
 
 /// How long init waits for the secret before it fails (Lambda then retries init).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,6 +134,23 @@ impl SecretValues {
 
     pub fn verify_token(&self) -> Result<String, SecretError> {
         self.string(META_VERIFY_TOKEN).map(str::to_owned)
+    }
+
+    pub fn graph_tokens(&self) -> Result<crate::meta::graph::GraphTokens, SecretError> {
+        let Some(value) = self.values.get(INSTAGRAM_ACCESS_TOKENS) else {
+            return Ok(Default::default());
+        };
+        let Value::Object(map) = value else {
+            return Err(self.malformed(INSTAGRAM_ACCESS_TOKENS, "must be an object of account id to token"));
+        };
+        map.iter()
+            .map(|(account, token)| match token {
+                Value::String(t) if !t.trim().is_empty() => {
+                    Ok((account.clone(), crate::meta::graph::GraphToken::new(t.clone())))
+                }
+                _ => Err(self.malformed(INSTAGRAM_ACCESS_TOKENS, "every token must be a non-empty string")),
+            })
+            .collect()
     }
 
     pub fn subject_key_secret(&self) -> Result<SubjectKeySecret, SecretError> {

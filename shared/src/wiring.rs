@@ -22,6 +22,8 @@ pub enum WiringError {
     Secret(#[from] SecretError),
     #[error("no {0:?} queue is configured")]
     NoQueue(QueueKind),
+    #[error("{0}")]
+    Graph(String),
 }
 
 /// Everything a handler may be built from.
@@ -38,6 +40,8 @@ pub trait Resources: Send + Sync {
     fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError>;
     /// `https://host` of the public routes, for links given to people.
     fn public_base_url(&self) -> Result<String, WiringError>;
+    /// Where the Meta Graph API is (`GRAPH_API_BASE_URL`, else Meta's own).
+    fn graph_api_base_url(&self) -> String;
 
     /// Every store, for handlers that work across data classes.
     fn stores(&self) -> Stores {
@@ -62,6 +66,7 @@ pub struct LocalResources {
     pub secrets: Arc<dyn SecretSource>,
     pub clock: SharedClock,
     pub public_base_url: String,
+    pub graph_api_base_url: String,
 }
 
 impl Resources for LocalResources {
@@ -97,5 +102,8 @@ impl Resources for LocalResources {
     }
     fn public_base_url(&self) -> Result<String, WiringError> {
         Ok(crate::config::public_base_url(Some(self.public_base_url.clone()))?)
+    }
+    fn graph_api_base_url(&self) -> String {
+        self.graph_api_base_url.clone()
     }
 }

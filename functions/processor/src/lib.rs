@@ -15,9 +15,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
 use shared::domain::*;
-use shared::identity::{Identifier, SubjectKey, SubjectKeySecret};
+use shared::identity::{Identifier, IdentifierKind, SubjectKey, SubjectKeySecret};
 use shared::meta::envelope::Envelope;
 use shared::meta::events::{self, Context, Event, OptOutSignal, RawIdentifier, Seen};
+use shared::meta::graph::{GraphClient, GraphError, ProfileResolver};
 use shared::optout::command::{CommandAction, OptOutCommand};
 use shared::optout::keywords::{self, TenantKeywords};
 use shared::queue::{Queue, QueueError};
@@ -65,6 +66,10 @@ pub struct Counts {
     pub erased: u64,
     /// Erasures asked for with a deletion phrase in the chat.
     pub chat_erasures: u64,
+    /// Instagram usernames looked up and linked to their contact.
+    pub usernames_linked: u64,
+    /// Username lookups that failed; the message was stored without one, the next one asks again.
+    pub username_lookups_failed: u64,
 }
 
 impl Counts {
@@ -83,9 +88,11 @@ impl Counts {
         self.unhandled += o.unhandled;
         self.erased += o.erased;
         self.chat_erasures += o.chat_erasures;
+        self.usernames_linked += o.usernames_linked;
+        self.username_lookups_failed += o.username_lookups_failed;
     }
 
-    fn metrics(&self) -> [(&'static str, u64); 14] {
+    fn metrics(&self) -> [(&'static str, u64); 16] {
         [
             ("MessagesStored", self.stored),
             ("Duplicates", self.duplicates),
@@ -101,6 +108,8 @@ impl Counts {
             ("Unhandled", self.unhandled),
             ("ErasedEventsDropped", self.erased),
             ("ChatErasures", self.chat_erasures),
+            ("UsernamesLinked", self.usernames_linked),
+            ("UsernameLookupsFailed", self.username_lookups_failed),
         ]
     }
 }
@@ -134,6 +143,45 @@ pub struct Processor {
     /// Deletion phrases written in the chat; without it (handlers built for other tests) such a
     /// message is stored like any other.
     chat_erasure: Option<ChatErasure>,
+    /// Who an Instagram-scoped id is; without it no username is linked.
+    usernames: Option<Usernames>,
+}
+
+/// The Instagram usernames of the contacts writing, from the Graph API: asked when a contact
+/// writes and its username is not known to this process yet, so an erasure by username finds
+/// them. Answers are kept for the life of the process (the profile holds the link for good).
+#[derive(Clone, Debug)]
+struct Usernames {
+    resolver: Arc<dyn ProfileResolver>,
+    /// (account, Instagram-scoped id) -> username.
+    known: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>,
+}
+
+/// Past this many entries the cache starts over, so a long-lived process stays small.
+const MAX_KNOWN_USERNAMES: usize = 10_000;
+
+impl Usernames {
+    async fn lookup(&self, account: &str, igsid: &str) -> Result<Option<String>, GraphError> {
+        let key = (account.to_owned(), igsid.to_owned());
+        let cached = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(u) = cached {
+            return Ok(Some(u));
+        }
+        let found = self.resolver.instagram_username(account, igsid).await?;
+        if let Some(u) = &found {
+            let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if known.len() >= MAX_KNOWN_USERNAMES {
+                known.clear();
+            }
+            known.insert(key, u.clone());
+        }
+        Ok(found)
+    }
 }
 
 /// The message a review item is about.
@@ -148,6 +196,8 @@ enum Reviewed<'a> {
 struct Origin<'a> {
     request_id: &'a str,
     received_at: Timestamp,
+    /// The receiving account, when the envelope was readable.
+    account: Option<&'a ChannelAccount>,
 }
 
 /// The processor from its resources: the stores, the opt-out queue and the subject-key secret.
@@ -169,7 +219,13 @@ pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
         &r.public_base_url()?,
         &secret,
     );
-    Ok(Processor::new(stores, secret, r.clock(), optout).with_chat_erasure(chat_erasure))
+    let processor = Processor::new(stores, secret, r.clock(), optout).with_chat_erasure(chat_erasure);
+    let tokens = r.secrets()?.fetch().await?.graph_tokens()?;
+    if tokens.is_empty() {
+        return Ok(processor);
+    }
+    let graph = GraphClient::new(&r.graph_api_base_url(), tokens).map_err(|e| WiringError::Graph(e.to_string()))?;
+    Ok(processor.with_profile_resolver(Arc::new(graph)))
 }
 
 impl Processor {
@@ -192,7 +248,54 @@ impl Processor {
             clock,
             optout_queue,
             chat_erasure: None,
+            usernames: None,
         }
+    }
+
+    /// Instagram contacts get their username linked, from `resolver`.
+    pub fn with_profile_resolver(mut self, resolver: Arc<dyn ProfileResolver>) -> Self {
+        self.usernames = Some(Usernames {
+            resolver,
+            known: Arc::default(),
+        });
+        self
+    }
+
+    /// `upsert` with the Instagram sender's username linked when the Graph API tells it. Never
+    /// fails: a lookup that does not answer leaves the message to be stored without it.
+    async fn with_username(
+        &self,
+        mut upsert: ContactUpsert,
+        account: &ChannelAccount,
+        direction: Direction,
+        counts: &mut Counts,
+    ) -> ContactUpsert {
+        let Some(usernames) = &self.usernames else {
+            return upsert;
+        };
+        let known = upsert
+            .identifiers
+            .iter()
+            .any(|l| l.identifier.kind() == IdentifierKind::InstagramUsername);
+        if upsert.contact.channel != Channel::Instagram || direction != Direction::Inbound || known {
+            return upsert;
+        }
+        match usernames.lookup(&account.account_id, &upsert.contact.stable_id).await {
+            Ok(Some(name)) => match Identifier::parse(IdentifierKind::InstagramUsername, &name) {
+                Ok(id) => {
+                    upsert.identifiers.push(LinkedIdentifier::new(&self.secret, id));
+                    counts.usernames_linked += 1;
+                }
+                Err(_) => counts.username_lookups_failed += 1,
+            },
+            Ok(None) => {}
+            Err(GraphError::NoToken) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Instagram username lookup failed; the message is stored without it");
+                counts.username_lookups_failed += 1;
+            }
+        }
+        upsert
     }
 
     /// Deletion phrases in the chat open erasures through `chat`.
@@ -250,6 +353,7 @@ impl Processor {
                 let origin = Origin {
                     request_id: "unknown",
                     received_at: self.clock.now(),
+                    account: None,
                 };
                 self.reject(&origin, "not an envelope", &e, body, &mut counts).await?;
                 return Ok(counts);
@@ -258,6 +362,7 @@ impl Processor {
         let origin = Origin {
             request_id: &envelope.request_id,
             received_at: envelope.received_at,
+            account: Some(&envelope.account),
         };
         let Some(tenant) = self.tenants.tenant_for(&envelope.account).await? else {
             self.hold_unrouted(&envelope, &origin, body, &mut counts).await?;
@@ -301,7 +406,10 @@ impl Processor {
                 review,
                 erasure,
             } => {
-                let upsert = self.contact(tenant, &seen, origin, counts).await?;
+                let mut upsert = self.contact(tenant, &seen, origin, counts).await?;
+                if let Some(account) = origin.account {
+                    upsert = self.with_username(upsert, account, direction, counts).await;
+                }
                 match serde_json::from_str(content.get()) {
                     Ok(value) => {
                         let message = Message {
@@ -646,6 +754,7 @@ impl Processor {
         let keyed = Origin {
             request_id: origin.request_id,
             received_at: sent_at.map_or(origin.received_at, |at| at.min(origin.received_at)),
+            account: origin.account,
         };
         tracing::warn!(request_id = %origin.request_id, kind = "opt-out keyword inside a longer message", "item quarantined");
         self.hold_naming(

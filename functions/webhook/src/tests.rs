@@ -386,6 +386,7 @@ async fn build_names_the_missing_secret_key() {
         ))),
         clock: Arc::new(shared::clock::SystemClock),
         public_base_url: "http://127.0.0.1".to_owned(),
+        graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
     };
     let err = build(&stack).await.expect_err("no verify token");
     assert!(err.to_string().contains(META_VERIFY_TOKEN), "{err}");

@@ -52,6 +52,7 @@ fn resources(source: Arc<dyn SecretSource>) -> LocalResources {
         secrets: source,
         clock,
         public_base_url: "http://127.0.0.1".to_owned(),
+        graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
     }
 }
 
