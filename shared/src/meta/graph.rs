@@ -4,9 +4,11 @@
 //! person asks to be deleted by their username: linking the username when a contact writes is
 //! what lets an erasure by username find them.
 //!
-//! HTTPS over rustls on ring with the Mozilla roots compiled in (Meta's endpoints do not chain to
-//! the Amazon roots the SDK clients trust). Tokens go in the `Authorization` header, never in the
-//! URL, and never into a log line or an error.
+//! HTTPS over rustls on ring, trusting the system's roots (Meta's endpoints do not chain to the
+//! Amazon roots the SDK clients trust). They are read at the first lookup, not at init: reading
+//! the store is most of a cold start's own work, and most envelopes are not Instagram messages.
+//! Tokens go in the `Authorization` header, never in the URL, and never into a log line or an
+//! error.
 
 use crate::backoff::Backoff;
 use async_trait::async_trait;
@@ -77,7 +79,7 @@ pub trait ProfileResolver: Send + Sync + fmt::Debug {
 pub struct GraphClient {
     base: String,
     tokens: GraphTokens,
-    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    http: tokio::sync::OnceCell<Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -108,7 +110,22 @@ impl GraphClient {
                 "{GRAPH_API_BASE_URL} must be https:// (or http:// on loopback for a test server)"
             )));
         }
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Ok(Self {
+            base,
+            tokens,
+            http: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn connect() -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>, GraphError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            return Err(GraphError::Config(
+                "no trusted root certificates on this system".to_owned(),
+            ));
+        }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| GraphError::Config(e.to_string()))?
@@ -122,11 +139,7 @@ impl GraphClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Self {
-            base,
-            tokens,
-            http: Client::builder(TokioExecutor::new()).build(https),
-        })
+        Ok(Client::builder(TokioExecutor::new()).build(https))
     }
 
     async fn once(&self, token: &GraphToken, igsid: &str) -> Result<Option<String>, GraphError> {
@@ -136,8 +149,8 @@ impl GraphClient {
             .header("accept", "application/json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| GraphError::Config(e.to_string()))?;
-        let response = self
-            .http
+        let http = self.http.get_or_try_init(|| async { Self::connect() }).await?;
+        let response = http
             .request(request)
             .await
             .map_err(|e| GraphError::Retryable(format!("request failed: {e}")))?;
