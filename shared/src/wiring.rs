@@ -22,8 +22,6 @@ pub enum WiringError {
     Secret(#[from] SecretError),
     #[error("no {0:?} queue is configured")]
     NoQueue(QueueKind),
-    #[error("{0}")]
-    Graph(String),
 }
 
 /// Everything a handler may be built from.

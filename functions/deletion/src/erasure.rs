@@ -15,7 +15,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
-use shared::domain::{PrivacyRequest, ReachedContact, Receipt, RequestStatus, TimelineEntry};
+use shared::domain::{
+    DeadLetterSource, PrivacyRequest, QuarantineBucket, ReachedContact, Receipt, RequestStatus, TimelineEntry,
+};
 use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
@@ -73,6 +75,9 @@ pub struct ErasureWorker {
     quarantine: Arc<dyn QuarantineStore>,
     requests: Arc<dyn PrivacyRequestStore>,
     queue: Arc<dyn Queue>,
+    /// Where a dead-lettered STOP of the person goes before its quarantine entry is erased: the
+    /// opt-out must be honoured, not erased with their data.
+    optout: Arc<dyn Queue>,
     clock: SharedClock,
     max_batches: usize,
 }
@@ -80,7 +85,12 @@ pub struct ErasureWorker {
 /// The worker from its resources: the conversations and requests stores and its own queue
 /// (continuations go back on it).
 pub fn build(r: &impl Resources) -> Result<ErasureWorker, WiringError> {
-    Ok(ErasureWorker::new(&r.stores(), r.queue(QueueKind::Erasure)?, r.clock()))
+    Ok(ErasureWorker::new(
+        &r.stores(),
+        r.queue(QueueKind::Erasure)?,
+        r.queue(QueueKind::OptOut)?,
+        r.clock(),
+    ))
 }
 
 fn digest(key: &shared::identity::SubjectKey) -> String {
@@ -88,12 +98,13 @@ fn digest(key: &shared::identity::SubjectKey) -> String {
 }
 
 impl ErasureWorker {
-    pub fn new(stores: &Stores, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
+    pub fn new(stores: &Stores, queue: Arc<dyn Queue>, optout: Arc<dyn Queue>, clock: SharedClock) -> Self {
         Self {
             conversations: stores.conversations.clone(),
             quarantine: stores.quarantine.clone(),
             requests: stores.privacy_requests.clone(),
             queue,
+            optout,
             clock,
             max_batches: DEFAULT_MAX_BATCHES,
         }
@@ -184,6 +195,16 @@ impl ErasureWorker {
         let mut held = 0;
         for key in keys {
             for entry in self.quarantine.find_subject(key).await? {
+                // An opt-out command that failed every delivery is a STOP not yet honoured: it
+                // goes back to the opt-out function (which keeps the suppression by subject key
+                // only) before its copy here is erased.
+                if entry.bucket
+                    == (QuarantineBucket::DeadLettered {
+                        source: DeadLetterSource::OptOut,
+                    })
+                {
+                    self.optout.send_batch(std::slice::from_ref(&entry.envelope)).await?;
+                }
                 self.quarantine.delete(&entry).await?;
                 held += 1;
             }

@@ -366,7 +366,16 @@ impl Deletion {
             Some(req),
         )
         .await?;
+        let rectify = request.rectify.clone();
         let (status, stored) = self.open(request).await?;
+        // An open rectification of the same person with other values: decide that one first,
+        // rather than drop what this one asks.
+        if status == 200 && rectify.is_some() && stored.rectify != rectify {
+            return Err(DeletionError::Conflict(format!(
+                "an open rectification of this person asks for other values ({}): decide it first",
+                stored.id
+            )));
+        }
         tracing::info!(request = %stored.id, kind = stored.kind.as_str(), status = stored.status.as_str(), "privacy request received");
         Ok(apigw::json(status, &self.view(req, &stored)))
     }
@@ -559,14 +568,16 @@ impl Deletion {
         .await?;
         let mut replayed = Vec::new();
         let mut page = PageRequest::first(100);
+        // Up to now: the replays this call opens, once the worker closes them, are not found.
+        let until = self.clock.now();
         loop {
             let found = self
                 .stores
                 .privacy_requests
-                .erasures_closed_since(since, &page)
+                .erasures_closed_between(since, until, &page)
                 .await
                 .map_err(store_error)?;
-            for done in &found.items {
+            for done in found.items.iter().filter(|r| r.replay_of.is_none()) {
                 let mut again = PrivacyRequest::new(shared::domain::NewRequest {
                     kind: done.kind,
                     source: shared::domain::RequestSource::Operator,
@@ -581,6 +592,7 @@ impl Deletion {
                     by: actor,
                 });
                 again.status = RequestStatus::Approved;
+                again.replay_of = Some(done.id);
                 again.timeline.push(TimelineEntry {
                     at: self.clock.now(),
                     event: "approved".to_owned(),
@@ -591,10 +603,13 @@ impl Deletion {
                     )),
                 });
                 let (status, stored) = self.open(again).await?;
+                // An open request found instead is reported with its status: one still waiting
+                // for a decision erases nothing until it is approved.
                 replayed.push(serde_json::json!({
                     "of": done.id,
                     "request": stored.id,
                     "already_open": status == 200,
+                    "status": stored.status,
                 }));
             }
             match found.next {

@@ -734,6 +734,24 @@ async fn a_rectification_corrects_the_name_in_scope_audits_it_and_later_messages
     .await;
     assert_eq!(name("tenant-a", wa(BSUID)).await.as_deref(), Some("Ana Bertolini"));
 
+    // A second rectification of her while one is open, with another name, is refused.
+    let mut other = body.clone();
+    other["rectify"] = json!({"profile_name": "Ana Other"});
+    let (_, pending) = create(&env, {
+        let mut b = body.clone();
+        b["rectify"] = json!({"profile_name": "Ana María"});
+        b
+    })
+    .await;
+    let (status, refused) = create(&env, other).await;
+    assert_eq!(status, 409, "{refused}");
+    let pending_id = pending["id"].as_str().expect("id").to_owned();
+    decide(
+        &env,
+        &pending_id,
+        json!({"decision": "reject", "reason": "asked twice"}),
+    )
+    .await;
     // A closed rectification is final; a new one for nobody stored completes with no data found.
     let (status, _) = decide(&env, &id, json!({"decision": "approve"})).await;
     assert_eq!(status, 409);
@@ -867,10 +885,78 @@ async fn erasures_undone_by_a_restore_are_carried_out_again_by_the_replay() {
         env.stores.conversations.find_subject(&bruno).await.expect("find").len(),
         1
     );
+    // Replaying again from the same backup carries out the original again, never the replay.
+    let (_, answer) = replay(json!({"since": "2026-12-01T00:00:00Z", "reason": "INC-1 again"})).await;
+    let again = answer["replayed"].as_array().expect("replayed");
+    assert_eq!(again.len(), 1, "{answer}");
+    assert_eq!(again[0]["of"], id.as_str());
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
     // A backup taken after every erasure closed brings nothing back to erase.
     env.clock.advance(time::Duration::minutes(1));
     let (_, answer) = replay(json!({"since": env.clock.now().to_string(), "reason": "INC-2"})).await;
     assert_eq!(answer["replayed"], json!([]), "{answer}");
+}
+
+#[tokio::test]
+async fn a_dead_lettered_stop_is_honoured_before_the_erasure_deletes_it() {
+    let env = Env::new().await;
+    seed_ana_and_bruno(&env.stores, env.clock.now(), 1).await;
+    // Ana's STOP in tenant-a failed every delivery and was moved into quarantine.
+    let command = shared::optout::command::OptOutCommand {
+        tenant: tenant("tenant-a"),
+        contact: ContactId::new(Channel::WhatsApp, BSUID).expect("valid"),
+        subject_keys: vec![
+            link(IdentifierKind::WhatsAppUserId, BSUID).subject_key,
+            link(IdentifierKind::Phone, PHONE).subject_key,
+        ],
+        action: shared::optout::command::CommandAction::OptOut,
+        scope: shared::domain::OptOutScope::All,
+        source: shared::domain::OptOutSource::Keyword,
+        event_at: env.clock.now(),
+        order_at: env.clock.now(),
+        only_while_opted_out: false,
+        language: None,
+    };
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some("dlq-1".to_owned());
+    record.body = Some(serde_json::to_string(&command).expect("json"));
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    let consumer = processor::dead_letter::DeadLetters::new(
+        env.stores.quarantine.clone(),
+        secret(),
+        std::sync::Arc::new(env.clock.clone()),
+    );
+    assert!(consumer.handle(event).await.batch_item_failures.is_empty());
+    let phone = link(IdentifierKind::Phone, PHONE).subject_key;
+    assert_eq!(env.stores.quarantine.find_subject(&phone).await.expect("find").len(), 1);
+
+    let (_, created) = create(&env, ana_erasure()).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    decide(&env, &id, json!({"decision": "approve"})).await;
+    assert_eq!(env.drain(&env.worker()).await, vec![Outcome::Completed]);
+    assert!(
+        env.stores
+            .quarantine
+            .find_subject(&phone)
+            .await
+            .expect("find")
+            .is_empty(),
+        "its copy is erased with her data"
+    );
+    // The STOP went back to the opt-out function, which now applies it.
+    let applied = env.apply_opt_outs().await;
+    assert_eq!(applied, vec![command]);
+    let check = shared::optout::contactability::check_key(
+        env.stores.opt_outs.as_ref(),
+        env.stores.conversations.as_ref(),
+        &tenant("tenant-a"),
+        &phone,
+        shared::optout::contactability::Purpose::Service,
+    )
+    .await
+    .expect("check");
+    assert!(!check.contactable, "erased and not to be contacted");
 }
 
 #[tokio::test]

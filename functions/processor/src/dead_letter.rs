@@ -14,6 +14,7 @@ use shared::meta::envelope::Envelope;
 use shared::meta::identifiers::{contact_keys, subject_keys_in};
 use shared::optout::command::{OptOutCommand, OutboundReply};
 use shared::store::QuarantineStore;
+use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ pub struct Classified {
     pub subject_keys: Vec<SubjectKey>,
 }
 
-/// Reads a body as each queue's message type in turn; every identifier it names is collected
-/// either way, so even an unreadable body is findable by the people it names.
+/// Reads a body as each queue's message type in turn; every identifier a JSON body names is
+/// collected either way, so a body of no known type is still findable by the people it names.
+/// (One that is not JSON names nobody this can find; it is kept 30 days as rejected.)
 pub fn classify(body: &str, secret: &SubjectKeySecret) -> Classified {
     let mut keys = subject_keys_in(body, secret);
     let source = if let Ok(cmd) = serde_json::from_str::<OptOutCommand>(body) {
@@ -88,6 +90,14 @@ impl DeadLetters {
         let mut moved = [0u64; 4];
         for record in event.records {
             let message_id = record.message_id.clone().unwrap_or_default();
+            // When the message was first sent (SQS keeps it through the move to the dead-letter
+            // queue): part of the entry's key, so a redelivery of the dead letter finds the
+            // same entry rather than adding one.
+            let sent_at = record
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|t| t.parse::<i64>().ok())
+                .map_or_else(|| self.clock.now(), Timestamp::from_unix_millis);
             let body = record.body.unwrap_or_default();
             let found = classify(&body, &self.secret);
             let bucket = found
@@ -95,8 +105,8 @@ impl DeadLetters {
                 .map_or(QuarantineBucket::Rejected, |source| QuarantineBucket::DeadLettered {
                     source,
                 });
-            let entry = QuarantineEntry::new(bucket, reason(found.source).to_owned(), body, self.clock.now())
-                .naming(found.subject_keys);
+            let entry =
+                QuarantineEntry::new(bucket, reason(found.source).to_owned(), body, sent_at).naming(found.subject_keys);
             let source = found.source.map_or("unknown", DeadLetterSource::as_str);
             match self.quarantine.put(&entry).await {
                 Ok(()) => {

@@ -220,12 +220,24 @@ pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
         &secret,
     );
     let processor = Processor::new(stores, secret, r.clock(), optout).with_chat_erasure(chat_erasure);
-    let tokens = r.secrets()?.fetch().await?.graph_tokens()?;
+    // A bad token setting costs the usernames, never the messages: the processor starts anyway.
+    let tokens = match r.secrets()?.fetch().await?.graph_tokens() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "Instagram access tokens unusable; no usernames are looked up");
+            return Ok(processor);
+        }
+    };
     if tokens.is_empty() {
         return Ok(processor);
     }
-    let graph = GraphClient::new(&r.graph_api_base_url(), tokens).map_err(|e| WiringError::Graph(e.to_string()))?;
-    Ok(processor.with_profile_resolver(Arc::new(graph)))
+    match GraphClient::new(&r.graph_api_base_url(), tokens) {
+        Ok(graph) => Ok(processor.with_profile_resolver(Arc::new(graph))),
+        Err(e) => {
+            tracing::error!(error = %e, "Graph API client not configured; no usernames are looked up");
+            Ok(processor)
+        }
+    }
 }
 
 impl Processor {

@@ -33,6 +33,8 @@ fn event(bodies: &[String]) -> SqsEvent {
             let mut m = SqsMessage::default();
             m.message_id = Some(format!("m{i}"));
             m.body = Some(b.clone());
+            m.attributes
+                .insert("SentTimestamp".to_owned(), (1_796_300_000_000 + i as i64).to_string());
             m
         })
         .collect();
@@ -87,13 +89,16 @@ fn bodies(now: Timestamp) -> Vec<String> {
 #[tokio::test]
 async fn each_queues_dead_letters_land_in_quarantine_findable_by_person_and_once() {
     let now = Timestamp::parse_rfc3339("2026-12-03T12:00:00Z").expect("time");
-    let clock: SharedClock = Arc::new(SettableClock::at(now));
+    let settable = SettableClock::at(now);
+    let clock: SharedClock = Arc::new(settable.clone());
     let stores = shared::store::embedded::stores(clock.clone());
     let consumer = DeadLetters::new(stores.quarantine.clone(), secret(), clock);
     let bodies = bodies(now);
+    // The same dead letters delivered again a minute later (the consumer's visibility ran out).
     for _ in 0..2 {
         let response = consumer.handle(event(&bodies)).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        settable.advance(time::Duration::minutes(1));
     }
     let phone = key(IdentifierKind::Phone, WA_ID);
     let held = stores.quarantine.find_subject(&phone).await.expect("find");

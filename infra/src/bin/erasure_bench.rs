@@ -185,7 +185,8 @@ async fn main() {
     let erase_meter = CapacityMeter::default();
     let erase_stores = shared::store::dynamodb::stores(&dynamo, &tables, clock.clone(), &erase_meter);
     let queue = Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(300)));
-    let worker = deletion::erasure::ErasureWorker::new(&erase_stores, queue.clone(), clock.clone());
+    let optout = Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(300)));
+    let worker = deletion::erasure::ErasureWorker::new(&erase_stores, queue.clone(), optout, clock.clone());
     let job = deletion::ErasureJob { request: request.id };
     println!("== erasing");
     let erasing = Instant::now();

@@ -211,6 +211,10 @@ pub struct PrivacyRequest {
     /// closes, since the contact then holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rectify: Option<Rectification>,
+    /// The completed erasure this one carries out again after a restore; a replay is never
+    /// replayed itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<RequestId>,
     pub received_at: Timestamp,
     pub due_at: Timestamp,
     pub closed_at: Option<Timestamp>,
@@ -280,6 +284,7 @@ impl PrivacyRequest {
             note: n.note,
             erase: n.erase,
             rectify: n.rectify,
+            replay_of: None,
             received_at: n.now,
             due_at: crate::deadline::due_at(n.jurisdiction, n.kind, n.now),
             closed_at: None,

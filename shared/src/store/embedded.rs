@@ -617,9 +617,10 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
         page_of(sorted, page, &format!("open-due:{}", until.unix_millis()))
     }
 
-    async fn erasures_closed_since(
+    async fn erasures_closed_between(
         &self,
         since: Timestamp,
+        until: Timestamp,
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError> {
         let now = self.clock.now();
@@ -628,12 +629,16 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
             .values()
             .filter(|r| r.status == crate::domain::RequestStatus::Completed && r.erases())
             .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
-            .filter_map(|r| r.closed_at.filter(|c| *c >= since).map(|c| (c, r)))
+            .filter_map(|r| r.closed_at.filter(|c| (since..=until).contains(c)).map(|c| (c, r)))
             .map(|(c, r)| (format!("{}#{}", c.sort_key(), r.id), r.clone()))
             .collect::<BTreeMap<_, _>>()
             .into_iter()
             .collect();
-        page_of(sorted, page, &format!("erasures-since:{}", since.unix_millis()))
+        page_of(
+            sorted,
+            page,
+            &format!("erasures-closed:{}:{}", since.unix_millis(), until.unix_millis()),
+        )
     }
 }
 

@@ -305,11 +305,12 @@ pub trait PrivacyRequestStore: Send + Sync + Debug {
     async fn update(&self, request: &PrivacyRequest) -> Result<PrivacyRequest, StoreError>;
     /// Open requests due at or before `until`, soonest first.
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
-    /// Completed requests that erased data, closed at or after `since`, oldest first: what a
-    /// restore of the conversations to `since` brought back.
-    async fn erasures_closed_since(
+    /// Completed requests that erased data, closed from `since` to `until` (both included),
+    /// oldest first: what a restore of the conversations to `since` brought back.
+    async fn erasures_closed_between(
         &self,
         since: Timestamp,
+        until: Timestamp,
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError>;
 }

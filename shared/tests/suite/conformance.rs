@@ -1190,6 +1190,7 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
             note: None,
             erase: false,
             rectify: None,
+            replay_of: None,
             received_at,
             due_at: deadline::due_at(j, kind, received_at),
             closed_at: None,
@@ -1300,7 +1301,10 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
             let mut ids = Vec::new();
             let mut page = PageRequest::first(1);
             loop {
-                let got = store.erasures_closed_since(t, &page).await.expect("since");
+                let got = store
+                    .erasures_closed_between(t, now.plus(Duration::hours(3)), &page)
+                    .await
+                    .expect("since");
                 ids.extend(got.items.iter().map(|r| r.id));
                 match got.next {
                     Some(next) => page = PageRequest::after(1, next),
@@ -1314,6 +1318,20 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
         vec![erase_ar.id, one_tenant.id]
     );
     assert_eq!(since(now.plus(Duration::hours(1))).await, vec![one_tenant.id]);
+    assert!(
+        store
+            .erasures_closed_between(
+                now.plus(Duration::hours(-1)),
+                now.plus(Duration::hours(1)),
+                &PageRequest::first(10)
+            )
+            .await
+            .expect("between")
+            .items
+            .iter()
+            .all(|r| r.id == erase_ar.id),
+        "one closed after the upper end is left out"
+    );
     h.clock.advance(Duration::days(366 * 5 + 2));
     assert_eq!(
         store.get(erase_ar.id).await.expect("get"),

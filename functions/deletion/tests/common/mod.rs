@@ -112,7 +112,12 @@ impl Env {
     }
 
     pub fn worker(&self) -> ErasureWorker {
-        ErasureWorker::new(&self.stores, self.queue.clone(), Arc::new(self.clock.clone()))
+        ErasureWorker::new(
+            &self.stores,
+            self.queue.clone(),
+            self.optout.clone(),
+            Arc::new(self.clock.clone()),
+        )
     }
 
     /// `method path` as `principal` (None: unauthenticated, as the public routes are called).

@@ -154,9 +154,10 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             .await
     }
 
-    async fn erasures_closed_since(
+    async fn erasures_closed_between(
         &self,
         since: Timestamp,
+        until: Timestamp,
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError> {
         let spec = QuerySpec {
@@ -164,10 +165,10 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             pk_attr: "erased",
             pk: s(ERASED_MARKER),
             sk: None,
-            sort_at_most: None,
+            sort_at_most: Some(("closed_ms", until.unix_millis())),
             sort_at_least: Some(("closed_ms", since.unix_millis())),
             hide_expired_at: Some(self.clock.now()),
-            scope: format!("erasures-since:{}", since.unix_millis()),
+            scope: format!("erasures-closed:{}:{}", since.unix_millis(), until.unix_millis()),
             consistent: false,
             filter: None,
             newest_first: false,
