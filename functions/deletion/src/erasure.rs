@@ -21,7 +21,6 @@ use shared::domain::{
 use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
-use shared::retention::{DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, closed_request_expiry};
 use shared::store::{ConversationStore, EraseCursor, PrivacyRequestStore, QuarantineStore, StoreError, Stores};
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
@@ -283,10 +282,7 @@ impl ErasureWorker {
         };
         r.receipt = Some(receipt);
         r.timeline.push(entry(now, "verified", None));
-        r.timeline.push(entry(now, "completed", None));
-        r.status = RequestStatus::Completed;
-        r.closed_at = Some(now);
-        r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
+        r.close(RequestStatus::Completed, now, WORKER, None);
         self.requests.update(&r).await?;
         Ok(Outcome::Completed)
     }

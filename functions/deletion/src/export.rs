@@ -161,14 +161,7 @@ fn contact_export(c: Contact, messages: Vec<Message>, statuses: Vec<StatusUpdate
 /// Everything live about the request's subject, in its tenant scope.
 pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Result<Export, StoreError> {
     let conv = &stores.conversations;
-    let mut found = BTreeSet::new();
-    for key in r.subject_keys() {
-        for c in conv.find_subject(key).await? {
-            if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) {
-                found.insert(c);
-            }
-        }
-    }
+    let found = crate::contacts_in_scope(conv.as_ref(), r).await?;
     // Opt-outs are kept by tenant and subject key: the request's keys in its scope, and every
     // link of every contact found.
     let mut opt_out_keys: BTreeSet<(TenantId, SubjectKey)> = BTreeSet::new();

@@ -24,9 +24,7 @@ use shared::domain::{
 use shared::identity::SubjectKeySecret;
 use shared::meta::signature::AppSecret;
 use shared::queue::Queue;
-use shared::retention::{
-    DEFAULT_AUDIT_RETENTION_MONTHS, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, audit_expiry, closed_request_expiry,
-};
+use shared::retention::{DEFAULT_AUDIT_RETENTION_MONTHS, audit_expiry};
 use shared::store::{PageRequest, StoreError, Stores};
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
@@ -81,6 +79,22 @@ pub(crate) fn store_error(e: StoreError) -> DeletionError {
 }
 
 pub use shared::domain::ErasureJob;
+
+/// The contacts the request's subject keys reach, within its tenant scope, each once.
+pub(crate) async fn contacts_in_scope(
+    conversations: &dyn shared::store::ConversationStore,
+    r: &PrivacyRequest,
+) -> Result<std::collections::BTreeSet<shared::domain::ContactRef>, StoreError> {
+    let mut found = std::collections::BTreeSet::new();
+    for key in r.subject_keys() {
+        for c in conversations.find_subject(key).await? {
+            if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) {
+                found.insert(c);
+            }
+        }
+    }
+    Ok(found)
+}
 
 #[derive(Debug)]
 pub struct Deletion {
@@ -413,41 +427,39 @@ impl Deletion {
     async fn object(&self, mut r: PrivacyRequest, actor: &str) -> Result<PrivacyRequest, DeletionError> {
         let now = self.clock.now();
         let mut commands = Vec::new();
-        for key in r.subject_keys() {
-            for c in self.stores.conversations.find_subject(key).await.map_err(store_error)? {
-                if r.tenant.as_ref().is_some_and(|t| *t != c.tenant) || commands.iter().any(|(seen, _)| *seen == c) {
-                    continue;
-                }
-                let mut keys: Vec<_> = r.subject_keys().cloned().collect();
-                if let Some(contact) = self
-                    .stores
-                    .conversations
-                    .get_contact(&c.tenant, &c.contact)
-                    .await
-                    .map_err(store_error)?
-                {
-                    keys.extend(contact.identifiers.into_iter().map(|l| l.subject_key));
-                }
-                keys.sort();
-                keys.dedup();
-                let command = shared::optout::command::OptOutCommand {
-                    tenant: c.tenant.clone(),
-                    contact: c.contact.clone(),
-                    subject_keys: keys,
-                    action: shared::optout::command::CommandAction::OptOut,
-                    scope: shared::domain::OptOutScope::All,
-                    source: shared::domain::OptOutSource::Operator,
-                    event_at: now,
-                    order_at: now,
-                    only_while_opted_out: false,
-                    language: None,
-                };
-                commands.push((c, command));
+        let reached = contacts_in_scope(self.stores.conversations.as_ref(), &r)
+            .await
+            .map_err(store_error)?;
+        for c in reached {
+            let mut keys: Vec<_> = r.subject_keys().cloned().collect();
+            if let Some(contact) = self
+                .stores
+                .conversations
+                .get_contact(&c.tenant, &c.contact)
+                .await
+                .map_err(store_error)?
+            {
+                keys.extend(contact.identifiers.into_iter().map(|l| l.subject_key));
             }
+            keys.sort();
+            keys.dedup();
+            let command = shared::optout::command::OptOutCommand {
+                tenant: c.tenant.clone(),
+                contact: c.contact.clone(),
+                subject_keys: keys,
+                action: shared::optout::command::CommandAction::OptOut,
+                scope: shared::domain::OptOutScope::All,
+                source: shared::domain::OptOutSource::Operator,
+                event_at: now,
+                order_at: now,
+                only_while_opted_out: false,
+                language: None,
+            };
+            commands.push(command);
         }
         let bodies = commands
             .iter()
-            .map(|(_, c)| shared::queue::to_body(c))
+            .map(shared::queue::to_body)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| DeletionError::Unavailable("the opt-out could not be encoded"))?;
         for chunk in bodies.chunks(10) {
@@ -466,15 +478,7 @@ impl Deletion {
             )),
         });
         if !r.erases() {
-            r.status = RequestStatus::Completed;
-            r.closed_at = Some(now);
-            r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
-            r.timeline.push(TimelineEntry {
-                at: now,
-                event: "completed".to_owned(),
-                by: actor.to_owned(),
-                reason: None,
-            });
+            r.close(RequestStatus::Completed, now, actor, None);
         }
         tracing::info!(request = %r.id, contacts = commands.len(), "objection carried out as opt-outs");
         self.stores.privacy_requests.update(&r).await.map_err(store_error)
@@ -491,19 +495,14 @@ impl Deletion {
         req: &Request,
     ) -> Result<PrivacyRequest, DeletionError> {
         let now = self.clock.now();
-        let Some(rectification) = r.rectify.take() else {
+        let Some(rectification) = r.rectify.clone() else {
             return Err(DeletionError::Conflict(
                 "the rectification holds no new values: open a new request".to_owned(),
             ));
         };
-        let mut contacts: Vec<shared::domain::ContactRef> = Vec::new();
-        for key in r.subject_keys() {
-            for c in self.stores.conversations.find_subject(key).await.map_err(store_error)? {
-                if r.tenant.as_ref().is_none_or(|t| *t == c.tenant) && !contacts.contains(&c) {
-                    contacts.push(c);
-                }
-            }
-        }
+        let contacts = contacts_in_scope(self.stores.conversations.as_ref(), &r)
+            .await
+            .map_err(store_error)?;
         let mut rectified = 0usize;
         for c in &contacts {
             self.audit_in(
@@ -537,15 +536,7 @@ impl Deletion {
                 format!("profile name rectified on {rectified} contacts")
             }),
         });
-        r.status = RequestStatus::Completed;
-        r.closed_at = Some(now);
-        r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
-        r.timeline.push(TimelineEntry {
-            at: now,
-            event: "completed".to_owned(),
-            by: actor.to_owned(),
-            reason: None,
-        });
+        r.close(RequestStatus::Completed, now, actor, None);
         tracing::info!(request = %r.id, contacts = rectified, "rectification carried out");
         self.stores.privacy_requests.update(&r).await.map_err(store_error)
     }
@@ -738,21 +729,13 @@ impl Deletion {
         let now = self.clock.now();
         let export = export::collect(&self.stores, &r, now).await.map_err(store_error)?;
         if r.status != RequestStatus::Completed {
-            r.status = RequestStatus::Completed;
-            r.closed_at = Some(now);
-            r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
             r.timeline.push(TimelineEntry {
                 at: now,
                 event: "exported".to_owned(),
                 by: actor.to_owned(),
                 reason: None,
             });
-            r.timeline.push(TimelineEntry {
-                at: now,
-                event: "completed".to_owned(),
-                by: actor.to_owned(),
-                reason: None,
-            });
+            r.close(RequestStatus::Completed, now, actor, None);
             self.stores.privacy_requests.update(&r).await.map_err(store_error)?;
         }
         tracing::info!(request = %r.id, contacts = export.contacts.len(), csv, "privacy request exported");
@@ -826,11 +809,7 @@ impl Deletion {
                 return Ok(apigw::json(200, &self.view(req, &r)));
             }
             (intake::Decision::Reject { reason }, RequestStatus::Received | RequestStatus::Approved) => {
-                r.status = RequestStatus::Rejected;
-                r.rectify = None;
-                r.closed_at = Some(now);
-                r.expires_at = Some(closed_request_expiry(now, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS));
-                r.timeline.push(entry("rejected", Some(reason.clone())));
+                r.close(RequestStatus::Rejected, now, actor, Some(reason.clone()));
             }
             (intake::Decision::Reject { .. }, RequestStatus::InProgress) => {
                 return Err(DeletionError::Conflict("the erasure is already running".to_owned()));

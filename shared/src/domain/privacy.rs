@@ -296,6 +296,25 @@ impl PrivacyRequest {
         }
     }
 
+    /// Closes the request as `status`, by `by`: final from now on, kept for the limitation
+    /// period, and without the new values a rectification held (the contacts hold them now, or
+    /// nobody does).
+    pub fn close(&mut self, status: RequestStatus, at: Timestamp, by: &str, reason: Option<String>) {
+        self.status = status;
+        self.rectify = None;
+        self.closed_at = Some(at);
+        self.expires_at = Some(crate::retention::closed_request_expiry(
+            at,
+            crate::retention::DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS,
+        ));
+        self.timeline.push(TimelineEntry {
+            at,
+            event: status.as_str().to_owned(),
+            by: by.to_owned(),
+            reason,
+        });
+    }
+
     pub fn subject_keys(&self) -> impl Iterator<Item = &SubjectKey> {
         self.subjects.iter().map(|s| &s.key)
     }
