@@ -15,15 +15,22 @@ const BRUNO_WA_ID: &str = "5491166660000";
 const ANA_USERNAME: &str = "ana.perez.ok";
 const GRAPH_TOKEN: &str = "e2e-instagram-token";
 
-/// The stack's settings for a loopback Graph API holding tenant B's Instagram token.
-fn graph_env(graph: &local_stack::graph_server::GraphServer) -> Vec<(&'static str, String)> {
-    vec![
+/// A loopback Graph API that knows Ana's username and holds tenant B's Instagram token, and a
+/// stack that asks it.
+async fn stack_with_graph_knowing_ana() -> (local_stack::graph_server::GraphServer, E2e) {
+    let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
+        .await
+        .expect("graph server");
+    graph.set_username(ANA_IGSID, ANA_USERNAME);
+    let env = [
         ("GRAPH_API_BASE_URL", graph.base_url()),
         (
             "INSTAGRAM_ACCESS_TOKENS",
             json!({ B_INSTAGRAM: GRAPH_TOKEN }).to_string(),
         ),
-    ]
+    ];
+    let e = E2e::on_emulators_with(&env).await;
+    (graph, e)
 }
 
 fn whatsapp(phone_number_id: &str, wa_id: &str, user_id: Option<&str>, wamid: &str, at: i64, text: &str) -> Vec<u8> {
@@ -75,11 +82,7 @@ fn subject_key(kind: IdentifierKind, raw: &str) -> String {
 async fn one_erasure_request_leaves_nothing_of_the_person_but_the_suppression_and_the_receipt() {
     // Instagram tells her username to tenant B's account, which is how a request by username
     // reaches her Instagram conversation.
-    let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
-        .await
-        .expect("graph server");
-    graph.set_username(ANA_IGSID, ANA_USERNAME);
-    let e = E2e::on_emulators_with(&graph_env(&graph)).await;
+    let (graph, e) = stack_with_graph_knowing_ana().await;
     assert_eq!(
         e.register("tenant-a", &[A_PHONE_NUMBER_ID, A_WABA], &[A_INSTAGRAM])
             .await
@@ -502,11 +505,7 @@ async fn the_operator_cli_answers_an_access_request_from_the_privacy_mailbox() {
 
 #[tokio::test]
 async fn a_graph_api_outage_stores_the_message_anyway_and_the_next_one_links_the_username() {
-    let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
-        .await
-        .expect("graph server");
-    graph.set_username(ANA_IGSID, ANA_USERNAME);
-    let e = E2e::on_emulators_with(&graph_env(&graph)).await;
+    let (graph, e) = stack_with_graph_knowing_ana().await;
     assert_eq!(
         e.register("tenant-b", &[B_PHONE_NUMBER_ID], &[B_INSTAGRAM]).await.0,
         201
