@@ -202,7 +202,8 @@ struct Origin<'a> {
 
 /// The processor from its resources: the stores, the opt-out queue and the subject-key secret.
 pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
-    let secret = r.secrets()?.fetch().await?.subject_key_secret()?;
+    let values = r.secrets()?.fetch().await?;
+    let secret = values.subject_key_secret()?;
     shared::phone::prepare();
     keywords::prepare();
     let stores = ProcessorStores {
@@ -221,7 +222,7 @@ pub async fn build(r: &impl Resources) -> Result<Processor, WiringError> {
     );
     let processor = Processor::new(stores, secret, r.clock(), optout).with_chat_erasure(chat_erasure);
     // A bad token setting costs the usernames, never the messages: the processor starts anyway.
-    let tokens = match r.secrets()?.fetch().await?.graph_tokens() {
+    let tokens = match values.graph_tokens() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "Instagram access tokens unusable; no usernames are looked up");
