@@ -9,6 +9,7 @@ pub mod audit;
 pub mod aws;
 pub mod backoff;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod deadline;
 pub mod domain;

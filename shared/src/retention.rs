@@ -18,6 +18,26 @@ pub const AUDIT_CHECKPOINT_EXTRA_MONTHS: u32 = 12;
 /// Closed privacy requests and their receipts: the limitation period, unless configured otherwise.
 pub const DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS: u32 = 60;
 
+/// How long after an item's expiry the cleanup leaves it to DynamoDB's TTL, which deletes for
+/// free, before deleting it itself (one write unit per item).
+pub const SWEEP_GRACE: Duration = Duration::hours(48);
+
+/// The newest event time of a tenant's conversation items the retention sweep deletes now:
+/// past retention by more than the grace period, or, when the retention was lowered at
+/// `lowered_at`, anything past the new retention that was stored before then (its stored expiry
+/// is the old one, so TTL would keep it too long). No grace for those.
+pub fn conversation_sweep_cutoff(
+    now: Timestamp,
+    retention: RetentionMonths,
+    lowered_at: Option<Timestamp>,
+) -> Timestamp {
+    let backstop = retention.floor(now.plus(-SWEEP_GRACE));
+    match lowered_at {
+        Some(lowered) => backstop.max(lowered.min(retention.floor(now))),
+        None => backstop,
+    }
+}
+
 /// A tenant's chosen message retention, bounded by the policy's maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
@@ -40,6 +60,12 @@ impl RetentionMonths {
 
     pub fn months(self) -> u8 {
         self.0
+    }
+
+    /// The newest event time past this retention at `now`: reads hide what is at or before it,
+    /// whatever expiry it was stored with, so a lowered retention applies at once.
+    pub fn floor(self, now: Timestamp) -> Timestamp {
+        now.minus_months(u32::from(self.0))
     }
 
     /// Expiry of anything derived from an event at `event_time`.
@@ -113,6 +139,33 @@ mod tests {
         let event = Timestamp::parse_rfc3339("2026-03-15T12:00:00Z").expect("valid");
         let exp = RetentionMonths::MAX.expiry_for(event);
         assert_eq!(exp.as_timestamp().to_string(), "2028-03-15T12:00:00Z");
+    }
+
+    #[test]
+    fn the_sweep_leaves_the_grace_period_to_ttl_unless_retention_was_lowered() {
+        let now = Timestamp::parse_rfc3339("2028-06-10T00:00:00Z").expect("valid");
+        let r24 = RetentionMonths::MAX;
+        // Expired more than 48 hours ago: 24 months and 2 days before now.
+        assert_eq!(
+            conversation_sweep_cutoff(now, r24, None).to_string(),
+            "2026-06-08T00:00:00Z"
+        );
+        // Lowered to 6 months yesterday: everything past the 6 months goes now, no grace.
+        let r6 = RetentionMonths::new(6).expect("valid");
+        let yesterday = now.plus(-Duration::days(1));
+        assert_eq!(
+            conversation_sweep_cutoff(now, r6, Some(yesterday)).to_string(),
+            "2027-12-10T00:00:00Z"
+        );
+        // Lowered 10 hours after an event: what came after the change was stored with the new
+        // expiry, which TTL honours, so the grace applies to it again.
+        let lowered = Timestamp::parse_rfc3339("2027-12-08T10:00:00Z").expect("valid");
+        assert_eq!(conversation_sweep_cutoff(now, r6, Some(lowered)), lowered);
+        let long_ago = Timestamp::parse_rfc3339("2020-01-01T00:00:00Z").expect("valid");
+        assert_eq!(
+            conversation_sweep_cutoff(now, r6, Some(long_ago)),
+            conversation_sweep_cutoff(now, r6, None)
+        );
     }
 
     #[test]

@@ -41,8 +41,18 @@ impl Timestamp {
     /// Calendar months, clamping the day (31 January + 1 month = 28/29 February), because the
     /// policy promises "24 months", not "730 days".
     pub fn plus_months(self, months: u32) -> Self {
+        self.shift_months(months as i32)
+    }
+
+    /// The same calendar arithmetic backwards: the earliest event time still within `months` of
+    /// this instant is `minus_months(months)` (later than it, to be exact).
+    pub fn minus_months(self, months: u32) -> Self {
+        self.shift_months(-(months as i32))
+    }
+
+    fn shift_months(self, months: i32) -> Self {
         let dt = self.to_datetime();
-        let total = dt.year() * 12 + (dt.month() as i32 - 1) + months as i32;
+        let total = dt.year() * 12 + (dt.month() as i32 - 1) + months;
         let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
         let month = Month::try_from(month0 as u8 + 1).unwrap_or(Month::December);
         let last_day = time::util::days_in_month(month, year);
@@ -135,6 +145,7 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2025-01-31T10:00:00Z").expect("valid");
         assert_eq!(t.plus_months(1).to_string(), "2025-02-28T10:00:00Z");
         assert_eq!(t.plus_months(24).to_string(), "2027-01-31T10:00:00Z");
+        assert_eq!(t.minus_months(2).to_string(), "2024-11-30T10:00:00Z");
         assert_eq!(t.plus_months(13).to_string(), "2026-02-28T10:00:00Z");
     }
 

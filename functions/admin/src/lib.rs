@@ -379,8 +379,16 @@ impl Admin {
             Ok(t) => t,
             Err(e) => return store_error(e).into(),
         };
+        let now = self.clock.now();
+        // A shorter retention applies to what is already stored: the sweep needs to know since when.
+        let retention_lowered_at = match &existed {
+            Some(old) if tenant.retention_months < old.retention_months => Some(now),
+            Some(old) => old.retention_lowered_at,
+            None => None,
+        };
         let tenant = Tenant {
             created_at: existed.as_ref().map_or(tenant.created_at, |t| t.created_at),
+            retention_lowered_at,
             ..tenant
         };
         // Audited before the write: registering replays held envelopes (personal data) into it.
@@ -786,6 +794,7 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
         created_at: now,
         optout_keywords,
         optout_button_ids,
+        retention_lowered_at: None,
     })
 }
 

@@ -210,6 +210,7 @@ async fn concurrent_instances_give_consequences_to_winners_only() {
             jurisdiction: Jurisdiction::Ar,
             optout_keywords: Vec::new(),
             optout_button_ids: Vec::new(),
+            retention_lowered_at: None,
             created_at: Timestamp::from_unix_seconds(START),
         })
         .await

@@ -359,6 +359,7 @@ fn tenant() -> Tenant {
         jurisdiction: Jurisdiction::Ar,
         optout_keywords: vec!["chau zoraida".to_owned()],
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
         created_at: Timestamp::from_unix_seconds(0),
     }
 }

@@ -31,6 +31,7 @@ async fn with_tenant(stores: &Stores) -> TenantId {
         jurisdiction: Jurisdiction::Ar,
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");
@@ -255,6 +256,26 @@ impl ConversationStore for Unavailable {
         _: EraseCursor,
         _: usize,
     ) -> Result<EraseCursor, StoreError> {
+        down()
+    }
+    async fn contacts_due(
+        &self,
+        _: &TenantId,
+        _: Timestamp,
+        _: &PageRequest,
+    ) -> Result<Page<shared::store::DueContact>, StoreError> {
+        down()
+    }
+    async fn oldest_item(&self, _: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        down()
+    }
+    async fn sweep_contact(
+        &self,
+        _: &TenantId,
+        _: &ContactId,
+        _: Timestamp,
+        _: usize,
+    ) -> Result<shared::store::SweepOutcome, StoreError> {
         down()
     }
     async fn list_statuses(

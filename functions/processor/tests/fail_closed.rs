@@ -185,6 +185,7 @@ async fn tenant(stores: &Stores) -> TenantId {
         jurisdiction: Jurisdiction::Ar,
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

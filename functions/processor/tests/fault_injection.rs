@@ -188,6 +188,30 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
     async fn erased_at(&self, k: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
         self.faults.call(self.inner.erased_at(k), store_down).await
     }
+    async fn contacts_due(
+        &self,
+        t: &TenantId,
+        cutoff: Timestamp,
+        p: &PageRequest,
+    ) -> Result<Page<shared::store::DueContact>, StoreError> {
+        self.faults
+            .call(self.inner.contacts_due(t, cutoff, p), store_down)
+            .await
+    }
+    async fn oldest_item(&self, t: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        self.faults.call(self.inner.oldest_item(t), store_down).await
+    }
+    async fn sweep_contact(
+        &self,
+        t: &TenantId,
+        c: &ContactId,
+        cutoff: Timestamp,
+        max: usize,
+    ) -> Result<shared::store::SweepOutcome, StoreError> {
+        self.faults
+            .call(self.inner.sweep_contact(t, c, cutoff, max), store_down)
+            .await
+    }
 }
 
 #[async_trait]
@@ -231,6 +255,15 @@ impl TenantStore for Faulty<dyn TenantStore> {
     }
     async fn list_events(&self, t: &TenantId, p: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
         self.faults.call(self.inner.list_events(t, p), store_down).await
+    }
+    async fn list_ids(&self, p: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        self.faults.call(self.inner.list_ids(p), store_down).await
+    }
+    async fn record_job_run(&self, r: &shared::compliance::JobRun) -> Result<(), StoreError> {
+        self.faults.call(self.inner.record_job_run(r), store_down).await
+    }
+    async fn last_job_run(&self, j: shared::compliance::Job) -> Result<Option<shared::compliance::JobRun>, StoreError> {
+        self.faults.call(self.inner.last_job_run(j), store_down).await
     }
 }
 
@@ -408,6 +441,7 @@ async fn run(fail_at: usize, mode: Mode) -> Run {
         jurisdiction: Jurisdiction::Ar,
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

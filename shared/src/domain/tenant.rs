@@ -137,6 +137,17 @@ pub struct Tenant {
     /// Button and quick-reply ids that mean "opt out" in the tenant's templates.
     #[serde(default)]
     pub optout_button_ids: Vec<String>,
+    /// When `retention_months` was last lowered: the sweep deletes what was stored under the
+    /// longer retention at once, without the grace it gives TTL (`retention::conversation_sweep_cutoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_lowered_at: Option<Timestamp>,
+}
+
+impl Tenant {
+    /// The newest event time of this tenant's conversations the retention sweep deletes now.
+    pub fn sweep_cutoff(&self, now: Timestamp) -> Timestamp {
+        crate::retention::conversation_sweep_cutoff(now, self.retention_months, self.retention_lowered_at)
+    }
 }
 
 /// A notification about a tenant's account (template reviews, quality ratings), kept for the

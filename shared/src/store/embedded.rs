@@ -5,13 +5,14 @@
 use super::keys;
 use super::profile::{self, ProfileState};
 use super::{
-    AuditStore, ConversationStore, Cursor, EraseCursor, OptOutStore, Page, PageRequest, PrivacyRequestStore,
-    QuarantineStore, StoreError, Stores, TenantStore, WriteOutcome, check_item_size,
+    AuditStore, ConversationStore, Cursor, DueContact, EraseCursor, OptOutStore, Page, PageRequest,
+    PrivacyRequestStore, QuarantineStore, StoreError, Stores, SweepOutcome, TenantStore, WriteOutcome, check_item_size,
 };
 use super::{PrincipalStore, TimeRange};
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
+use crate::compliance::{Job, JobRun};
 use crate::domain::optout::Expect;
 use crate::domain::{
     ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
@@ -385,6 +386,106 @@ impl ConversationStore for EmbeddedConversationStore {
         Ok(lock(&self.erased).get(key).copied())
     }
 
+    async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError> {
+        let mut sorted: Vec<(String, DueContact)> = lock(&self.contacts)
+            .iter()
+            .filter_map(|(pk, s)| {
+                let p = s.profile.as_ref().filter(|p| p.oldest <= cutoff)?;
+                let (t, contact) = keys::parse_contact_pk(pk)?;
+                (&t == tenant).then(|| {
+                    (
+                        format!("{}#{pk}", p.oldest.sort_key()),
+                        DueContact {
+                            contact,
+                            oldest: p.oldest,
+                        },
+                    )
+                })
+            })
+            .collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        page_of(sorted, page, &format!("due:{tenant}:{}", cutoff.unix_millis()))
+    }
+
+    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        let prefix = format!("{tenant}#");
+        Ok(lock(&self.contacts)
+            .iter()
+            .filter(|(pk, _)| pk.starts_with(&prefix))
+            .filter_map(|(_, s)| s.profile.as_ref().map(|p| p.oldest))
+            .min())
+    }
+
+    async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::contact_pk(tenant, contact);
+        let (first, last) = keys::messages_until(cutoff);
+        let mut contacts = lock(&self.contacts);
+        let Some(state) = contacts.get_mut(&pk) else {
+            return Ok(SweepOutcome {
+                done: true,
+                ..SweepOutcome::default()
+            });
+        };
+        // Messages and tombstones share one key range in DynamoDB: oldest first, across both.
+        let mut due: Vec<String> = state
+            .messages
+            .keys()
+            .chain(state.tombstones.keys())
+            .filter(|k| **k >= first && **k <= last)
+            .cloned()
+            .collect();
+        due.sort();
+        let full = due.len() >= max_items;
+        let mut out = SweepOutcome::default();
+        for k in due.into_iter().take(max_items) {
+            let removed = state.messages.remove(&k).is_some() | state.tombstones.remove(&k).is_some();
+            out.deleted += u64::from(removed);
+        }
+        if full {
+            return Ok(out);
+        }
+        let before = state.statuses.len();
+        state.statuses.retain(|_, st| st.at > cutoff);
+        out.deleted += (before - state.statuses.len()) as u64;
+        let remaining = state
+            .messages
+            .keys()
+            .chain(state.tombstones.keys())
+            .filter_map(|k| keys::message_sk_time(k))
+            .chain(state.statuses.values().map(|st| st.at))
+            .min();
+        out.done = true;
+        match (remaining, state.profile.as_mut()) {
+            (_, None) => {}
+            (Some(oldest), Some(p)) => p.oldest = p.oldest.max(oldest),
+            (None, Some(_)) => {
+                out.deleted += (state.gone.len() + state.links.len() + 1) as u64;
+                state.gone.clear();
+                state.links.clear();
+                state.profile = None;
+                out.contact_gone = true;
+            }
+        }
+        if state.len() == 0 {
+            contacts.remove(&pk);
+        }
+        Ok(out)
+    }
+
     async fn erase_contact_batch(
         &self,
         tenant: &TenantId,
@@ -752,6 +853,7 @@ impl PrincipalStore for EmbeddedPrincipalStore {
 
 #[derive(Debug, Default)]
 struct TenantState {
+    jobs: BTreeMap<Job, JobRun>,
     tenants: BTreeMap<TenantId, Tenant>,
     claims: BTreeMap<ChannelAccount, TenantId>,
     events: BTreeMap<(TenantId, String), TenantEvent>,
@@ -801,6 +903,24 @@ impl TenantStore for EmbeddedTenantStore {
         }
         st.events.insert(k, e.clone());
         Ok(WriteOutcome::Written)
+    }
+
+    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        let sorted = lock(&self.state)
+            .tenants
+            .keys()
+            .map(|t| (t.as_str().to_owned(), t.clone()))
+            .collect();
+        page_of(sorted, page, "tenants")
+    }
+
+    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
+        lock(&self.state).jobs.insert(run.job, run.clone());
+        Ok(())
+    }
+
+    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
+        Ok(lock(&self.state).jobs.get(&job).cloned())
     }
 
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {

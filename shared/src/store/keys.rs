@@ -98,6 +98,21 @@ pub fn original_of(id: &MetaMessageId) -> &str {
     id.as_str().split(EDIT_SEPARATOR).next().unwrap_or(id.as_str())
 }
 
+/// The message keys (tombstones and edits among them) of events at or before `cutoff`, both ends
+/// included: what the retention sweep deletes, oldest first.
+pub fn messages_until(cutoff: Timestamp) -> (String, String) {
+    (
+        MESSAGE_PREFIX.to_owned(),
+        format!("{MESSAGE_PREFIX}{}#~", cutoff.sort_key()),
+    )
+}
+
+/// The event time a message key starts with.
+pub fn message_sk_time(sk: &str) -> Option<Timestamp> {
+    let ms = sk.strip_prefix(MESSAGE_PREFIX)?.split('#').next()?;
+    ms.parse().ok().map(Timestamp::from_unix_millis)
+}
+
 pub fn status_sk(id: &MetaMessageId) -> String {
     format!("{STATUS_PREFIX}{}", id.as_str())
 }
@@ -201,6 +216,13 @@ pub const PRINCIPALS_PK: &str = "PRINCIPALS";
 pub const TENANT_SK: &str = "TENANT";
 pub const ACCOUNT_SK: &str = "ACCOUNT";
 
+/// One item per tenant in this partition (`sk` = the tenant id): the cleanup lists tenants with
+/// one query instead of a Scan of the table.
+pub const TENANT_DIRECTORY_PK: &str = "TENANTS";
+
+/// The scheduled jobs' progress and last results: one item per job, in the tenants table.
+pub const JOBS_PK: &str = "JOBS";
+
 pub fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")
 }
@@ -270,6 +292,18 @@ mod tests {
         keys.sort();
         assert_eq!(keys, [early, late, status_sk(&id), gone_sk(&id), PROFILE_SK.to_owned()]);
         assert!(gone_sk(&id).starts_with(HEAD_PREFIX) && PROFILE_SK.starts_with(HEAD_PREFIX));
+    }
+
+    #[test]
+    fn the_sweep_range_ends_with_the_cutoff_s_messages() {
+        let id = MetaMessageId::new(edit_id("wamid.HBgz-_=", "wamid.e")).expect("valid");
+        let cutoff = Timestamp::from_unix_millis(1_000);
+        let (first, last) = messages_until(cutoff);
+        let at = message_sk(cutoff, &id);
+        let after = message_sk(Timestamp::from_unix_millis(1_001), &id);
+        assert!(first <= at && at <= last && after > last);
+        assert_eq!(message_sk_time(&at), Some(cutoff));
+        assert_eq!(message_sk_time(STATUS_PREFIX), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod profile;
 
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{ChainHead, ChainLink, Checkpoint};
+use crate::compliance::{Job, JobRun};
 use crate::domain::{
     ApplyOutcome, AuditChain, AuditEvent, ChannelAccount, Contact, ContactId, ContactRef, ContactUpsert, Created,
     Message, MetaMessageId, OptOutRecord, OptOutScope, PrivacyRequest, QuarantineBucket, QuarantineEntry,
@@ -154,6 +155,24 @@ pub struct EraseCursor {
     pub done: bool,
 }
 
+/// A contact the retention sweep has work in: its oldest item is at or before the cutoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueContact {
+    pub contact: ContactId,
+    pub oldest: Timestamp,
+}
+
+/// What sweeping one contact did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// Items this call deleted; one another run deleted first is not counted.
+    pub deleted: u64,
+    /// False when `max_items` ran out first: call again.
+    pub done: bool,
+    /// Nothing of the contact was left within retention: its profile and links went too.
+    pub contact_gone: bool,
+}
+
 #[async_trait]
 pub trait ConversationStore: Send + Sync + Debug {
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<Contact>, StoreError>;
@@ -244,6 +263,27 @@ pub trait ConversationStore: Send + Sync + Debug {
     async fn record_erasure(&self, key: &SubjectKey, at: Timestamp) -> Result<(), StoreError>;
     /// When the key's data was last erased.
     async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError>;
+    /// Contacts of the tenant whose oldest item is at or before `cutoff`, oldest first: one query
+    /// on the contacts-by-tenant index, so its cost follows what is due, not the table.
+    async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError>;
+    /// Event time of the tenant's oldest stored item, expired or not (the same index).
+    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError>;
+    /// Deletes up to `max_items` of the contact's messages (tombstones and edits too) and statuses
+    /// from at or before `cutoff`, each on the condition that it still exists, so two sweeps never
+    /// both count an item. Then moves the profile's oldest-item time to what remains or, with
+    /// nothing left, deletes the profile with its links and unsend markers.
+    async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError>;
     /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
     /// index links, expired or not) and returns the cursor advanced by what it deleted. The
     /// profile goes last, at once with its index links (in a batch of its own when they do not
@@ -366,6 +406,11 @@ pub trait TenantStore: Send + Sync + Debug {
     /// Idempotent on the event id.
     async fn record_event(&self, event: &TenantEvent) -> Result<WriteOutcome, StoreError>;
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError>;
+    /// Every registered tenant's id, in id order (a directory partition, not a Scan).
+    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError>;
+    /// Keeps the latest run of a scheduled job (replacing the one before).
+    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError>;
+    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError>;
 }
 
 #[async_trait]

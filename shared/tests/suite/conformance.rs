@@ -57,6 +57,9 @@ conformance!(
     links_live_as_long_as_their_contact,
     nothing_of_an_unsent_message_comes_back,
     items_over_the_item_limit_are_refused_and_nothing_is_written,
+    the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on,
+    the_sweep_works_in_bounded_steps,
+    tenants_are_listed_and_the_last_run_of_each_job_kept,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -1352,6 +1355,7 @@ async fn an_account_belongs_to_one_tenant(h: Harness) {
         jurisdiction: Jurisdiction::Ar,
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
         created_at: h.clock.now(),
     };
     let a = make(
@@ -2186,4 +2190,168 @@ async fn items_over_the_item_limit_are_refused_and_nothing_is_written(h: Harness
         .await
         .expect("list");
     assert!(events.items.is_empty());
+}
+
+async fn the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, now) = (tenant("sweep-a"), h.clock.now());
+    let (a, b) = (wa_contact("AR.2001"), wa_contact("AR.2002"));
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-2001");
+    let day = |d: i64| now.plus(Duration::days(d));
+    for (d, id) in [(0, "wamid.s0"), (1, "wamid.s1"), (10, "wamid.s10")] {
+        let u = upsert(&t, &a, Some("Ana"), vec![phone.clone()], day(d));
+        conv.record_message(&u, &message(&t, &a, id, day(d), "hola"))
+            .await
+            .expect("w");
+    }
+    let u = upsert(&t, &a, None, vec![], day(0));
+    conv.record_status(&u, &status(&t, &a, "wamid.out0", DeliveryState::Read, day(0)))
+        .await
+        .expect("w");
+    let ub = upsert(&t, &b, None, vec![], day(20));
+    conv.record_message(&ub, &message(&t, &b, "wamid.b20", day(20), "hola"))
+        .await
+        .expect("w");
+    // Only the contact with something at or before the cutoff is due, with its oldest item.
+    let due = conv
+        .contacts_due(&t, day(5), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(
+        due.items.iter().map(|d| (&d.contact, d.oldest)).collect::<Vec<_>>(),
+        vec![(&a, day(0))]
+    );
+    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(0)));
+    // Two messages and the status go; the contact stays, with its oldest item moved on.
+    let out = conv.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
+    assert_eq!((out.deleted, out.done, out.contact_gone), (3, true, false));
+    let left = conv
+        .list_messages(&t, &a, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        left.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["wamid.s10"]
+    );
+    assert_eq!(
+        conv.list_statuses(&t, &a, &PageRequest::first(10))
+            .await
+            .expect("st")
+            .items,
+        vec![]
+    );
+    assert!(
+        conv.contacts_due(&t, day(5), &PageRequest::first(10))
+            .await
+            .expect("due")
+            .items
+            .is_empty()
+    );
+    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(10)));
+    // A second, overlapping sweep of the same contact finds nothing to count.
+    let again = conv.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
+    assert_eq!((again.deleted, again.done), (0, true));
+    // Past everything of contact a: its profile and its link go too, and b is due after it.
+    let due = conv
+        .contacts_due(&t, day(30), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(due.items.iter().map(|d| &d.contact).collect::<Vec<_>>(), vec![&a, &b]);
+    let out = conv.sweep_contact(&t, &a, day(30), 100).await.expect("sweep");
+    assert_eq!(
+        (out.deleted, out.done, out.contact_gone),
+        (3, true, true),
+        "a message, the profile, its link"
+    );
+    assert_eq!(conv.get_contact(&t, &a).await.expect("get"), None);
+    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
+    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(20)));
+}
+
+async fn the_sweep_works_in_bounded_steps(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("sweep-b"), wa_contact("AR.2003"), h.clock.now());
+    for i in 0..5 {
+        let at = now.plus(Duration::minutes(i));
+        let u = upsert(&t, &c, None, vec![], at);
+        conv.record_message(&u, &message(&t, &c, &format!("wamid.step{i}"), at, "x"))
+            .await
+            .expect("w");
+    }
+    let keep = now.plus(Duration::days(1));
+    let u = upsert(&t, &c, None, vec![], keep);
+    conv.record_message(&u, &message(&t, &c, "wamid.keep", keep, "x"))
+        .await
+        .expect("w");
+    let cutoff = now.plus(Duration::hours(1));
+    let mut steps = Vec::new();
+    loop {
+        let out = conv.sweep_contact(&t, &c, cutoff, 2).await.expect("sweep");
+        steps.push(out.deleted);
+        if out.done {
+            break;
+        }
+    }
+    assert_eq!(steps.iter().sum::<u64>(), 5, "steps {steps:?}");
+    assert!(
+        steps.iter().all(|n| *n <= 2),
+        "no step deletes more than asked: {steps:?}"
+    );
+    let left = conv
+        .list_messages(&t, &c, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        left.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["wamid.keep"]
+    );
+    assert!(matches!(
+        conv.sweep_contact(&t, &c, cutoff, 0).await,
+        Err(StoreError::BadPageSize)
+    ));
+}
+
+async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
+    use shared::compliance::{Job, JobRun};
+    let tenants = &h.stores.tenants;
+    let now = h.clock.now();
+    let make = |id: &str| Tenant {
+        id: tenant(id),
+        name: format!("Tenant {id}"),
+        accounts: Vec::new(),
+        retention_months: RetentionMonths::MAX,
+        locale: Locale::Spanish,
+        jurisdiction: Jurisdiction::Ar,
+        optout_keywords: Vec::new(),
+        optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
+        created_at: now,
+    };
+    // Registered twice: listed once.
+    for id in ["list-b", "list-a", "list-a"] {
+        tenants.register(&make(id)).await.expect("register");
+    }
+    let (ids, _) = collect_all(1, |p| async move { tenants.list_ids(&p).await }).await;
+    let ids: Vec<&str> = ids
+        .iter()
+        .map(TenantId::as_str)
+        .filter(|i| i.starts_with("list-"))
+        .collect();
+    assert_eq!(ids, vec!["list-a", "list-b"]);
+    assert_eq!(tenants.last_job_run(Job::Sweep).await.expect("get"), None);
+    for n in [1, 2] {
+        let run = JobRun {
+            job: Job::Sweep,
+            started_at: now,
+            finished_at: now.plus(Duration::seconds(n)),
+            complete: n == 2,
+            counts: [("Deleted".to_owned(), n as u64)].into(),
+        };
+        tenants.record_job_run(&run).await.expect("record");
+    }
+    let last = tenants.last_job_run(Job::Sweep).await.expect("get").expect("kept");
+    assert_eq!((last.complete, last.counts.get("Deleted")), (true, Some(&2)));
+    assert_eq!(tenants.last_job_run(Job::Monitor).await.expect("get"), None);
 }

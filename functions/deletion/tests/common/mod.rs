@@ -246,6 +246,7 @@ async fn register(stores: &Stores, id: &str, now: Timestamp) {
         created_at: now,
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
+        retention_lowered_at: None,
     };
     stores.tenants.register(&t).await.expect("register");
 }

@@ -9,7 +9,9 @@ use crate::domain::{
 use crate::identity::SubjectKey;
 use crate::store::keys::{self, CONTACTS_BY_TENANT_INDEX, PROFILE_SK};
 use crate::store::profile::{self, ProfileState};
-use crate::store::{ConversationStore, EraseCursor, Page, PageRequest, StoreError, WriteOutcome};
+use crate::store::{
+    ConversationStore, DueContact, EraseCursor, Page, PageRequest, StoreError, SweepOutcome, WriteOutcome,
+};
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -419,6 +421,49 @@ impl DynamoConversationStore {
         Ok(original)
     }
 
+    /// Every item of one partition, expired or not, consistently: what the sweep works from.
+    fn partition(&self, pk: &str) -> QuerySpec {
+        QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        }
+    }
+
+    /// A tenant's contacts by their oldest item, expired or not.
+    fn contacts_by_tenant(&self, tenant: &TenantId) -> QuerySpec {
+        QuerySpec {
+            index: Some(CONTACTS_BY_TENANT_INDEX),
+            pk_attr: "tenant_contacts",
+            pk: s(tenant.as_str()),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        }
+    }
+
+    /// Deletes one item; 1 if it was there (DynamoDB returns what it deleted), 0 if another
+    /// writer deleted it first.
+    async fn delete_counted(&self, k: Item) -> Result<u64, StoreError> {
+        Ok(match self.table.delete(k, None).await? {
+            Written::Yes(Some(_)) => 1,
+            _ => 0,
+        })
+    }
+
     fn messages_spec(&self, pk: &str) -> QuerySpec {
         QuerySpec {
             index: None,
@@ -762,6 +807,150 @@ impl ConversationStore for DynamoConversationStore {
 
     async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
         self.ledger(key, true).await
+    }
+
+    async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError> {
+        let spec = QuerySpec {
+            sort_at_most: Some(("oldest_ms", cutoff.unix_millis())),
+            scope: format!("due:{tenant}:{}", cutoff.unix_millis()),
+            ..self.contacts_by_tenant(tenant)
+        };
+        self.table
+            .query_page(&spec, page, |i| {
+                let p = from_item::<ProfileItem>(i)?;
+                Ok(DueContact {
+                    contact: ContactId::new(p.channel, p.stable_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    oldest: Timestamp::from_unix_millis(p.oldest_ms),
+                })
+            })
+            .await
+    }
+
+    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        let (items, _) = self
+            .table
+            .query_once(&self.contacts_by_tenant(tenant), None, Some(1))
+            .await?;
+        items
+            .into_iter()
+            .next()
+            .map(|i| from_item::<ProfileItem>(i).map(|p| Timestamp::from_unix_millis(p.oldest_ms)))
+            .transpose()
+    }
+
+    async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::contact_pk(tenant, contact);
+        let (first, last) = keys::messages_until(cutoff);
+        let due = QuerySpec {
+            sk: Some(SkRange::Between(first, last)),
+            ..self.partition(&pk)
+        };
+        // Time-ordered keys: this reads what it deletes and nothing else.
+        let (items, more) = self.table.query_once(&due, None, Some(max_items)).await?;
+        let full = items.len() == max_items || more.is_some();
+        let mut out = SweepOutcome::default();
+        for item in items {
+            out.deleted += self.delete_counted(key_of(item)).await?;
+        }
+        if full {
+            return Ok(out);
+        }
+        // Statuses are keyed by message id, not time: read them all.
+        let statuses = QuerySpec {
+            sk: Some(SkRange::Prefix(keys::STATUS_PREFIX.to_owned())),
+            ..self.partition(&pk)
+        };
+        let mut remaining: Option<i64> = None;
+        for item in self.table.query_all(&statuses).await? {
+            let at_ms = item
+                .get("at_ms")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(i64::MIN);
+            if at_ms <= cutoff.unix_millis() {
+                out.deleted += self.delete_counted(key_of(item)).await?;
+            } else {
+                remaining = Some(remaining.map_or(at_ms, |r| r.min(at_ms)));
+            }
+        }
+        let messages = QuerySpec {
+            sk: Some(SkRange::Prefix(keys::MESSAGE_PREFIX.to_owned())),
+            ..self.partition(&pk)
+        };
+        let (first_left, _) = self.table.query_once(&messages, None, Some(1)).await?;
+        if let Some(t) = first_left
+            .first()
+            .and_then(|i| i.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| keys::message_sk_time(sk))
+        {
+            remaining = Some(remaining.map_or(t.unix_millis(), |r| r.min(t.unix_millis())));
+        }
+        out.done = true;
+        let Some(item) = self.table.get(key(&pk, PROFILE_SK)).await? else {
+            return Ok(out);
+        };
+        let profile: ProfileItem = from_item(item)?;
+        match remaining {
+            Some(oldest) => {
+                // Only forward, and only from the value read: an older item written meanwhile
+                // moved it back, and must still be found.
+                if oldest > profile.oldest_ms {
+                    self.table
+                        .update(
+                            key(&pk, PROFILE_SK),
+                            Expr::new("SET oldest_ms = :new").value(":new", n(oldest)),
+                            Some(Expr::new("oldest_ms = :read").value(":read", n(profile.oldest_ms))),
+                        )
+                        .await?;
+                }
+            }
+            None => {
+                let markers = QuerySpec {
+                    sk: Some(SkRange::Prefix(keys::GONE_PREFIX.to_owned())),
+                    ..self.partition(&pk)
+                };
+                let gone: Vec<Item> = self.table.query_all(&markers).await?.into_iter().map(key_of).collect();
+                let gone_count = gone.len() as u64;
+                self.table.delete_keys(gone).await?;
+                let links = profile.state()?.identifiers;
+                let mut actions = vec![self.table.delete_action_if(
+                    key(&pk, PROFILE_SK),
+                    Expr::new("version = :v").value(":v", n(profile.version as i64)),
+                )?];
+                for l in links.iter().take(99) {
+                    actions.push(self.table.delete_action(key(keys::link_pk(&l.subject_key), &pk))?);
+                }
+                // A message that arrived since rewrote the profile: the contact stays.
+                if self.table.transact_retrying_conflicts(actions).await?.is_ok() {
+                    let surplus: Vec<Item> = links
+                        .iter()
+                        .skip(99)
+                        .map(|l| key(keys::link_pk(&l.subject_key), &pk))
+                        .collect();
+                    self.table.delete_keys(surplus).await?;
+                    out.deleted += gone_count + 1 + links.len() as u64;
+                    out.contact_gone = true;
+                } else {
+                    out.deleted += gone_count;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn erase_contact_batch(

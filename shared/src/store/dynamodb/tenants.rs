@@ -1,4 +1,5 @@
 use super::table::{Expr, QuerySpec, SkRange, Table, Written, from_item, from_json, key, s, to_item, to_json};
+use crate::compliance::{Job, JobRun};
 use crate::domain::{ChannelAccount, Tenant, TenantEvent, TenantId};
 use crate::store::keys::{self, ACCOUNT_SK, TENANT_EVENT_PREFIX, TENANT_SK};
 use crate::store::{Page, PageRequest, StoreError, TenantStore, WriteOutcome};
@@ -31,6 +32,14 @@ struct ClaimItem {
     pk: String,
     sk: String,
     tenant: TenantId,
+}
+
+/// A scheduled job's latest run, as JSON.
+#[derive(Serialize, Deserialize)]
+struct JobItem {
+    pk: String,
+    sk: String,
+    run: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +101,18 @@ impl TenantStore for DynamoTenantStore {
                 .map_err(build_err)?;
             actions.push(TransactWriteItem::builder().delete(delete).build());
         }
+        // Last, so a failed claim's index still names the claim.
+        actions.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table.name)
+                        .set_item(Some(key(keys::TENANT_DIRECTORY_PK, t.id.as_str())))
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+        );
         match self.table.transact(actions).await? {
             Ok(()) => Ok(()),
             Err(i) => match claimed.get(i.wrapping_sub(1)) {
@@ -128,6 +149,43 @@ impl TenantStore for DynamoTenantStore {
             Written::Yes(_) => Ok(WriteOutcome::Written),
             Written::ConditionFailed => Ok(WriteOutcome::Unchanged),
         }
+    }
+
+    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::TENANT_DIRECTORY_PK),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: "tenants".to_owned(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_page(&spec, page, |i| {
+                let sk = i.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                TenantId::new(sk).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .await
+    }
+
+    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
+        let item = JobItem {
+            pk: keys::JOBS_PK.to_owned(),
+            sk: run.job.as_str().to_owned(),
+            run: to_json(run)?,
+        };
+        self.table.put(to_item(&item)?, None, false).await.map(|_| ())
+    }
+
+    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
+        let item = self.table.get(key(keys::JOBS_PK, job.as_str())).await?;
+        item.map(|i| from_item::<JobItem>(i).and_then(|j| from_json(&j.run)))
+            .transpose()
     }
 
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {

@@ -1,0 +1,286 @@
+//! The scheduled cleanup (DESIGN flow 4). EventBridge Scheduler invokes it hourly with
+//! `{"job": "sweep"}` or `{"job": "monitor"}`; the local stack's `POST /_local/tick` runs the same
+//! jobs against its simulated clock.
+//!
+//! - **sweep**: per tenant, the contacts whose oldest item is at or before the tenant's cutoff
+//!   (`Tenant::sweep_cutoff`: past retention by more than the grace TTL gets, or outside a lowered
+//!   retention) come from one index query, and each is swept in its time-ordered key range. Its
+//!   reads follow what it deletes, not the table.
+//! - **monitor**: requests due soon and overdue, erasures stuck for an hour (queued again),
+//!   opt-out reviews waiting a day, and the compliance report's figures, as metrics.
+//!
+//! Both are bounded by the time the invocation has left and resumable without a cursor of their
+//! own: what a sweep deleted is gone and a swept contact has moved in the index, so the next run
+//! starts where this one stopped. Two overlapping runs cannot both count a deletion: DynamoDB
+//! returns a deleted item to one of them only.
+
+use serde::Deserialize;
+use shared::clock::SharedClock;
+use shared::compliance::{self, DUE_SOON, Job, JobRun, REVIEW_WAIT_ALARM, STUCK_ERASURE};
+use shared::config::QueueKind;
+use shared::domain::{ErasureJob, QuarantineBucket, RequestStatus, Tenant};
+use shared::queue::{Queue, QueueError};
+use shared::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores};
+use shared::timestamp::Timestamp;
+use shared::wiring::{Resources, WiringError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Items one store call deletes at most, so a contact with a long history is swept in steps that
+/// each fit well inside the time left.
+pub const SWEEP_STEP: usize = 100;
+/// Stop starting new work this long before the invocation's deadline.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(10);
+
+/// The metric names a run counts (and emits as EMF).
+pub mod metric {
+    pub const DELETED: &str = "Deleted";
+    pub const CONTACTS_SWEPT: &str = "ContactsSwept";
+    pub const CONTACTS_GONE: &str = "ContactsGone";
+    pub const SWEEP_INCOMPLETE: &str = "SweepIncomplete";
+    pub const DUE_SOON: &str = "RequestsDueSoon";
+    pub const OVERDUE: &str = "RequestsOverdue";
+    pub const REQUEUED: &str = "ErasuresRequeued";
+    pub const REVIEWS_WAITING: &str = "OptOutReviewsWaitingOver24h";
+    pub const PAST_EXPIRY: &str = "ContactsPastExpiry";
+    pub const REPORT_FAILURES: &str = "ComplianceLinesFailing";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error("the event must be {{\"job\": \"sweep\" | \"monitor\"}}")]
+    BadEvent,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl CleanupError {
+    fn log_safe(&self) -> String {
+        match self {
+            Self::Store(e) => e.log_safe(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scheduled {
+    job: String,
+}
+
+/// The job an event names.
+pub fn parse_event(event: &serde_json::Value) -> Result<Job, CleanupError> {
+    let s: Scheduled = serde_json::from_value(event.clone()).map_err(|_| CleanupError::BadEvent)?;
+    Job::parse(&s.job).ok_or(CleanupError::BadEvent)
+}
+
+#[derive(Clone, Debug)]
+pub struct Cleanup {
+    stores: Stores,
+    /// Where stuck erasures go again.
+    erasure: Arc<dyn Queue>,
+    clock: SharedClock,
+}
+
+pub fn build(r: &impl Resources) -> Result<Cleanup, WiringError> {
+    Ok(Cleanup::new(r.stores(), r.queue(QueueKind::Erasure)?, r.clock()))
+}
+
+/// When to stop starting work.
+struct Budget(Instant);
+
+impl Budget {
+    fn new(time_left: Duration) -> Self {
+        Self(Instant::now() + time_left.saturating_sub(SAFETY_MARGIN))
+    }
+
+    fn spent(&self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+type Counts = BTreeMap<String, u64>;
+
+fn add(counts: &mut Counts, name: &str, n: u64) {
+    *counts.entry(name.to_owned()).or_default() += n;
+}
+
+impl Cleanup {
+    pub fn new(stores: Stores, erasure: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        Self { stores, erasure, clock }
+    }
+
+    /// A scheduled invocation: the job its input names, within `time_left`.
+    pub async fn handle(&self, event: &serde_json::Value, time_left: Duration) -> Result<JobRun, CleanupError> {
+        let job = match parse_event(event) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "unusable scheduled event");
+                return Err(e);
+            }
+        };
+        self.run(job, time_left).await
+    }
+
+    pub async fn run(&self, job: Job, time_left: Duration) -> Result<JobRun, CleanupError> {
+        let budget = Budget::new(time_left);
+        let started_at = self.clock.now();
+        let mut counts = Counts::new();
+        let result = match job {
+            Job::Sweep => self.sweep(&budget, &mut counts).await,
+            Job::Monitor => self.monitor(&mut counts).await,
+        };
+        let finished_at = self.clock.now();
+        let complete = match result {
+            Ok(complete) => complete,
+            Err(e) => {
+                tracing::error!(job = job.as_str(), error = %e.log_safe(), "cleanup job failed; the next run goes on");
+                return Err(e);
+            }
+        };
+        let run = JobRun {
+            job,
+            started_at,
+            finished_at,
+            complete,
+            counts,
+        };
+        self.stores.tenants.record_job_run(&run).await?;
+        let figures: Vec<(&str, u64)> = run.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        shared::metrics::emit("cleanup", finished_at, &figures);
+        tracing::info!(job = job.as_str(), complete, counts = ?run.counts, "cleanup job done");
+        Ok(run)
+    }
+
+    /// True when every tenant was swept to its cutoff.
+    async fn sweep(&self, budget: &Budget, counts: &mut Counts) -> Result<bool, CleanupError> {
+        let now = self.clock.now();
+        for id in compliance::tenant_ids(&self.stores).await? {
+            let Some(tenant) = self.stores.tenants.get(&id).await? else {
+                continue;
+            };
+            if !self.sweep_tenant(&tenant, now, budget, counts).await? {
+                add(counts, metric::SWEEP_INCOMPLETE, 1);
+                tracing::warn!(tenant = %id, "sweep stopped at its time limit; the next run goes on");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn sweep_tenant(
+        &self,
+        tenant: &Tenant,
+        now: Timestamp,
+        budget: &Budget,
+        counts: &mut Counts,
+    ) -> Result<bool, CleanupError> {
+        let cutoff = tenant.sweep_cutoff(now);
+        let conversations = &self.stores.conversations;
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let due = conversations.contacts_due(&tenant.id, cutoff, &page).await?;
+            for c in &due.items {
+                loop {
+                    if budget.spent() {
+                        return Ok(false);
+                    }
+                    let out = conversations
+                        .sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP)
+                        .await?;
+                    add(counts, metric::DELETED, out.deleted);
+                    if out.done {
+                        add(counts, metric::CONTACTS_SWEPT, 1);
+                        add(counts, metric::CONTACTS_GONE, u64::from(out.contact_gone));
+                        break;
+                    }
+                }
+            }
+            match due.next {
+                Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
+                None => return Ok(true),
+            }
+        }
+    }
+
+    async fn monitor(&self, counts: &mut Counts) -> Result<bool, CleanupError> {
+        let now = self.clock.now();
+        for r in compliance::open_requests(&self.stores, now).await? {
+            if r.due_at <= now {
+                add(counts, metric::OVERDUE, 1);
+                tracing::error!(request = %r.id, kind = r.kind.as_str(), due_at = %r.due_at, "privacy request overdue");
+            } else if r.due_at <= now.plus(DUE_SOON) {
+                add(counts, metric::DUE_SOON, 1);
+                tracing::warn!(request = %r.id, kind = r.kind.as_str(), due_at = %r.due_at, "privacy request due within 48 hours");
+            }
+            let running = matches!(r.status, RequestStatus::Approved | RequestStatus::InProgress);
+            let last_step = r.timeline.last().map_or(r.received_at, |e| e.at);
+            if r.erases() && running && last_step <= now.plus(-STUCK_ERASURE) {
+                let body = shared::queue::to_body(&ErasureJob { request: r.id })
+                    .map_err(|e| QueueError::Backend(e.to_string()))?;
+                self.erasure.send_batch(&[body]).await?;
+                add(counts, metric::REQUEUED, 1);
+                tracing::warn!(request = %r.id, "erasure with no step for an hour queued again");
+            }
+        }
+        for id in compliance::tenant_ids(&self.stores).await? {
+            let bucket = QuarantineBucket::OptOutReview { tenant: id.clone() };
+            let mut page = PageRequest::first(MAX_PAGE_SIZE);
+            loop {
+                let p = self.stores.quarantine.list(&bucket, &page).await?;
+                // Oldest first: once one is recent enough, the rest are too.
+                let waiting = p
+                    .items
+                    .iter()
+                    .take_while(|e| e.received_at <= now.plus(-REVIEW_WAIT_ALARM))
+                    .count();
+                add(counts, metric::REVIEWS_WAITING, waiting as u64);
+                match p.next {
+                    Some(c) if waiting == p.items.len() => page = PageRequest::after(MAX_PAGE_SIZE, c),
+                    _ => break,
+                }
+            }
+        }
+        let report = compliance::report(&self.stores, now).await?;
+        let past_expiry: i64 = report
+            .lines
+            .iter()
+            .filter(|l| l.figure == "contacts_past_expiry")
+            .map(|l| l.value)
+            .sum();
+        add(counts, metric::PAST_EXPIRY, past_expiry.max(0) as u64);
+        add(
+            counts,
+            metric::REPORT_FAILURES,
+            report.lines.iter().filter(|l| !l.ok).count() as u64,
+        );
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_names_one_known_job() {
+        assert_eq!(parse_event(&serde_json::json!({"job": "sweep"})).ok(), Some(Job::Sweep));
+        assert_eq!(
+            parse_event(&serde_json::json!({"job": "monitor"})).ok(),
+            Some(Job::Monitor)
+        );
+        // Bad inputs: an unknown job, a missing one, an extra field, not an object.
+        for bad in [
+            serde_json::json!({"job": "purge"}),
+            serde_json::json!({}),
+            serde_json::json!({"job": "sweep", "force": true}),
+            serde_json::json!("sweep"),
+        ] {
+            assert!(matches!(parse_event(&bad), Err(CleanupError::BadEvent)), "{bad}");
+        }
+    }
+}
