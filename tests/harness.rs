@@ -161,6 +161,34 @@ impl E2e {
         );
     }
 
+    /// `POST /_local/tick`: runs a scheduled cleanup job now, against the stack's clock; the
+    /// run it answers with holds the counts the job emitted as metrics.
+    pub async fn tick(&self, job: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/_local/tick"))
+            .json(&serde_json::json!({ "job": job }))
+            .send()
+            .await
+            .expect("tick");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "tick {job}: {body}");
+        body
+    }
+
+    /// `POST /_local/clock`: moves the stack's clock (stores, deadlines, retention).
+    pub async fn set_clock(&self, now: shared::timestamp::Timestamp) {
+        let resp = self
+            .http
+            .post(self.url("/_local/clock"))
+            .json(&serde_json::json!({ "now": now }))
+            .send()
+            .await
+            .expect("clock");
+        assert_eq!(resp.status().as_u16(), 200, "set clock");
+    }
+
     pub async fn contacts(&self, tenant: &str) -> Vec<Value> {
         let (status, body) = self
             .admin_get(&format!("/admin/tenants/{tenant}/contacts?limit=100"))

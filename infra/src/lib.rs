@@ -207,6 +207,7 @@ struct App {
     webhook: Webhook,
     admin: admin::Admin,
     deletion: deletion::Deletion,
+    cleanup: cleanup::Cleanup,
     clock: SettableClock,
     /// The queues that have a consumer, in flow order (the ingest queue first).
     consumed: Vec<Arc<dyn Queue>>,
@@ -395,6 +396,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         webhook: webhook::build(&resources).await?,
         admin: admin::build(&resources).await?,
         deletion: deletion::build(&resources).await?,
+        cleanup: cleanup::build(&resources)?,
         clock: clock.clone(),
         consumed: pumped.iter().map(|(q, _)| q.clone()).collect(),
         principals: options.principals.clone(),
@@ -633,6 +635,8 @@ async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Resp
         }
     } else if path == "/_local/clock" && parts.method == Method::POST {
         set_clock(&app, &bytes)
+    } else if path == "/_local/tick" && parts.method == Method::POST {
+        tick(&app, &bytes).await
     } else if path == "/_local/drain" && parts.method == Method::POST {
         drain(&app).await
     } else {
@@ -654,6 +658,22 @@ fn set_clock(app: &App, body: &[u8]) -> apigw::Response {
         _ => apigw::error(400, "body must be {\"now\": \"<RFC 3339 time>\"}"),
     }
 }
+
+/// What EventBridge Scheduler does hourly, now, against the stack's clock: `{"job": "sweep"}` or
+/// `{"job": "monitor"}`. Answers with the run (its counts are the metrics it emitted).
+async fn tick(app: &App, body: &[u8]) -> apigw::Response {
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return apigw::error(400, "body must be {\"job\": \"sweep\" | \"monitor\"}");
+    };
+    match app.cleanup.handle(&event, TICK_TIME_LIMIT).await {
+        Ok(run) => apigw::json(200, &run),
+        Err(e @ cleanup::CleanupError::BadEvent) => apigw::error(400, e),
+        Err(e) => apigw::error(503, e),
+    }
+}
+
+/// A tick gets the cleanup function's own timeout (template.yaml).
+const TICK_TIME_LIMIT: Duration = Duration::from_secs(900);
 
 /// Waits until every queue with a consumer is empty. A consumer sends what it produces before it
 /// deletes its own message, so reading the queues in flow order (ingest first) twice in a row and

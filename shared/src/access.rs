@@ -63,6 +63,8 @@ pub enum Permission {
     ReadAudit,
     /// Data-subject requests: create, read, decide, export. They may span tenants.
     HandlePrivacyRequests,
+    /// The compliance report: figures and ids, no personal data.
+    ReadCompliance,
 }
 
 /// Over which tenants a role holds a permission.
@@ -92,6 +94,9 @@ pub const GRANTS: &[(Role, Permission, Reach)] = &[
         Reach::Everywhere,
     ),
     (Role::Auditor, Permission::ReadAudit, Reach::Everywhere),
+    (Role::Auditor, Permission::ReadCompliance, Reach::Everywhere),
+    (Role::PrivacyOfficer, Permission::ReadCompliance, Reach::Everywhere),
+    (Role::PlatformAdmin, Permission::ReadCompliance, Reach::Everywhere),
 ];
 
 /// Whether free text (an audit reason, a request's note) may hold an identifier: an `@` (an e-mail address or a

@@ -63,6 +63,7 @@ fn body_field(req: &Request, field: &str) -> Option<String> {
 }
 
 pub use apigw::iam_principal as principal;
+use shared::retention::CONTACT_EXPIRY_STEP;
 
 /// What an audited request reads.
 enum AuditTarget {
@@ -100,6 +101,8 @@ enum AuditTarget {
     Trail {
         verify: bool,
     },
+    /// The compliance report read.
+    Compliance,
 }
 
 /// The contactability question, as a JSON body.
@@ -291,6 +294,7 @@ impl Admin {
             RouteId::GrantPrincipal => self.grant(req, &ctx).await,
             RouteId::AuditTrail => self.audit_trail(req, &ctx).await,
             RouteId::VerifyAudit => self.verify_audit(req, &ctx).await,
+            RouteId::Compliance => self.compliance(req, &ctx).await,
         }
     }
 
@@ -499,6 +503,7 @@ impl Admin {
             }
             AuditTarget::Trail { verify: false } => (AuditAction::Read, None, None, "audit trail read".to_owned()),
             AuditTarget::Trail { verify: true } => (AuditAction::Read, None, None, "audit trail verified".to_owned()),
+            AuditTarget::Compliance => (AuditAction::Read, None, None, "compliance report read".to_owned()),
         };
         let reason = match (action, apigw::header(req, "x-audit-reason")) {
             (AuditAction::Denied, _) | (_, None) => default_reason,
@@ -533,6 +538,20 @@ impl Admin {
             .await
     }
 
+    /// The compliance report, computed now from the stores (`shared::compliance`).
+    async fn compliance(&self, req: &Request, ctx: &Ctx) -> Response {
+        if let Err(r) = self
+            .audit(AuditChain::Platform, ctx, req, AuditTarget::Compliance)
+            .await
+        {
+            return r.into();
+        }
+        match shared::compliance::report(&self.stores, self.clock.now()).await {
+            Ok(report) => apigw::json(200, &report),
+            Err(e) => store_error(e).into(),
+        }
+    }
+
     async fn contacts(&self, req: &Request, ctx: &Ctx, tenant: &str) -> Response {
         let tenant = match self.tenant(tenant).await {
             Ok(t) => t,
@@ -548,9 +567,12 @@ impl Admin {
         }
         match self.stores.conversations.list_contacts(&tenant.id, &page).await {
             Ok(p) => {
+                let now = self.clock.now();
+                // `last_seen` moves once a day at most: a contact is hidden a day after it.
                 let contacts: Vec<ContactView<'_>> = p
                     .items
                     .iter()
+                    .filter(|c| tenant.retains(c.last_seen.plus(CONTACT_EXPIRY_STEP), now))
                     .map(|c| ContactView::new(c, self.sealer.contact_handle(&tenant.id, &c.contact)))
                     .collect();
                 apigw::json(
@@ -590,9 +612,11 @@ impl Admin {
             .await
         {
             Ok(p) => {
+                let now = self.clock.now();
                 let messages: Vec<MessageView<'_>> = p
                     .items
                     .iter()
+                    .filter(|m| tenant.retains(m.sent_at, now))
                     .map(|m| MessageView {
                         id: m.id.as_str(),
                         direction: m.direction,

@@ -17,6 +17,7 @@ pub enum RouteId {
     GrantPrincipal,
     AuditTrail,
     VerifyAudit,
+    Compliance,
 }
 
 /// Where the tenant a request acts on is named: checked before anything is read.
@@ -142,6 +143,13 @@ pub const ROUTES: &[Route] = &[
         "/admin/audit/verify",
         Permission::ReadAudit,
         TenantFrom::Query,
+    ),
+    route(
+        RouteId::Compliance,
+        Method::GET,
+        "/admin/compliance",
+        Permission::ReadCompliance,
+        TenantFrom::NoTenant,
     ),
 ];
 

@@ -39,6 +39,7 @@ fn allowed(route: RouteId, role: Role, own: bool) -> bool {
         Contacts | Messages | Events => role == TenantAgent && own,
         Contactability | OptOutReviews | DecideOptOutReview => (role == TenantAgent && own) || role == PrivacyOfficer,
         AuditTrail | VerifyAudit => role == Auditor,
+        Compliance => matches!(role, Auditor | PrivacyOfficer | PlatformAdmin),
     }
 }
 

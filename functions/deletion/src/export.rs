@@ -169,9 +169,20 @@ pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Res
         opt_out_keys.extend(r.subject_keys().map(|k| (t.clone(), k.clone())));
     }
     let mut contacts = Vec::new();
+    let mut tenants = std::collections::BTreeMap::new();
     for c in found {
         let Some(contact) = conv.get_contact(&c.tenant, &c.contact).await? else {
             continue;
+        };
+        if !tenants.contains_key(&c.tenant) {
+            tenants.insert(c.tenant.clone(), stores.tenants.get(&c.tenant).await?);
+        }
+        // What a lowered retention put outside it is not ours to give any more.
+        let retains = |at: Timestamp| {
+            tenants
+                .get(&c.tenant)
+                .and_then(Option::as_ref)
+                .is_none_or(|t| t.retains(at, now))
         };
         opt_out_keys.extend(r.subject_keys().map(|k| (c.tenant.clone(), k.clone())));
         opt_out_keys.extend(
@@ -181,8 +192,10 @@ pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Res
                 .map(|l| (c.tenant.clone(), l.subject_key.clone())),
         );
         let (tenant, id) = (&c.tenant, &c.contact);
-        let messages = all(|p| async move { conv.list_messages(tenant, id, &p).await }).await?;
-        let statuses = all(|p| async move { conv.list_statuses(tenant, id, &p).await }).await?;
+        let mut messages = all(|p| async move { conv.list_messages(tenant, id, &p).await }).await?;
+        let mut statuses = all(|p| async move { conv.list_statuses(tenant, id, &p).await }).await?;
+        messages.retain(|m| retains(m.sent_at));
+        statuses.retain(|s| retains(s.at));
         contacts.push(contact_export(contact, messages, statuses));
     }
     let mut opt_outs = Vec::new();

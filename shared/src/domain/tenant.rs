@@ -144,6 +144,13 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Whether an item of an event at `event` is within the tenant's retention now. Reads ask
+    /// this as well as the stored expiry, so a lowered retention hides older items at once,
+    /// before the next sweep deletes them.
+    pub fn retains(&self, event: Timestamp, now: Timestamp) -> bool {
+        event > self.retention_months.floor(now)
+    }
+
     /// The newest event time of this tenant's conversations the retention sweep deletes now.
     pub fn sweep_cutoff(&self, now: Timestamp) -> Timestamp {
         crate::retention::conversation_sweep_cutoff(now, self.retention_months, self.retention_lowered_at)
