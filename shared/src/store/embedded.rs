@@ -144,9 +144,16 @@ impl ConversationStore for EmbeddedConversationStore {
         {
             return Ok(WriteOutcome::Erased);
         }
-        let Some(change) = profile::rewrite(state.live_profile(now), u) else {
+        let Some(mut change) = profile::rewrite(state.live_profile(now), u) else {
             return Ok(WriteOutcome::Unchanged);
         };
+        // An expired profile TTL has not removed: its items may still be stored, and the new
+        // profile keeps pointing the sweep at them.
+        if state.live_profile(now).is_none()
+            && let Some(leftover) = state.profile.as_ref().map(|p| p.oldest)
+        {
+            change.profile.oldest = change.profile.oldest.min(leftover);
+        }
         if let Some(contact) = contact_of(&keys::contact_pk(&u.tenant, &u.contact), &change.profile) {
             check_item_size(&contact)?;
         }

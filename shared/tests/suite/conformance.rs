@@ -59,6 +59,7 @@ conformance!(
     items_over_the_item_limit_are_refused_and_nothing_is_written,
     the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on,
     the_sweep_works_in_bounded_steps,
+    a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items,
     tenants_are_listed_and_the_last_run_of_each_job_kept,
 );
 
@@ -2354,4 +2355,41 @@ async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
     let last = tenants.last_job_run(Job::Sweep).await.expect("get").expect("kept");
     assert_eq!((last.complete, last.counts.get("Deleted")), (true, Some(&2)));
     assert_eq!(tenants.last_job_run(Job::Monitor).await.expect("get"), None);
+}
+
+async fn a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, then) = (tenant("sweep-c"), wa_contact("AR.2004"), h.clock.now());
+    let u = upsert(&t, &c, Some("Ana"), vec![], then);
+    conv.record_message(&u, &message(&t, &c, "wamid.then", then, "x"))
+        .await
+        .expect("w");
+    // 25 months on, the profile and the message have expired, and TTL has not removed them.
+    let now = then.plus_months(25);
+    h.clock.set(now);
+    let u = upsert(&t, &c, Some("Ana"), vec![], now);
+    conv.record_message(&u, &message(&t, &c, "wamid.now", now, "x"))
+        .await
+        .expect("w");
+    assert!(conv.get_contact(&t, &c).await.expect("get").is_some(), "a new profile");
+    // The new profile still points the sweep at the old message.
+    let due = conv
+        .contacts_due(&t, then.plus(Duration::days(1)), &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert_eq!(due.items.iter().map(|d| d.oldest).collect::<Vec<_>>(), vec![then]);
+    let out = conv
+        .sweep_contact(&t, &c, then.plus(Duration::days(1)), 100)
+        .await
+        .expect("sweep");
+    assert_eq!((out.deleted, out.contact_gone), (1, false));
+    let left = conv
+        .list_messages(&t, &c, &PageRequest::first(10))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        left.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["wamid.now"]
+    );
 }

@@ -113,6 +113,9 @@ struct StoredMessageHead {
 #[derive(Default)]
 struct Head {
     profile: Option<(ProfileItem, ProfileState)>,
+    /// The oldest item time of an expired profile TTL has not removed yet: its items may still
+    /// be stored, so a new profile in its place keeps pointing the sweep at them.
+    leftover_oldest: Option<Timestamp>,
     gone: Vec<String>,
 }
 
@@ -249,7 +252,7 @@ impl DynamoConversationStore {
             sk: Some(SkRange::Prefix(keys::HEAD_PREFIX.to_owned())),
             sort_at_most: None,
             sort_at_least: None,
-            hide_expired_at: Some(now),
+            hide_expired_at: None,
             scope: String::new(),
             consistent,
             filter: None,
@@ -258,11 +261,22 @@ impl DynamoConversationStore {
         let mut head = Head::default();
         for item in self.table.query_all(&spec).await? {
             let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let expired = item
+                .get(keys::EXPIRES_AT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|e| Expiry::from_epoch_seconds(e).is_expired(now));
             if sk == PROFILE_SK {
                 let profile: ProfileItem = from_item(item)?;
-                let state = profile.state()?;
-                head.profile = Some((profile, state));
-            } else if let Some(id) = sk.strip_prefix(keys::GONE_PREFIX) {
+                if expired {
+                    head.leftover_oldest = Some(Timestamp::from_unix_millis(profile.oldest_ms));
+                } else {
+                    let state = profile.state()?;
+                    head.profile = Some((profile, state));
+                }
+            } else if let Some(id) = sk.strip_prefix(keys::GONE_PREFIX)
+                && !expired
+            {
                 head.gone.push(id.to_owned());
             }
         }
@@ -289,9 +303,14 @@ impl DynamoConversationStore {
         }
         for _ in 0..PROFILE_ATTEMPTS {
             let stored = head.profile.as_ref();
-            let Some(change) = profile::rewrite(stored.map(|(_, state)| state), u) else {
+            let Some(mut change) = profile::rewrite(stored.map(|(_, state)| state), u) else {
                 return Ok(WriteOutcome::Unchanged);
             };
+            if stored.is_none()
+                && let Some(leftover) = head.leftover_oldest
+            {
+                change.profile.oldest = change.profile.oldest.min(leftover);
+            }
             let (version, condition) = match stored {
                 Some((item, _)) => (
                     item.version + 1,
