@@ -214,3 +214,106 @@ async fn a_request_a_day_from_its_deadline_is_due_soon_and_past_it_overdue() {
     assert_eq!(resp.status().as_u16(), 400);
     e.stack.stop().await;
 }
+
+fn whatsapp_text(wa_id: &str, wamid: &str, at: Timestamp, text: &str) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&whatsapp(wa_id, wamid, at)).expect("json");
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!(text);
+    serde_json::to_vec(&body).expect("json")
+}
+
+#[tokio::test]
+async fn an_offboarded_tenant_is_erased_after_its_notice_and_keeps_its_suppression_and_audit() {
+    let e = E2e::on_emulators().await;
+    let start = e.stack.clock.now();
+    assert_eq!(e.register("tenant-a", &[A_PHONE_NUMBER_ID], &[]).await.0, 201);
+    message_now(&e, "5491100000005", "wamid.off-1").await;
+    // A STOP (applied, kept in the suppression list) and a keyword inside a sentence (held for
+    // review) from a second contact.
+    for (wamid, text) in [
+        ("wamid.off-stop", "STOP"),
+        ("wamid.off-review", "quiero que paren, stop ya por favor"),
+    ] {
+        let (status, _) = e
+            .post_webhook(&whatsapp_text("5491100000006", wamid, start, text))
+            .await;
+        assert_eq!(status, 200);
+    }
+    e.drain().await;
+    let (status, reviews) = e.admin_get("/admin/tenants/tenant-a/optout-reviews").await;
+    assert_eq!(
+        (status, reviews["reviews"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{reviews}"
+    );
+
+    // Bad input first: an unknown field and a notice out of range change nothing.
+    for bad in [json!({"notice": 5}), json!({"notice_days": 400})] {
+        let (status, body) = e.admin_post("/admin/tenants/tenant-a/offboard", &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, off) = e.admin_post("/admin/tenants/tenant-a/offboard", &json!({})).await;
+    assert_eq!(status, 200, "{off}");
+    assert_eq!(off["accounts"], json!([]), "its accounts are released: {off}");
+    let (status, _) = e.admin_post("/admin/tenants/tenant-a/offboard", &json!({})).await;
+    assert_eq!(status, 409, "offboarded once");
+    assert_eq!(
+        e.register("tenant-a", &[A_PHONE_NUMBER_ID], &[]).await.0,
+        409,
+        "its id is not reused"
+    );
+
+    // During the notice nothing is erased.
+    e.set_clock(start.plus(Duration::days(29))).await;
+    let early = e.tick("sweep").await;
+    assert!(early["counts"].get("OffboardingErasuresOpened").is_none(), "{early}");
+    assert_eq!(e.contacts("tenant-a").await.len(), 2);
+
+    e.set_clock(start.plus(Duration::days(31))).await;
+    let run = e.tick("sweep").await;
+    assert_eq!(run["counts"]["OffboardingErasuresOpened"], 1, "{run}");
+    e.drain().await;
+    let tenant = e
+        .stack
+        .stores
+        .tenants
+        .get(&shared::domain::TenantId::new("tenant-a").expect("valid"))
+        .await
+        .expect("get")
+        .expect("the tenant record is kept");
+    let code = tenant
+        .offboarding
+        .and_then(|o| o.request_code)
+        .expect("the request's code");
+    let (status, done) = e
+        .admin_get(&format!("/admin/privacy-requests/{}", code.request_id()))
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    let receipt = &done["receipt"];
+    assert_eq!(receipt["contacts_erased"], 2, "{receipt}");
+    assert_eq!(receipt["erased"]["quarantine"], 1, "the review item: {receipt}");
+    assert!(e.contacts("tenant-a").await.is_empty());
+    // A second tick opens nothing more.
+    let again = e.tick("sweep").await;
+    assert!(again["counts"].get("OffboardingErasuresOpened").is_none(), "{again}");
+
+    let tables = e.stack.tables.as_ref().expect("emulator tables");
+    let items = e.scan_tables().await;
+    let of = |kind: TableKind| {
+        let name = tables.get(kind).to_owned();
+        items.iter().filter(move |(t, _)| *t == name).map(|(_, i)| i.as_str())
+    };
+    assert!(
+        of(TableKind::Conversations).all(|i| !i.contains("S(\"tenant-a#")),
+        "no conversation item of the tenant is left"
+    );
+    assert!(
+        of(TableKind::OptOuts).any(|i| i.contains("S(\"tenant-a#")),
+        "the STOP is kept"
+    );
+    assert!(
+        of(TableKind::Audit).any(|i| i.contains("S(\"tenant-a\")")),
+        "the audit trail is kept"
+    );
+    e.stack.stop().await;
+}

@@ -38,6 +38,7 @@ pub enum PrivacyCommand {
     Decide { id: String, body: Value },
     Export { id: String, csv: bool, out: Option<String> },
     Replay(Value),
+    Compliance,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,7 +196,13 @@ pub fn parse(
                 .ok_or("replay needs --reason: the restore's ticket")?;
             PrivacyCommand::Replay(json!({"since": since, "reason": reason}))
         }
-        _ => return Err("expected create, list, show ID, decide ID DECISION, export ID or replay".into()),
+        [c] if c == "compliance" => {
+            flags.only(GLOBAL)?;
+            PrivacyCommand::Compliance
+        }
+        _ => {
+            return Err("expected create, list, show ID, decide ID DECISION, export ID, replay or compliance".into());
+        }
     };
     Ok(PrivacyInvocation {
         api,
@@ -338,6 +345,7 @@ fn call_for(command: &PrivacyCommand) -> Call {
             accept: if *csv { "text/csv" } else { "application/json" },
         },
         PrivacyCommand::Replay(b) => json_call(reqwest::Method::POST, "/admin/privacy-requests/replay".into(), Some(b)),
+        PrivacyCommand::Compliance => json_call(reqwest::Method::GET, "/admin/compliance".into(), None),
     }
 }
 
@@ -433,6 +441,47 @@ fn open_table(pages: &[Value]) -> String {
     lines.join("\n")
 }
 
+/// The compliance report, one line per figure under the clause it proves; a failing figure is
+/// marked `FAIL`.
+pub fn compliance_table(report: &Value) -> String {
+    let mut out = vec![format!(
+        "compliance report at {} : {}",
+        report["generated_at"].as_str().unwrap_or("?"),
+        if report["compliant"] == true {
+            "every figure within its limit"
+        } else {
+            "SOME FIGURES FAIL"
+        }
+    )];
+    let lines = report["lines"].as_array().cloned().unwrap_or_default();
+    let mut clauses: Vec<&str> = Vec::new();
+    for l in &lines {
+        let c = l["clause"].as_str().unwrap_or("?");
+        if !clauses.contains(&c) {
+            clauses.push(c);
+        }
+    }
+    for clause in clauses {
+        out.push(String::new());
+        out.push(clause.to_owned());
+        out.push(format!(
+            "  {:<4} {:<34} {:<16} {:>8} {:>8}",
+            "", "FIGURE", "TENANT", "VALUE", "LIMIT"
+        ));
+        for l in lines.iter().filter(|l| l["clause"].as_str() == Some(clause)) {
+            out.push(format!(
+                "  {:<4} {:<34} {:<16} {:>8} {:>8}",
+                if l["ok"] == true { "ok" } else { "FAIL" },
+                l["figure"].as_str().unwrap_or("?"),
+                l["tenant"].as_str().unwrap_or("-"),
+                l["value"].as_i64().map_or("?".to_owned(), |v| v.to_string()),
+                l["limit"].as_i64().map_or("-".to_owned(), |v| v.to_string()),
+            ));
+        }
+    }
+    out.join("\n")
+}
+
 /// Runs one command; `credentials` sign it when `inv.auth` is SigV4.
 pub async fn run(
     http: &reqwest::Client,
@@ -456,6 +505,9 @@ pub async fn run(
                 }
             }
         }
+        PrivacyCommand::Compliance => Ok(Output::Text(compliance_table(&json_of(
+            &send(http, inv, credentials, &call).await?,
+        )?))),
         PrivacyCommand::Export { out, .. } => Ok(Output::Export {
             bytes: send(http, inv, credentials, &call).await?,
             out: out.clone(),
@@ -514,6 +566,33 @@ mod tests {
                 body: json!({"decision": "reject", "reason": "duplicate"})
             }
         );
+    }
+
+    #[test]
+    fn the_compliance_report_prints_as_a_table_by_clause() {
+        let inv = parse(args("--token t --api http://127.0.0.1:3000 compliance"), no_env).expect("valid");
+        let call = call_for(&inv.command);
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (reqwest::Method::GET, "/admin/compliance")
+        );
+        let report = json!({"generated_at": "2028-06-01T12:00:00Z", "compliant": false, "lines": [
+            {"clause": "6. Retention", "figure": "oldest_message_age_days", "tenant": "acme", "value": 396, "limit": 731, "ok": true},
+            {"clause": "7. Rights", "figure": "overdue_requests", "value": 1, "limit": 0, "ok": false},
+        ]});
+        let table = compliance_table(&report);
+        assert!(table.contains("SOME FIGURES FAIL"), "{table}");
+        let row = |figure: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(figure))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(row("oldest_message_age_days").trim_start().starts_with("ok"), "{table}");
+        assert!(row("oldest_message_age_days").contains("acme"), "{table}");
+        assert!(row("overdue_requests").trim_start().starts_with("FAIL"), "{table}");
+        assert!(table.find("6. Retention") < table.find("7. Rights"), "{table}");
     }
 
     #[test]

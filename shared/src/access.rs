@@ -65,6 +65,8 @@ pub enum Permission {
     HandlePrivacyRequests,
     /// The compliance report: figures and ids, no personal data.
     ReadCompliance,
+    /// End a tenant's contract: its accounts released, its conversations erased after notice.
+    OffboardTenants,
 }
 
 /// Over which tenants a role holds a permission.
@@ -88,6 +90,7 @@ pub const GRANTS: &[(Role, Permission, Reach)] = &[
     (Role::PrivacyOfficer, Permission::CheckContactability, Reach::Everywhere),
     (Role::PlatformAdmin, Permission::ManageTenants, Reach::Everywhere),
     (Role::PlatformAdmin, Permission::ManagePrincipals, Reach::Everywhere),
+    (Role::PlatformAdmin, Permission::OffboardTenants, Reach::Everywhere),
     (
         Role::PrivacyOfficer,
         Permission::HandlePrivacyRequests,

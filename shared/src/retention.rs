@@ -18,6 +18,11 @@ pub const AUDIT_CHECKPOINT_EXTRA_MONTHS: u32 = 12;
 /// Closed privacy requests and their receipts: the limitation period, unless configured otherwise.
 pub const DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS: u32 = 60;
 
+/// How long after a tenant is offboarded its conversations are erased, unless the offboarding
+/// names another notice period (at most `MAX_OFFBOARDING_NOTICE_DAYS`).
+pub const DEFAULT_OFFBOARDING_NOTICE_DAYS: i64 = 30;
+pub const MAX_OFFBOARDING_NOTICE_DAYS: i64 = 90;
+
 /// How long after an item's expiry the cleanup leaves it to DynamoDB's TTL, which deletes for
 /// free, before deleting it itself (one write unit per item).
 pub const SWEEP_GRACE: Duration = Duration::hours(48);

@@ -217,6 +217,7 @@ mod tests {
             optout_keywords: Vec::new(),
             optout_button_ids: Vec::new(),
             retention_lowered_at: None,
+            offboarding: None,
             created_at: Timestamp::from_unix_seconds(0),
         }
     }

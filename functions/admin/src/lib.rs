@@ -63,7 +63,7 @@ fn body_field(req: &Request, field: &str) -> Option<String> {
 }
 
 pub use apigw::iam_principal as principal;
-use shared::retention::CONTACT_EXPIRY_STEP;
+use shared::retention::{CONTACT_EXPIRY_STEP, DEFAULT_OFFBOARDING_NOTICE_DAYS, MAX_OFFBOARDING_NOTICE_DAYS};
 
 /// What an audited request reads.
 enum AuditTarget {
@@ -103,6 +103,8 @@ enum AuditTarget {
     },
     /// The compliance report read.
     Compliance,
+    /// A tenant offboarded: its accounts released, its conversations to be erased.
+    Offboarding,
 }
 
 /// The contactability question, as a JSON body.
@@ -295,6 +297,7 @@ impl Admin {
             RouteId::AuditTrail => self.audit_trail(req, &ctx).await,
             RouteId::VerifyAudit => self.verify_audit(req, &ctx).await,
             RouteId::Compliance => self.compliance(req, &ctx).await,
+            RouteId::Offboard => self.offboard(req, &ctx, matched.param("tenant")).await,
         }
     }
 
@@ -383,6 +386,9 @@ impl Admin {
             Ok(t) => t,
             Err(e) => return store_error(e).into(),
         };
+        if existed.as_ref().is_some_and(|t| t.offboarding.is_some()) {
+            return apigw::error(409, "the tenant is offboarded; its id cannot be registered again");
+        }
         let now = self.clock.now();
         // A shorter retention applies to what is already stored: the sweep needs to know since when.
         let retention_lowered_at = match &existed {
@@ -504,6 +510,7 @@ impl Admin {
             AuditTarget::Trail { verify: false } => (AuditAction::Read, None, None, "audit trail read".to_owned()),
             AuditTarget::Trail { verify: true } => (AuditAction::Read, None, None, "audit trail verified".to_owned()),
             AuditTarget::Compliance => (AuditAction::Read, None, None, "compliance report read".to_owned()),
+            AuditTarget::Offboarding => (AuditAction::Change, None, None, "tenant offboarded".to_owned()),
         };
         let reason = match (action, apigw::header(req, "x-audit-reason")) {
             (AuditAction::Denied, _) | (_, None) => default_reason,
@@ -536,6 +543,51 @@ impl Admin {
     ) -> Result<(), AdminError> {
         self.audit(AuditChain::Tenant(tenant.id.clone()), ctx, req, target)
             .await
+    }
+
+    /// Marks the tenant terminated and releases its accounts; the cleanup erases its
+    /// conversations after the notice period (`{"notice_days"?: 0-90}`, default 30).
+    async fn offboard(&self, req: &Request, ctx: &Ctx, tenant: &str) -> Response {
+        let mut tenant = match self.tenant(tenant).await {
+            Ok(t) => t,
+            Err(r) => return r.into(),
+        };
+        let body = apigw::json_object(req).unwrap_or_default();
+        let notice = match body.get("notice_days") {
+            None | Some(Value::Null) => DEFAULT_OFFBOARDING_NOTICE_DAYS,
+            Some(v) => match v.as_i64().filter(|d| (0..=MAX_OFFBOARDING_NOTICE_DAYS).contains(d)) {
+                Some(d) => d,
+                None => {
+                    return bad_request(
+                        "notice_days",
+                        format!("must be a whole number of days from 0 to {MAX_OFFBOARDING_NOTICE_DAYS}"),
+                    )
+                    .into();
+                }
+            },
+        };
+        if let Some(field) = body.keys().find(|k| *k != "notice_days") {
+            return bad_request(field, "unknown field").into();
+        }
+        if tenant.offboarding.is_some() {
+            return AdminError::Conflict("the tenant is already offboarded".to_owned()).into();
+        }
+        if let Err(r) = self.audit_tenant(&tenant, ctx, req, AuditTarget::Offboarding).await {
+            return r.into();
+        }
+        let now = self.clock.now();
+        tenant.offboarding = Some(Offboarding {
+            terminated_at: now,
+            erase_after: now.plus(time::Duration::days(notice)),
+            by: ctx.actor.clone(),
+            request_code: None,
+        });
+        let released = std::mem::take(&mut tenant.accounts).len();
+        if let Err(e) = self.stores.tenants.register(&tenant).await {
+            return store_error(e).into();
+        }
+        tracing::info!(tenant = %tenant.id, released, notice_days = notice, "tenant offboarded");
+        apigw::json(200, &tenant)
     }
 
     /// The compliance report, computed now from the stores (`shared::compliance`).
@@ -819,6 +871,7 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
         optout_keywords,
         optout_button_ids,
         retention_lowered_at: None,
+        offboarding: None,
     })
 }
 

@@ -18,6 +18,7 @@ pub enum RouteId {
     AuditTrail,
     VerifyAudit,
     Compliance,
+    Offboard,
 }
 
 /// Where the tenant a request acts on is named: checked before anything is read.
@@ -150,6 +151,13 @@ pub const ROUTES: &[Route] = &[
         "/admin/compliance",
         Permission::ReadCompliance,
         TenantFrom::NoTenant,
+    ),
+    route(
+        RouteId::Offboard,
+        Method::POST,
+        "/admin/tenants/{tenant}/offboard",
+        Permission::OffboardTenants,
+        TenantFrom::Path,
     ),
 ];
 

@@ -35,7 +35,7 @@ fn allowed(route: RouteId, role: Role, own: bool) -> bool {
     use Role::*;
     use RouteId::*;
     match route {
-        RegisterTenant | ListPrincipals | GrantPrincipal => role == PlatformAdmin,
+        RegisterTenant | ListPrincipals | GrantPrincipal | Offboard => role == PlatformAdmin,
         Contacts | Messages | Events => role == TenantAgent && own,
         Contactability | OptOutReviews | DecideOptOutReview => (role == TenantAgent && own) || role == PrivacyOfficer,
         AuditTrail | VerifyAudit => role == Auditor,

@@ -18,7 +18,11 @@ use serde::Deserialize;
 use shared::clock::SharedClock;
 use shared::compliance::{self, DUE_SOON, Job, JobRun, REVIEW_WAIT_ALARM, STUCK_ERASURE};
 use shared::config::QueueKind;
-use shared::domain::{ErasureJob, QuarantineBucket, RequestStatus, Tenant};
+use shared::deadline::RequestKind;
+use shared::domain::{
+    ConfirmationCode, Created, ErasureJob, NewRequest, Offboarding, PrivacyRequest, QuarantineBucket, RequestSource,
+    RequestStatus, Tenant, TimelineEntry,
+};
 use shared::queue::{Queue, QueueError};
 use shared::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores};
 use shared::timestamp::Timestamp;
@@ -45,7 +49,11 @@ pub mod metric {
     pub const REVIEWS_WAITING: &str = "OptOutReviewsWaitingOver24h";
     pub const PAST_EXPIRY: &str = "ContactsPastExpiry";
     pub const REPORT_FAILURES: &str = "ComplianceLinesFailing";
+    pub const OFFBOARDINGS: &str = "OffboardingErasuresOpened";
 }
+
+/// How the cleanup signs what it does in a request's timeline.
+const WHO: &str = "cleanup";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
@@ -163,6 +171,11 @@ impl Cleanup {
             let Some(tenant) = self.stores.tenants.get(&id).await? else {
                 continue;
             };
+            if let Some(off) = &tenant.offboarding
+                && off.erase_after <= now
+            {
+                self.open_offboarding(&tenant, off, now, counts).await?;
+            }
             if !self.sweep_tenant(&tenant, now, budget, counts).await? {
                 add(counts, metric::SWEEP_INCOMPLETE, 1);
                 tracing::warn!(tenant = %id, "sweep stopped at its time limit; the next run goes on");
@@ -170,6 +183,68 @@ impl Cleanup {
             }
         }
         Ok(true)
+    }
+
+    /// An offboarded tenant's notice is over: its erasure goes to the erasure worker as an
+    /// approved request (receipt and all). The request's code is stored with the tenant first,
+    /// so a run that stops in between opens the same request next time, never a second one.
+    async fn open_offboarding(
+        &self,
+        tenant: &Tenant,
+        off: &Offboarding,
+        now: Timestamp,
+        counts: &mut Counts,
+    ) -> Result<(), CleanupError> {
+        let code = match &off.request_code {
+            Some(code) => {
+                if self.stores.privacy_requests.get(code.request_id()).await?.is_some() {
+                    return Ok(());
+                }
+                code.clone()
+            }
+            None => {
+                let code = ConfirmationCode::random();
+                let mut fixed = tenant.clone();
+                fixed.offboarding = Some(Offboarding {
+                    request_code: Some(code.clone()),
+                    ..off.clone()
+                });
+                self.stores.tenants.register(&fixed).await?;
+                code
+            }
+        };
+        let mut r = PrivacyRequest::new(NewRequest {
+            kind: RequestKind::Erasure,
+            source: RequestSource::Operator,
+            jurisdiction: tenant.jurisdiction,
+            tenant: Some(tenant.id.clone()),
+            subjects: Vec::new(),
+            note: Some("tenant offboarding".to_owned()),
+            erase: false,
+            rectify: None,
+            code,
+            now,
+            by: WHO,
+        });
+        r.offboarding = true;
+        r.status = RequestStatus::Approved;
+        r.timeline.push(TimelineEntry {
+            at: now,
+            event: "approved".to_owned(),
+            by: WHO.to_owned(),
+            reason: Some(format!(
+                "the tenant was offboarded at {} by {}; its notice period ended",
+                off.terminated_at, off.by
+            )),
+        });
+        if self.stores.privacy_requests.create(&r).await? == Created::New {
+            let body = shared::queue::to_body(&ErasureJob { request: r.id })
+                .map_err(|e| QueueError::Backend(e.to_string()))?;
+            self.erasure.send_batch(&[body]).await?;
+            add(counts, metric::OFFBOARDINGS, 1);
+            tracing::info!(tenant = %tenant.id, request = %r.id, "offboarded tenant's erasure opened");
+        }
+        Ok(())
     }
 
     async fn sweep_tenant(

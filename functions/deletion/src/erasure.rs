@@ -16,12 +16,17 @@ use sha2::{Digest, Sha256};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
 use shared::domain::{
-    DeadLetterSource, PrivacyRequest, QuarantineBucket, ReachedContact, Receipt, RequestStatus, TimelineEntry,
+    ContactRef, DeadLetterSource, PrivacyRequest, QuarantineBucket, QuarantineEntry, ReachedContact, Receipt,
+    RequestStatus, TimelineEntry,
 };
 use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
-use shared::store::{ConversationStore, EraseCursor, PrivacyRequestStore, QuarantineStore, StoreError, Stores};
+use shared::store::{
+    ConversationStore, EraseCursor, MAX_PAGE_SIZE, PageRequest, PrivacyRequestStore, QuarantineStore, StoreError,
+    Stores,
+};
+use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 
@@ -149,6 +154,9 @@ impl ErasureWorker {
     /// The contacts the request reaches now: every contact linked to one of its subject keys,
     /// expired or not, in its tenant scope.
     async fn reach(&self, r: &PrivacyRequest) -> Result<Vec<ReachedContact>, StoreError> {
+        if r.offboarding {
+            return self.tenant_contacts(r).await;
+        }
         let mut found = Vec::new();
         for key in r.subject_keys() {
             for c in self.conversations.erasure_reach(key).await? {
@@ -160,6 +168,50 @@ impl ErasureWorker {
         found.sort();
         found.dedup_by(|a, b| a.contact == b.contact);
         Ok(found)
+    }
+
+    /// An offboarding's reach: every contact of its tenant, expired or not, by the
+    /// contacts-by-tenant index (the profile of each lists its links, which go with it).
+    async fn tenant_contacts(&self, r: &PrivacyRequest) -> Result<Vec<ReachedContact>, StoreError> {
+        let Some(tenant) = &r.tenant else {
+            return Ok(Vec::new());
+        };
+        let every = Timestamp::from_unix_millis(i64::MAX);
+        let mut found = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let p = self.conversations.contacts_due(tenant, every, &page).await?;
+            found.extend(p.items.into_iter().map(|d| ReachedContact {
+                contact: ContactRef {
+                    tenant: tenant.clone(),
+                    contact: d.contact,
+                },
+                links: Vec::new(),
+            }));
+            match p.next {
+                Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// An offboarding's quarantine: its tenant's opt-out review items (the envelopes Meta sends
+    /// for its released accounts are unrouted now, and expire in 30 days).
+    async fn tenant_reviews(&self, r: &PrivacyRequest) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let Some(tenant) = r.tenant.clone().filter(|_| r.offboarding) else {
+            return Ok(Vec::new());
+        };
+        let bucket = QuarantineBucket::OptOutReview { tenant };
+        let mut found = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let p = self.quarantine.list(&bucket, &page).await?;
+            found.extend(p.items);
+            match p.next {
+                Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
+                None => return Ok(found),
+            }
+        }
     }
 
     pub async fn run(&self, job: &ErasureJob) -> Result<Outcome, ErasureError> {
@@ -208,6 +260,10 @@ impl ErasureWorker {
                 held += 1;
             }
         }
+        for entry in self.tenant_reviews(&r).await? {
+            self.quarantine.delete(&entry).await?;
+            held += 1;
+        }
         if held > 0 {
             *r.progress.erased.entry(QUARANTINE.to_owned()).or_default() += held;
             r = self.requests.update(&r).await?;
@@ -248,7 +304,7 @@ impl ErasureWorker {
     async fn verify_and_close(&self, mut r: PrivacyRequest) -> Result<Outcome, ErasureError> {
         let now = self.clock.now();
         let left = self.reach(&r).await?.len();
-        let mut held = 0;
+        let mut held = self.tenant_reviews(&r).await?.len();
         for key in r.subject_keys() {
             held += self.quarantine.find_subject(key).await?.len();
         }
@@ -269,6 +325,9 @@ impl ErasureWorker {
         }
         if r.subjects.iter().any(|s| s.kind == IdentifierKind::MetaAppUserId) {
             notes.push("meta_app_user_id: a Meta app-scoped id names a user of the app (a tenant's administrator), about whom nothing is stored".to_owned());
+        }
+        if r.offboarding {
+            notes.push("tenant offboarded: every conversation and opt-out review item of the tenant; its opt-out suppression entries, audit trail and privacy requests are kept for their own periods".to_owned());
         }
         let receipt = Receipt {
             started_at: r.progress.started_at.unwrap_or(now),

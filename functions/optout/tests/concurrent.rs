@@ -211,6 +211,7 @@ async fn concurrent_instances_give_consequences_to_winners_only() {
             optout_keywords: Vec::new(),
             optout_button_ids: Vec::new(),
             retention_lowered_at: None,
+            offboarding: None,
             created_at: Timestamp::from_unix_seconds(START),
         })
         .await

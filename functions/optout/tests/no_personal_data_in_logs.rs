@@ -360,6 +360,7 @@ fn tenant() -> Tenant {
         optout_keywords: vec!["chau zoraida".to_owned()],
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
         created_at: Timestamp::from_unix_seconds(0),
     }
 }

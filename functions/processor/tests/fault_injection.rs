@@ -442,6 +442,7 @@ async fn run(fail_at: usize, mode: Mode) -> Run {
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

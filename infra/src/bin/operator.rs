@@ -16,6 +16,10 @@ async fn main() -> ExitCode {
         args.remove(0);
         return privacy(args).await;
     }
+    // The report goes through the admin API as the privacy commands do.
+    if args.first().is_some_and(|a| a == "compliance") {
+        return privacy(args).await;
+    }
     grants(args).await
 }
 

@@ -20,4 +20,4 @@ pub use privacy::{
     RequestId, RequestSource, RequestStatus, Subject, TimelineEntry,
 };
 pub use quarantine::{DeadLetterSource, QuarantineBucket, QuarantineEntry, ReviewPointer};
-pub use tenant::{Channel, ChannelAccount, Locale, Tenant, TenantEvent, TenantId};
+pub use tenant::{Channel, ChannelAccount, Locale, Offboarding, Tenant, TenantEvent, TenantId};

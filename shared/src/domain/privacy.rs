@@ -211,6 +211,10 @@ pub struct PrivacyRequest {
     /// closes, since the contact then holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rectify: Option<Rectification>,
+    /// Erases every conversation and opt-out review item of `tenant` (its offboarding), not
+    /// one person's: it names no subject.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offboarding: bool,
     /// The completed erasure this one carries out again after a restore; a replay is never
     /// replayed itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +288,7 @@ impl PrivacyRequest {
             note: n.note,
             erase: n.erase,
             rectify: n.rectify,
+            offboarding: false,
             replay_of: None,
             received_at: n.now,
             due_at: crate::deadline::due_at(n.jurisdiction, n.kind, n.now),

@@ -141,6 +141,25 @@ pub struct Tenant {
     /// longer retention at once, without the grace it gives TTL (`retention::conversation_sweep_cutoff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_lowered_at: Option<Timestamp>,
+    /// Set when the tenant's contract ended (`POST /admin/tenants/{id}/offboard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offboarding: Option<Offboarding>,
+}
+
+/// A tenant whose contract ended: its accounts are released at once (what Meta sends for them is
+/// held as unrouted, 30 days), and after the notice period the cleanup erases its conversations
+/// and opt-out review items through the erasure worker, with a receipt. Its opt-out suppression
+/// entries, audit trail and privacy requests stay for their own periods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offboarding {
+    pub terminated_at: Timestamp,
+    /// When the cleanup opens the erasure.
+    pub erase_after: Timestamp,
+    pub by: String,
+    /// The erasure request's code, fixed before the request is created, so a run that stops in
+    /// between opens the same request the next time instead of a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_code: Option<super::privacy::ConfirmationCode>,
 }
 
 impl Tenant {

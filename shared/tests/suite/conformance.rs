@@ -1194,6 +1194,7 @@ async fn privacy_requests_lock_optimistically_and_index_open_deadlines(h: Harnes
             note: None,
             erase: false,
             rectify: None,
+            offboarding: false,
             replay_of: None,
             received_at,
             due_at: deadline::due_at(j, kind, received_at),
@@ -1357,6 +1358,7 @@ async fn an_account_belongs_to_one_tenant(h: Harness) {
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
         created_at: h.clock.now(),
     };
     let a = make(
@@ -2328,6 +2330,7 @@ async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
         created_at: now,
     };
     // Registered twice: listed once.

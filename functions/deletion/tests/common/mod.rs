@@ -247,6 +247,7 @@ async fn register(stores: &Stores, id: &str, now: Timestamp) {
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
     };
     stores.tenants.register(&t).await.expect("register");
 }

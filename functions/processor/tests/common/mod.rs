@@ -42,6 +42,7 @@ pub async fn register_tenant_a(stores: &Stores) -> TenantId {
         optout_keywords: Vec::new(),
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
+        offboarding: None,
         created_at: Timestamp::from_unix_seconds(START),
     };
     stores.tenants.register(&tenant).await.expect("register");
