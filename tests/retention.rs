@@ -96,8 +96,10 @@ async fn twenty_five_months_on_no_message_older_than_twenty_four_is_stored_or_re
     let run = e.tick("sweep").await;
     assert_eq!(run["complete"], true, "{run}");
     assert_eq!(run["counts"]["ContactsGone"], 1, "{run}");
-    // Two messages, the profile and the contact's phone link.
-    assert_eq!(run["counts"]["Deleted"], 4, "{run}");
+    // Two messages, the profile and the contact's phone link; and the audit events of the
+    // registration, 25 months old (24 months, configurable).
+    assert_eq!(run["counts"]["ConversationItemsDeleted"], 4, "{run}");
+    assert!(run["counts"]["AuditItemsDeleted"].as_u64() >= Some(1), "{run}");
     let floor = later.minus_months(24);
     let stored = stored_message_times(&e).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
@@ -113,7 +115,9 @@ async fn twenty_five_months_on_no_message_older_than_twenty_four_is_stored_or_re
     );
     assert!(age <= limit, "oldest message {age} days, limit {limit}: {report}");
     assert_eq!(figure(&report, "contacts_past_expiry", Some("tenant-a"))["value"], 0);
-    assert_eq!(figure(&report, "last_sweep_deleted", None)["value"], 4);
+    assert_eq!(figure(&report, "last_sweep_ConversationItemsDeleted", None)["value"], 4);
+    let audit = figure(&report, "oldest_audit_event_age_days", None);
+    assert!(audit["value"].as_i64() <= audit["limit"].as_i64(), "{report}");
     assert_eq!(report["compliant"], true, "{report}");
     // A second run finds nothing more to do.
     let again = e.tick("sweep").await;
@@ -152,7 +156,7 @@ async fn a_tenant_lowered_to_six_months_keeps_nothing_older_after_a_tick() {
 
     // No grace period for what the old retention kept: one tick deletes it.
     let run = e.tick("sweep").await;
-    assert_eq!(run["counts"]["Deleted"], 1, "{run}");
+    assert_eq!(run["counts"]["ConversationItemsDeleted"], 1, "{run}");
     let floor = now.minus_months(6);
     let stored = stored_message_times(&e).await;
     assert_eq!(stored.len(), 2, "{stored:?}");

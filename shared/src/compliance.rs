@@ -2,9 +2,11 @@
 //! the stores, with the clause it proves. The admin API serves it (`GET /admin/compliance`) and
 //! the cleanup function's monitor emits the same figures as metrics after each run.
 
-use crate::domain::{PrivacyRequest, QuarantineBucket, TenantId};
-use crate::retention::SWEEP_GRACE;
-use crate::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores};
+use crate::domain::{AuditChain, PrivacyRequest, QuarantineBucket, RequestStatus, TenantId};
+use crate::retention::{
+    DEFAULT_AUDIT_RETENTION_MONTHS, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, QUARANTINE_RETENTION_DAYS, SWEEP_GRACE,
+};
+use crate::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores, TimeRange};
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,8 +22,31 @@ pub const REVIEW_WAIT_ALARM: Duration = Duration::hours(24);
 pub const RECENT: Duration = Duration::days(30);
 
 pub const CLAUSE_MESSAGES: &str = "6. Retention: messages up to 24 months (a tenant may choose less)";
+pub const CLAUSE_QUARANTINE: &str = "6. Retention: envelopes that could not be processed, 30 days";
+pub const CLAUSE_AUDIT: &str = "6. Retention: the audit trail, 24 months (configurable)";
+pub const CLAUSE_REQUESTS: &str = "6. Retention: closed privacy requests, the limitation period (5 years)";
 pub const CLAUSE_DEADLINES: &str = "7. Rights: every request answered within its legal deadline";
 pub const CLAUSE_OPTOUT: &str = "7. Rights: a STOP is honoured across the whole system";
+
+/// The metric names a run counts (and emits as EMF).
+pub mod metric {
+    /// Every item deleted, all tables.
+    pub const DELETED: &str = "Deleted";
+    pub const CONVERSATION_ITEMS_DELETED: &str = "ConversationItemsDeleted";
+    pub const QUARANTINE_DELETED: &str = "QuarantineEntriesDeleted";
+    pub const AUDIT_DELETED: &str = "AuditItemsDeleted";
+    pub const REQUESTS_DELETED: &str = "ClosedRequestsDeleted";
+    pub const CONTACTS_SWEPT: &str = "ContactsSwept";
+    pub const CONTACTS_GONE: &str = "ContactsGone";
+    pub const SWEEP_INCOMPLETE: &str = "SweepIncomplete";
+    pub const DUE_SOON: &str = "RequestsDueSoon";
+    pub const OVERDUE: &str = "RequestsOverdue";
+    pub const REQUEUED: &str = "ErasuresRequeued";
+    pub const REVIEWS_WAITING: &str = "OptOutReviewsWaitingOver24h";
+    pub const PAST_EXPIRY: &str = "ContactsPastExpiry";
+    pub const REPORT_FAILURES: &str = "ComplianceLinesFailing";
+    pub const OFFBOARDINGS: &str = "OffboardingErasuresOpened";
+}
 
 /// The cleanup function's jobs; each schedule's input names one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -220,23 +245,34 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
     match &sweep {
         Some(run) => {
             let hours = since(now, run.finished_at).whole_hours();
+            let fresh = hours <= SWEEP_GRACE.whole_hours();
             lines.push(line(
                 CLAUSE_MESSAGES,
                 "last_sweep_hours_ago",
                 None,
                 hours,
                 Some(SWEEP_GRACE.whole_hours()),
-                hours <= SWEEP_GRACE.whole_hours(),
+                fresh,
             ));
-            let deleted = run.counts.get("Deleted").copied().unwrap_or(0);
+            // A run out of time leaves work for the next: behind, until one finishes.
+            let complete = i64::from(run.complete);
             lines.push(line(
                 CLAUSE_MESSAGES,
-                "last_sweep_deleted",
+                "last_sweep_complete",
                 None,
-                deleted as i64,
-                None,
-                true,
+                complete,
+                Some(1),
+                run.complete,
             ));
+            for (clause, name) in [
+                (CLAUSE_MESSAGES, metric::CONVERSATION_ITEMS_DELETED),
+                (CLAUSE_QUARANTINE, metric::QUARANTINE_DELETED),
+                (CLAUSE_AUDIT, metric::AUDIT_DELETED),
+                (CLAUSE_REQUESTS, metric::REQUESTS_DELETED),
+            ] {
+                let deleted = run.counts.get(name).copied().unwrap_or(0) as i64;
+                lines.push(line(clause, &format!("last_sweep_{name}"), None, deleted, None, true));
+            }
         }
         None => lines.push(line(
             CLAUSE_MESSAGES,
@@ -247,6 +283,7 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
             false,
         )),
     }
+    tables_lines(stores, now, &mut lines).await?;
     requests_lines(stores, now, &mut lines).await?;
     let compliant = lines.iter().all(|l| l.ok);
     Ok(Report {
@@ -254,6 +291,71 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
         lines,
         compliant,
     })
+}
+
+/// The oldest live item of the other tables with an expiry, against its limit. The sweep deletes
+/// what TTL leaves past the grace period, so an age past the limit means it is not running.
+async fn tables_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) -> Result<(), StoreError> {
+    let first = PageRequest::first(1);
+    let mut oldest_envelope: Option<Timestamp> = None;
+    for bucket in stores.quarantine.expiring_buckets().await? {
+        if let Some(e) = stores.quarantine.list(&bucket, &first).await?.items.first() {
+            oldest_envelope = Some(oldest_envelope.map_or(e.received_at, |o| o.min(e.received_at)));
+        }
+    }
+    let grace = days(SWEEP_GRACE);
+    if let Some(t) = oldest_envelope {
+        let age = days(since(now, t));
+        lines.push(line(
+            CLAUSE_QUARANTINE,
+            "oldest_envelope_age_days",
+            None,
+            age,
+            Some(QUARANTINE_RETENTION_DAYS),
+            age <= QUARANTINE_RETENTION_DAYS + grace,
+        ));
+    }
+    let audit_limit = days(since(now, now.minus_months(DEFAULT_AUDIT_RETENTION_MONTHS)));
+    let mut chains = vec![AuditChain::Platform];
+    chains.extend(tenant_ids(stores).await?.into_iter().map(AuditChain::Tenant));
+    for chain in chains {
+        if let Some(l) = stores.audit.list(&chain, &TimeRange::ALL, &first).await?.items.first() {
+            let age = days(since(now, l.event.at));
+            let tenant = match &chain {
+                AuditChain::Tenant(t) => Some(t),
+                AuditChain::Platform => None,
+            };
+            lines.push(line(
+                CLAUSE_AUDIT,
+                "oldest_audit_event_age_days",
+                tenant,
+                age,
+                Some(audit_limit),
+                age <= audit_limit + grace,
+            ));
+        }
+    }
+    let epoch = Timestamp::from_unix_millis(0);
+    if let Some(r) = stores
+        .privacy_requests
+        .closed_between(epoch, now, &first)
+        .await?
+        .items
+        .first()
+        && let Some(closed) = r.closed_at
+    {
+        let limit = days(since(now, now.minus_months(DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS)));
+        let age = days(since(now, closed));
+        lines.push(line(
+            CLAUSE_REQUESTS,
+            "oldest_closed_request_age_days",
+            None,
+            age,
+            Some(limit),
+            age <= limit + grace,
+        ));
+    }
+    Ok(())
 }
 
 async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) -> Result<(), StoreError> {
@@ -304,17 +406,18 @@ async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) 
             soonest > now,
         ));
     }
-    // Completed erasures of the last 30 days (the index of closed erasures): how long they took.
+    // Requests completed in the last 30 days (the index of closed requests): how long they took.
     let mut took: Vec<i64> = Vec::new();
     let mut page = PageRequest::first(MAX_PAGE_SIZE);
     loop {
         let p = stores
             .privacy_requests
-            .erasures_closed_between(now.plus(-RECENT), now, &page)
+            .closed_between(now.plus(-RECENT), now, &page)
             .await?;
         took.extend(
             p.items
                 .iter()
+                .filter(|r| r.status == RequestStatus::Completed)
                 .filter_map(|r| r.closed_at.map(|c| since(c, r.received_at).whole_hours())),
         );
         match p.next {
@@ -325,7 +428,7 @@ async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) 
     took.sort_unstable();
     lines.push(line(
         CLAUSE_DEADLINES,
-        "erasures_completed_30d",
+        "completed_30d",
         None,
         took.len() as i64,
         None,
@@ -334,20 +437,13 @@ async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) 
     if let (Some(max), Some(median)) = (took.last(), took.get(took.len() / 2)) {
         lines.push(line(
             CLAUSE_DEADLINES,
-            "erasure_median_hours_to_complete",
+            "median_hours_to_complete",
             None,
             *median,
             None,
             true,
         ));
-        lines.push(line(
-            CLAUSE_DEADLINES,
-            "erasure_max_hours_to_complete",
-            None,
-            *max,
-            None,
-            true,
-        ));
+        lines.push(line(CLAUSE_DEADLINES, "max_hours_to_complete", None, *max, None, true));
     }
     Ok(())
 }

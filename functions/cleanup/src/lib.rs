@@ -4,8 +4,10 @@
 //!
 //! - **sweep**: per tenant, the contacts whose oldest item is at or before the tenant's cutoff
 //!   (`Tenant::sweep_cutoff`: past retention by more than the grace TTL gets, or outside a lowered
-//!   retention) come from one index query, and each is swept in its time-ordered key range. Its
-//!   reads follow what it deletes, not the table.
+//!   retention) come from one index query, and each is swept in its time-ordered key range. Then
+//!   quarantined envelopes, audit events and closed requests whose own expiry passed more than
+//!   the grace period ago, each in time order, stopping at the first one kept. Its reads follow
+//!   what it deletes, not the tables. An offboarded tenant whose notice ended gets its erasure.
 //! - **monitor**: requests due soon and overdue, erasures stuck for an hour (queued again),
 //!   opt-out reviews waiting a day, and the compliance report's figures, as metrics.
 //!
@@ -20,11 +22,12 @@ use shared::compliance::{self, DUE_SOON, Job, JobRun, REVIEW_WAIT_ALARM, STUCK_E
 use shared::config::QueueKind;
 use shared::deadline::RequestKind;
 use shared::domain::{
-    ConfirmationCode, Created, ErasureJob, NewRequest, Offboarding, PrivacyRequest, QuarantineBucket, RequestSource,
-    RequestStatus, Tenant, TimelineEntry,
+    AuditChain, ConfirmationCode, Created, ErasureJob, NewRequest, Offboarding, PrivacyRequest, QuarantineBucket,
+    RequestSource, RequestStatus, Tenant, TimelineEntry,
 };
 use shared::queue::{Queue, QueueError};
-use shared::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores};
+use shared::retention::SWEEP_GRACE;
+use shared::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores, SweepOutcome};
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
 use std::collections::BTreeMap;
@@ -37,20 +40,7 @@ pub const SWEEP_STEP: usize = 100;
 /// Stop starting new work this long before the invocation's deadline.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(10);
 
-/// The metric names a run counts (and emits as EMF).
-pub mod metric {
-    pub const DELETED: &str = "Deleted";
-    pub const CONTACTS_SWEPT: &str = "ContactsSwept";
-    pub const CONTACTS_GONE: &str = "ContactsGone";
-    pub const SWEEP_INCOMPLETE: &str = "SweepIncomplete";
-    pub const DUE_SOON: &str = "RequestsDueSoon";
-    pub const OVERDUE: &str = "RequestsOverdue";
-    pub const REQUEUED: &str = "ErasuresRequeued";
-    pub const REVIEWS_WAITING: &str = "OptOutReviewsWaitingOver24h";
-    pub const PAST_EXPIRY: &str = "ContactsPastExpiry";
-    pub const REPORT_FAILURES: &str = "ComplianceLinesFailing";
-    pub const OFFBOARDINGS: &str = "OffboardingErasuresOpened";
-}
+pub use shared::compliance::metric;
 
 /// How the cleanup signs what it does in a request's timeline.
 const WHO: &str = "cleanup";
@@ -113,8 +103,31 @@ impl Budget {
 
 type Counts = BTreeMap<String, u64>;
 
+/// Calls one store's sweep step until it is done (true) or the budget is spent (false),
+/// counting what it deleted under `name` and in the total.
+async fn until_done<F, Fut>(budget: &Budget, counts: &mut Counts, name: &str, mut step: F) -> Result<bool, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<SweepOutcome, StoreError>>,
+{
+    loop {
+        if budget.spent() {
+            return Ok(false);
+        }
+        let out = step().await?;
+        add(counts, name, out.deleted);
+        add(counts, metric::DELETED, out.deleted);
+        if out.done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Counts only what happened: a run's counts name what it did, as its EMF line does.
 fn add(counts: &mut Counts, name: &str, n: u64) {
-    *counts.entry(name.to_owned()).or_default() += n;
+    if n > 0 {
+        *counts.entry(name.to_owned()).or_default() += n;
+    }
 }
 
 impl Cleanup {
@@ -177,12 +190,49 @@ impl Cleanup {
                 self.open_offboarding(&tenant, off, now, counts).await?;
             }
             if !self.sweep_tenant(&tenant, now, budget, counts).await? {
-                add(counts, metric::SWEEP_INCOMPLETE, 1);
-                tracing::warn!(tenant = %id, "sweep stopped at its time limit; the next run goes on");
-                return Ok(false);
+                return Ok(self.incomplete(counts));
             }
         }
+        // The other tables expire by their own rules (shared/src/retention.rs), each item by
+        // its stored expiry: what TTL has not removed a grace period after it goes now.
+        let expired_by = now.plus(-SWEEP_GRACE);
+        let stores = &self.stores;
+        for bucket in stores.quarantine.expiring_buckets().await? {
+            let swept = until_done(budget, counts, metric::QUARANTINE_DELETED, || {
+                stores.quarantine.sweep(&bucket, expired_by, SWEEP_STEP)
+            });
+            if !swept.await? {
+                return Ok(self.incomplete(counts));
+            }
+        }
+        let mut chains = vec![AuditChain::Platform];
+        chains.extend(
+            compliance::tenant_ids(stores)
+                .await?
+                .into_iter()
+                .map(AuditChain::Tenant),
+        );
+        for chain in &chains {
+            let swept = until_done(budget, counts, metric::AUDIT_DELETED, || {
+                stores.audit.sweep(chain, expired_by, SWEEP_STEP)
+            });
+            if !swept.await? {
+                return Ok(self.incomplete(counts));
+            }
+        }
+        let swept = until_done(budget, counts, metric::REQUESTS_DELETED, || {
+            stores.privacy_requests.sweep_closed(expired_by, SWEEP_STEP)
+        });
+        if !swept.await? {
+            return Ok(self.incomplete(counts));
+        }
         Ok(true)
+    }
+
+    fn incomplete(&self, counts: &mut Counts) -> bool {
+        add(counts, metric::SWEEP_INCOMPLETE, 1);
+        tracing::warn!("sweep stopped at its time limit; the next run goes on");
+        false
     }
 
     /// An offboarded tenant's notice is over: its erasure goes to the erasure worker as an
@@ -267,6 +317,7 @@ impl Cleanup {
                     let out = conversations
                         .sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP)
                         .await?;
+                    add(counts, metric::CONVERSATION_ITEMS_DELETED, out.deleted);
                     add(counts, metric::DELETED, out.deleted);
                     if out.done {
                         add(counts, metric::CONTACTS_SWEPT, 1);

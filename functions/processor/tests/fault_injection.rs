@@ -289,6 +289,17 @@ impl QuarantineStore for Faulty<dyn QuarantineStore> {
     async fn find_subject(&self, k: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
         self.faults.call(self.inner.find_subject(k), store_down).await
     }
+    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+        self.faults.call(self.inner.expiring_buckets(), store_down).await
+    }
+    async fn sweep(
+        &self,
+        b: &QuarantineBucket,
+        expired_by: Timestamp,
+        max: usize,
+    ) -> Result<shared::store::SweepOutcome, StoreError> {
+        self.faults.call(self.inner.sweep(b, expired_by, max), store_down).await
+    }
 }
 
 #[async_trait]

@@ -148,7 +148,11 @@ async fn run(dynamo: &aws_sdk_dynamodb::Client, total: usize, concurrency: usize
     if !done.complete {
         fail("the sweep did not finish");
     }
-    let deleted = done.counts.get(cleanup::metric::DELETED).copied().unwrap_or(0);
+    let deleted = done
+        .counts
+        .get(cleanup::metric::CONVERSATION_ITEMS_DELETED)
+        .copied()
+        .unwrap_or(0);
     let expected = (DUE_CONTACTS * EXPIRED_PER_CONTACT) as u64;
     if deleted != expected {
         fail(&format!("the sweep deleted {deleted} items, expected {expected}"));

@@ -19,5 +19,5 @@ pub use privacy::{
     ConfirmationCode, Created, ErasureJob, ErasureProgress, NewRequest, PrivacyRequest, Receipt, Rectification,
     RequestId, RequestSource, RequestStatus, Subject, TimelineEntry,
 };
-pub use quarantine::{DeadLetterSource, QuarantineBucket, QuarantineEntry, ReviewPointer};
+pub use quarantine::{DeadLetterSource, EXPIRING_BUCKETS, QuarantineBucket, QuarantineEntry, ReviewPointer};
 pub use tenant::{Channel, ChannelAccount, Locale, Offboarding, Tenant, TenantEvent, TenantId};

@@ -31,6 +31,19 @@ pub enum QuarantineBucket {
     },
 }
 
+/// The buckets of a fixed name whose entries expire (unrouted ones are per account, found in
+/// the store's directory); reviews and dead-lettered STOPs wait for a person instead.
+pub const EXPIRING_BUCKETS: [QuarantineBucket; 4] = [
+    QuarantineBucket::Rejected,
+    QuarantineBucket::Unhandled,
+    QuarantineBucket::DeadLettered {
+        source: DeadLetterSource::Ingest,
+    },
+    QuarantineBucket::DeadLettered {
+        source: DeadLetterSource::Outbound,
+    },
+];
+
 /// The queue a dead-lettered message failed on: what the message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

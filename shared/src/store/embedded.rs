@@ -748,6 +748,52 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
             &format!("erasures-closed:{}:{}", since.unix_millis(), until.unix_millis()),
         )
     }
+
+    async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let now = self.clock.now();
+        let sorted = lock(&self.state)
+            .requests
+            .values()
+            .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
+            .filter_map(|r| r.closed_at.filter(|c| (since..=until).contains(c)).map(|c| (c, r)))
+            .map(|(c, r)| (format!("{}#{}", c.sort_key(), r.id), r.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        page_of(
+            sorted,
+            page,
+            &format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
+        )
+    }
+
+    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let mut st = lock(&self.state);
+        let mut due: Vec<(Timestamp, RequestId)> = st
+            .requests
+            .values()
+            .filter(|r| r.expires_at.is_some_and(|e| e.as_timestamp() <= expired_by))
+            .filter_map(|r| r.closed_at.map(|c| (c, r.id)))
+            .collect();
+        due.sort();
+        let done = due.len() <= max_items;
+        let mut out = SweepOutcome {
+            done,
+            ..SweepOutcome::default()
+        };
+        for (_, id) in due.into_iter().take(max_items) {
+            out.deleted += u64::from(st.requests.remove(&id).is_some());
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -826,6 +872,50 @@ impl AuditStore for EmbeddedAuditStore {
                 .cloned()
                 .collect()
         }))
+    }
+    async fn sweep(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let mut chains = lock(&self.chains);
+        let Some(state) = chains.get_mut(chain) else {
+            return Ok(SweepOutcome {
+                done: true,
+                ..SweepOutcome::default()
+            });
+        };
+        let mut out = SweepOutcome::default();
+        let events: Vec<String> = state
+            .events
+            .iter()
+            .take_while(|(_, l)| l.event.expires_at.as_timestamp() <= expired_by)
+            .map(|(k, _)| k.clone())
+            .take(max_items + 1)
+            .collect();
+        for k in events.iter().take(max_items) {
+            out.deleted += u64::from(state.events.remove(k).is_some());
+        }
+        if events.len() > max_items {
+            return Ok(out);
+        }
+        let room = max_items - events.len();
+        let checkpoints: Vec<String> = state
+            .checkpoints
+            .iter()
+            .take_while(|(_, cp)| cp.keep_until.as_timestamp() <= expired_by)
+            .map(|(k, _)| k.clone())
+            .take(room + 1)
+            .collect();
+        for k in checkpoints.iter().take(room) {
+            out.deleted += u64::from(state.checkpoints.remove(k).is_some());
+        }
+        out.done = checkpoints.len() <= room;
+        Ok(out)
     }
 }
 
@@ -1000,5 +1090,43 @@ impl QuarantineStore for EmbeddedQuarantineStore {
             .filter(|e| e.subject_keys.contains(key))
             .cloned()
             .collect())
+    }
+    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+        let mut buckets: Vec<QuarantineBucket> = crate::domain::EXPIRING_BUCKETS.to_vec();
+        for e in lock(&self.entries).values() {
+            if matches!(e.bucket, QuarantineBucket::Unrouted { .. }) && !buckets.contains(&e.bucket) {
+                buckets.push(e.bucket.clone());
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn sweep(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::quarantine_pk(bucket);
+        let mut entries = lock(&self.entries);
+        let due: Vec<(String, String)> = entries
+            .iter()
+            .filter(|((p, _), _)| *p == pk)
+            .filter(|(_, e)| e.expires_at.is_some())
+            .take_while(|(_, e)| e.expires_at.is_some_and(|x| x.as_timestamp() <= expired_by))
+            .map(|(k, _)| k.clone())
+            .take(max_items + 1)
+            .collect();
+        let mut out = SweepOutcome {
+            done: due.len() <= max_items,
+            ..SweepOutcome::default()
+        };
+        for k in due.iter().take(max_items) {
+            out.deleted += u64::from(entries.remove(k).is_some());
+        }
+        Ok(out)
     }
 }

@@ -18,6 +18,8 @@ pub const CONTACTS_BY_TENANT_INDEX: &str = "contacts-by-tenant";
 pub const OPEN_BY_DUE_INDEX: &str = "open-by-due";
 /// Completed erasures by the time they closed (sparse: `erased` is set only on those).
 pub const ERASURES_BY_CLOSE_INDEX: &str = "erasures-by-close";
+/// Closed requests by the time they closed (sparse: `closed` is set only on those).
+pub const CLOSED_BY_CLOSE_INDEX: &str = "closed-by-close";
 
 // Conversations: one partition per contact, sorted so that one range holds each item kind:
 // messages in event order, statuses, then the contact's head (unsend markers and profile) last.
@@ -154,6 +156,7 @@ pub const REQUEST_SK: &str = "REQUEST";
 /// Value of the sparse open-requests index key while a request is open.
 pub const OPEN_MARKER: &str = "OPEN";
 pub const ERASED_MARKER: &str = "ERASED";
+pub const CLOSED_MARKER: &str = "CLOSED";
 
 pub fn request_pk(id: RequestId) -> String {
     format!("REQ#{id}")
@@ -251,6 +254,10 @@ pub fn quarantine_pk(bucket: &QuarantineBucket) -> String {
 pub fn quarantine_sk(received_at: Timestamp, id: uuid::Uuid) -> String {
     format!("{}#{id}", received_at.sort_key())
 }
+
+/// The quarantine table's directory of unrouted accounts' buckets (`sk` = the bucket's `pk`):
+/// the sweep finds every bucket that holds expiring entries without a Scan.
+pub const QUARANTINE_BUCKETS_PK: &str = "BUCKETS";
 
 /// The partition of a person's index entries in the quarantine table: one item per entry that
 /// names them, so an erasure finds their quarantined envelopes without a Scan.

@@ -347,6 +347,17 @@ pub trait PrivacyRequestStore: Send + Sync + Debug {
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
     /// Completed requests that erased data, closed from `since` to `until` (both included),
     /// oldest first: what a restore of the conversations to `since` brought back.
+    /// Requests closed from `since` to `until` (both included), oldest first (a sparse index of
+    /// closed requests by closing time).
+    async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError>;
+    /// Deletes up to `max_items` closed requests whose expiry (closing time plus the limitation
+    /// period) is at or before `expired_by`, oldest first. Open requests have no expiry.
+    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError>;
     async fn erasures_closed_between(
         &self,
         since: Timestamp,
@@ -382,6 +393,15 @@ pub trait AuditStore: Send + Sync + Debug {
     async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError>;
     /// A chain's live checkpoints, oldest first.
     async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Deletes up to `max_items` of the chain's events and checkpoints whose expiry is at or
+    /// before `expired_by`, oldest first; the head stays. Events sort by time and expire in that
+    /// order, so the reads stop at the first one still kept.
+    async fn sweep(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError>;
 }
 
 /// Who may do what: principals by their IAM ARN (or local id), with their roles and tenants.
@@ -430,6 +450,18 @@ pub trait QuarantineStore: Send + Sync + Debug {
     /// Every entry naming this person (`QuarantineEntry::subject_keys`), expired or not: what an
     /// erasure must delete.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// The buckets whose entries expire: the fixed ones, and each unrouted account's that has
+    /// held an envelope (a directory the store keeps as they are written).
+    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError>;
+    /// Deletes up to `max_items` of the bucket's entries whose expiry is at or before
+    /// `expired_by`, oldest first, with their index entries. Entries kept until a person decides
+    /// (no expiry) are never swept; the reads stop at the first entry still kept.
+    async fn sweep(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError>;
 }
 
 /// One adapter of every store, as a function gets them.

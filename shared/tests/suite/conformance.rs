@@ -60,6 +60,9 @@ conformance!(
     the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on,
     the_sweep_works_in_bounded_steps,
     a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items,
+    the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_a_person,
+    the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies,
+    closed_requests_are_swept_after_their_limitation_period_and_open_ones_never,
     tenants_are_listed_and_the_last_run_of_each_job_kept,
 );
 
@@ -2394,5 +2397,188 @@ async fn a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items
     assert_eq!(
         left.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         vec!["wamid.now"]
+    );
+}
+
+async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_a_person(h: Harness) {
+    let store = &h.stores.quarantine;
+    let now = h.clock.now();
+    let unrouted = QuarantineBucket::Unrouted {
+        account: ChannelAccount::new(Channel::WhatsApp, "777").expect("valid"),
+    };
+    let review = QuarantineBucket::OptOutReview { tenant: tenant("acme") };
+    let stop = QuarantineBucket::DeadLettered {
+        source: DeadLetterSource::OptOut,
+    };
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-3001").subject_key;
+    let entry = |bucket: &QuarantineBucket, days: i64, body: &str| {
+        QuarantineEntry::new(
+            bucket.clone(),
+            "held".to_owned(),
+            body.to_owned(),
+            now.plus(Duration::days(days)),
+        )
+        .naming(vec![key.clone()])
+    };
+    let (old, new) = (entry(&unrouted, 0, "old"), entry(&unrouted, 40, "new"));
+    let (waiting, held_stop) = (entry(&review, 0, "review"), entry(&stop, 0, "stop"));
+    for e in [&old, &new, &waiting, &held_stop] {
+        store.put(e).await.expect("put");
+    }
+    let buckets = store.expiring_buckets().await.expect("buckets");
+    assert!(
+        buckets.contains(&unrouted) && buckets.contains(&QuarantineBucket::Rejected),
+        "{buckets:?}"
+    );
+    assert!(!buckets.contains(&review) && !buckets.contains(&stop), "{buckets:?}");
+    // 31 days on, the first envelope's 30 days are over.
+    let expired_by = now.plus(Duration::days(31));
+    let out = store.sweep(&unrouted, expired_by, 100).await.expect("sweep");
+    assert_eq!((out.deleted, out.done), (1, true));
+    let found: Vec<String> = store
+        .find_subject(&key)
+        .await
+        .expect("find")
+        .into_iter()
+        .map(|e| e.envelope)
+        .collect();
+    assert_eq!(found.len(), 3, "its index entry went with it: {found:?}");
+    assert!(!found.contains(&"old".to_owned()));
+    assert_eq!(
+        store.sweep(&unrouted, expired_by, 100).await.expect("sweep").deleted,
+        0,
+        "counted once"
+    );
+    // Whatever the date, an entry waiting for a person stays.
+    let far = now.plus_months(120);
+    for bucket in [&review, &stop] {
+        assert_eq!(store.sweep(bucket, far, 100).await.expect("sweep").deleted, 0);
+    }
+    // In bounded steps.
+    for i in 0..3 {
+        store
+            .put(&entry(&QuarantineBucket::Rejected, 0, &format!("bad {i}")))
+            .await
+            .expect("put");
+    }
+    let first = store
+        .sweep(&QuarantineBucket::Rejected, expired_by, 2)
+        .await
+        .expect("sweep");
+    assert_eq!((first.deleted, first.done), (2, false));
+    let rest = store
+        .sweep(&QuarantineBucket::Rejected, expired_by, 2)
+        .await
+        .expect("sweep");
+    assert_eq!((rest.deleted, rest.done), (1, true));
+}
+
+async fn the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies(h: Harness) {
+    use shared::audit::verify;
+    use shared::store::TimeRange;
+    let store = &h.stores.audit;
+    let t = tenant("sweep-audit");
+    let chain = AuditChain::Tenant(t.clone());
+    let start = h.clock.now();
+    let event = |at: Timestamp, expires_at: Expiry| AuditEvent {
+        id: uuid::Uuid::new_v4(),
+        chain: chain.clone(),
+        at,
+        actor: "operator:privacy-desk".to_owned(),
+        action: AuditAction::Read,
+        route: "GET /admin/tenants/{tenant}/contacts".to_owned(),
+        contact: None,
+        subject_key: None,
+        detail: None,
+        reason: "audit sweep".to_owned(),
+        expires_at,
+    };
+    let soon = Expiry::at(start.plus(Duration::hours(40)));
+    for i in 0..3 {
+        store
+            .append(&event(start.plus(Duration::seconds(i)), soon))
+            .await
+            .expect("append");
+    }
+    let later = start.plus(Duration::days(1));
+    store
+        .append(&event(later, Expiry::at(later.plus_months(24))))
+        .await
+        .expect("append");
+    let expired_by = start.plus(Duration::hours(41));
+    let first = store.sweep(&chain, expired_by, 2).await.expect("sweep");
+    assert_eq!((first.deleted, first.done), (2, false), "bounded steps");
+    let rest = store.sweep(&chain, expired_by, 100).await.expect("sweep");
+    assert_eq!(
+        (rest.deleted, rest.done),
+        (1, true),
+        "the kept event and its checkpoints stay"
+    );
+    assert_eq!(store.sweep(&chain, expired_by, 100).await.expect("sweep").deleted, 0);
+    h.clock.set(expired_by);
+    let left = store
+        .list(&chain, &TimeRange::ALL, &PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(left.items.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![4]);
+    assert!(store.head(&chain).await.expect("head").is_some(), "the head stays");
+    let v = verify(store.as_ref(), &chain, &h.clock).await.expect("verify");
+    assert!(v.intact, "expired events are not a break: {v:?}");
+}
+
+async fn closed_requests_are_swept_after_their_limitation_period_and_open_ones_never(h: Harness) {
+    let store = &h.stores.privacy_requests;
+    let now = h.clock.now();
+    let new = |kind: RequestKind| {
+        let key = link(IdentifierKind::Email, &format!("{}@example.com", kind.as_str())).subject_key;
+        PrivacyRequest::new(NewRequest {
+            kind,
+            source: RequestSource::Email,
+            jurisdiction: Jurisdiction::Ar,
+            tenant: None,
+            subjects: vec![Subject {
+                kind: IdentifierKind::Email,
+                key,
+            }],
+            note: None,
+            erase: false,
+            rectify: None,
+            code: ConfirmationCode::random(),
+            now,
+            by: "conformance",
+        })
+    };
+    let (closed, open) = (new(RequestKind::Access), new(RequestKind::Erasure));
+    for r in [&closed, &open] {
+        assert_eq!(store.create(r).await.expect("create"), Created::New);
+    }
+    let mut done = store.get(closed.id).await.expect("get").expect("stored");
+    done.close(RequestStatus::Completed, now, "conformance", None);
+    store.update(&done).await.expect("close");
+    let recent = store
+        .closed_between(now.plus(Duration::days(-1)), now, &PageRequest::first(10))
+        .await
+        .expect("closed");
+    assert_eq!(recent.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![closed.id]);
+    let limitation = now.plus_months(shared::retention::DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS);
+    let early = store
+        .sweep_closed(limitation.plus(Duration::days(-1)), 100)
+        .await
+        .expect("sweep");
+    assert_eq!((early.deleted, early.done), (0, true));
+    let out = store.sweep_closed(limitation, 100).await.expect("sweep");
+    assert_eq!((out.deleted, out.done), (1, true));
+    assert_eq!(store.get(closed.id).await.expect("get"), None);
+    assert!(
+        store.get(open.id).await.expect("get").is_some(),
+        "an open request has no expiry"
+    );
+    assert_eq!(
+        store
+            .sweep_closed(limitation.plus_months(1200), 100)
+            .await
+            .expect("sweep")
+            .deleted,
+        0
     );
 }

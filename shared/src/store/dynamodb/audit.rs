@@ -4,8 +4,8 @@ use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::domain::{AuditChain, AuditEvent};
 use crate::store::keys::{self, AUDIT_CHECKPOINT_PREFIX, AUDIT_HEAD_SK};
-use crate::store::{AuditStore, Page, PageRequest, StoreError, TimeRange};
-use crate::timestamp::Expiry;
+use crate::store::{AuditStore, Page, PageRequest, StoreError, SweepOutcome, TimeRange};
+use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +139,59 @@ impl AuditStore for DynamoAuditStore {
     async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError> {
         let item = self.table.get(key(keys::audit_pk(chain), AUDIT_HEAD_SK)).await?;
         Ok(item.map(from_item::<HeadItem>).transpose()?.map(|h| h.head))
+    }
+
+    async fn sweep(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let mut out = SweepOutcome::default();
+        let mut room = max_items;
+        for prefix in [keys::AUDIT_EVENT_PREFIX, AUDIT_CHECKPOINT_PREFIX] {
+            let spec = QuerySpec {
+                index: None,
+                pk_attr: "pk",
+                pk: s(keys::audit_pk(chain)),
+                sk: Some(SkRange::Prefix(prefix.to_owned())),
+                sort_at_most: None,
+                sort_at_least: None,
+                hide_expired_at: None,
+                scope: String::new(),
+                consistent: true,
+                filter: None,
+                newest_first: false,
+            };
+            // One more than there is room for, to know whether this kind is done.
+            let (items, more) = self.table.query_once(&spec, None, Some(room + 1)).await?;
+            let mut finished = more.is_none() && items.len() <= room;
+            for item in items {
+                let expires = item
+                    .get(keys::EXPIRES_AT)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .map(Expiry::from_epoch_seconds);
+                if expires.is_none_or(|e| e.as_timestamp() > expired_by) {
+                    finished = true;
+                    break;
+                }
+                if room == 0 {
+                    finished = false;
+                    break;
+                }
+                out.deleted += self.table.delete_counted(super::table::key_of(item)).await?;
+                room -= 1;
+            }
+            if !finished {
+                return Ok(out);
+            }
+        }
+        out.done = true;
+        Ok(out)
     }
 
     async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {

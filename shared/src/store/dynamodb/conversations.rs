@@ -474,15 +474,6 @@ impl DynamoConversationStore {
         }
     }
 
-    /// Deletes one item; 1 if it was there (DynamoDB returns what it deleted), 0 if another
-    /// writer deleted it first.
-    async fn delete_counted(&self, k: Item) -> Result<u64, StoreError> {
-        Ok(match self.table.delete(k, None).await? {
-            Written::Yes(Some(_)) => 1,
-            _ => 0,
-        })
-    }
-
     fn messages_spec(&self, pk: &str) -> QuerySpec {
         QuerySpec {
             index: None,
@@ -883,7 +874,7 @@ impl ConversationStore for DynamoConversationStore {
         let full = items.len() == max_items || more.is_some();
         let mut out = SweepOutcome::default();
         for item in items {
-            out.deleted += self.delete_counted(key_of(item)).await?;
+            out.deleted += self.table.delete_counted(key_of(item)).await?;
         }
         if full {
             return Ok(out);
@@ -901,7 +892,7 @@ impl ConversationStore for DynamoConversationStore {
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(i64::MIN);
             if at_ms <= cutoff.unix_millis() {
-                out.deleted += self.delete_counted(key_of(item)).await?;
+                out.deleted += self.table.delete_counted(key_of(item)).await?;
             } else {
                 remaining = Some(remaining.map_or(at_ms, |r| r.min(at_ms)));
             }

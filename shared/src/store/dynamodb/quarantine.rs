@@ -108,9 +108,45 @@ fn encode(e: &QuarantineEntry) -> Result<Vec<u8>, StoreError> {
     gzip(&serde_json::to_vec(&cut).map_err(|err| StoreError::Corrupt(err.to_string()))?)
 }
 
+/// An unrouted account's bucket, in the directory the sweep reads.
+#[derive(Serialize, Deserialize)]
+struct BucketItem {
+    pk: String,
+    sk: String,
+    bucket: String,
+}
+
+impl DynamoQuarantineStore {
+    /// Deletes the entry with its index entries, on the condition that it is still there: 1 if
+    /// this call deleted it, 0 if another did first.
+    async fn delete_counted(&self, e: &QuarantineEntry) -> Result<u64, StoreError> {
+        if e.subject_keys.is_empty() {
+            return self.table.delete_counted(entry_key(e)).await;
+        }
+        let mut actions = vec![
+            self.table
+                .delete_action_if(entry_key(e), super::table::Expr::new("attribute_exists(pk)"))?,
+        ];
+        for subject in e.subject_keys.iter().take(MAX_INDEXED) {
+            actions.push(self.table.delete_action(subject_key_of(e, subject))?);
+        }
+        Ok(u64::from(
+            self.table.transact_retrying_conflicts(actions).await?.is_ok(),
+        ))
+    }
+}
+
 #[async_trait]
 impl QuarantineStore for DynamoQuarantineStore {
     async fn put(&self, e: &QuarantineEntry) -> Result<(), StoreError> {
+        if matches!(e.bucket, QuarantineBucket::Unrouted { .. }) {
+            let dir = BucketItem {
+                pk: keys::QUARANTINE_BUCKETS_PK.to_owned(),
+                sk: keys::quarantine_pk(&e.bucket),
+                bucket: super::table::to_json(&e.bucket)?,
+            };
+            self.table.put(to_item(&dir)?, None, false).await?;
+        }
         let item = QuarantineItem {
             pk: keys::quarantine_pk(&e.bucket),
             sk: keys::quarantine_sk(e.received_at, e.id),
@@ -218,6 +254,73 @@ impl QuarantineStore for DynamoQuarantineStore {
             }
         }
         Ok(found)
+    }
+
+    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::QUARANTINE_BUCKETS_PK),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        let mut buckets: Vec<QuarantineBucket> = crate::domain::EXPIRING_BUCKETS.to_vec();
+        for item in self.table.query_all(&spec).await? {
+            let dir: BucketItem = from_item(item)?;
+            buckets.push(super::table::from_json(&dir.bucket)?);
+        }
+        Ok(buckets)
+    }
+
+    async fn sweep(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<crate::store::SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::quarantine_pk(bucket)),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        let (items, more) = self.table.query_once(&spec, None, Some(max_items)).await?;
+        let mut out = crate::store::SweepOutcome {
+            done: more.is_none() && items.len() < max_items,
+            ..Default::default()
+        };
+        for item in items {
+            let item: QuarantineItem = from_item(item)?;
+            match item.expires_at {
+                // Waits for a person.
+                None => continue,
+                Some(e) if e.as_timestamp() <= expired_by => {
+                    out.deleted += self.delete_counted(&decode(&item)?).await?
+                }
+                // Entries expire in arrival order: the rest are kept too.
+                Some(_) => {
+                    out.done = true;
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

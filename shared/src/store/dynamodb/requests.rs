@@ -2,8 +2,11 @@ use super::table::{Expr, QuerySpec, Table, from_item, from_json, key, n, s, to_i
 use crate::clock::SharedClock;
 use crate::domain::RequestStatus;
 use crate::domain::{Created, PrivacyRequest, RequestId};
-use crate::store::keys::{self, ERASED_MARKER, ERASURES_BY_CLOSE_INDEX, OPEN_BY_DUE_INDEX, OPEN_MARKER, REQUEST_SK};
-use crate::store::{Page, PageRequest, PrivacyRequestStore, StoreError};
+use crate::store::keys::{
+    self, CLOSED_BY_CLOSE_INDEX, CLOSED_MARKER, ERASED_MARKER, ERASURES_BY_CLOSE_INDEX, OPEN_BY_DUE_INDEX, OPEN_MARKER,
+    REQUEST_SK,
+};
+use crate::store::{Page, PageRequest, PrivacyRequestStore, StoreError, SweepOutcome};
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,9 @@ struct RequestItem {
     /// Present only on completed erasures: the sparse index a replay after a restore reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     erased: Option<String>,
+    /// Present only on closed requests: the sparse index the report and the sweep read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    closed: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     closed_ms: Option<i64>,
     version: u32,
@@ -48,6 +54,7 @@ impl RequestItem {
             open: r.status.is_open().then(|| OPEN_MARKER.to_owned()),
             due_ms: r.due_at.unix_millis(),
             erased: (r.status == RequestStatus::Completed && r.erases()).then(|| ERASED_MARKER.to_owned()),
+            closed: r.closed_at.map(|_| CLOSED_MARKER.to_owned()),
             closed_ms: r.closed_at.map(|t| t.unix_millis()),
             version: r.version,
             expires_at: r.expires_at,
@@ -154,6 +161,46 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             .await
     }
 
+    async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let spec = QuerySpec {
+            sort_at_most: Some(("closed_ms", until.unix_millis())),
+            sort_at_least: Some(("closed_ms", since.unix_millis())),
+            hide_expired_at: Some(self.clock.now()),
+            scope: format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
+            ..closed_by_close()
+        };
+        self.table
+            .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
+            .await
+    }
+
+    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        // Closed oldest first; each expires a fixed period after it closed, so the reads stop at
+        // the first one still kept.
+        let (items, more) = self.table.query_once(&closed_by_close(), None, Some(max_items)).await?;
+        let mut out = SweepOutcome {
+            done: more.is_none() && items.len() < max_items,
+            ..SweepOutcome::default()
+        };
+        for item in items {
+            let r: RequestItem = from_item(item)?;
+            if r.expires_at.is_none_or(|e| e.as_timestamp() > expired_by) {
+                out.done = true;
+                break;
+            }
+            out.deleted += self.table.delete_counted(key(&r.pk, &r.sk)).await?;
+        }
+        Ok(out)
+    }
+
     async fn erasures_closed_between(
         &self,
         since: Timestamp,
@@ -176,5 +223,22 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
         self.table
             .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
             .await
+    }
+}
+
+/// Closed requests by closing time, oldest first (an index: eventually consistent).
+fn closed_by_close() -> QuerySpec {
+    QuerySpec {
+        index: Some(CLOSED_BY_CLOSE_INDEX),
+        pk_attr: "closed",
+        pk: s(CLOSED_MARKER),
+        sk: None,
+        sort_at_most: None,
+        sort_at_least: None,
+        hide_expired_at: None,
+        scope: String::new(),
+        consistent: false,
+        filter: None,
+        newest_first: false,
     }
 }

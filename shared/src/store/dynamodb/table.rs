@@ -293,6 +293,15 @@ impl Table {
         })
     }
 
+    /// Deletes one item: 1 if it was there (DynamoDB returns what it deleted), 0 if another
+    /// writer deleted it first, so two overlapping sweeps never both count it.
+    pub async fn delete_counted(&self, key: Item) -> Result<u64, StoreError> {
+        Ok(match self.delete(key, None).await? {
+            Written::Yes(Some(_)) => 1,
+            _ => 0,
+        })
+    }
+
     /// A conditional write's answer: written (with any attributes asked for), or its condition
     /// failed; anything else is a backend error.
     fn written<O, E, R>(
