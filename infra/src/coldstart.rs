@@ -414,6 +414,7 @@ impl Fixture {
         let clock: shared::clock::SharedClock = Arc::new(shared::clock::SystemClock);
         let resources = LocalResources {
             stores: shared::store::dynamodb::stores(&dynamo, &tables, clock.clone(), &Default::default()),
+            sweeps: shared::store::dynamodb::sweeps(&dynamo, &tables, clock.clone(), &Default::default()),
             queues: queues.clone(),
             secrets: Arc::new(StaticSecrets::new(
                 SecretValues::parse("bench", &values.to_string()).map_err(|e| e.to_string())?,

@@ -314,13 +314,17 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     );
 
     let specs = provision::queue_specs(TEMPLATE)?;
-    let (stores, all_queues, backend, table_names) = match &options.emulators {
-        None => (
-            shared::store::embedded::stores(store_clock.clone()),
-            embedded_queues(&specs, queue_clock),
-            "embedded store and queues".to_owned(),
-            None,
-        ),
+    let (stores, sweeps, all_queues, backend, table_names) = match &options.emulators {
+        None => {
+            let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(store_clock.clone());
+            (
+                stores,
+                sweeps,
+                embedded_queues(&specs, queue_clock),
+                "embedded store and queues".to_owned(),
+                None,
+            )
+        }
         Some(em) => {
             let endpoints = Endpoints {
                 dynamodb: Some(em.dynamodb.clone()),
@@ -339,8 +343,10 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
                 .map(|(id, url)| (id, Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn Queue>))
                 .collect();
             let stores = shared::store::dynamodb::stores(&dynamo, &tables, store_clock.clone(), &Default::default());
+            let sweeps = shared::store::dynamodb::sweeps(&dynamo, &tables, store_clock.clone(), &Default::default());
             (
                 stores,
+                sweeps,
                 queues,
                 format!("DynamoDB at {} and SQS at {} (prefix {prefix})", em.dynamodb, em.sqs),
                 Some(tables),
@@ -373,6 +379,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     })?;
     let resources = LocalResources {
         stores: stores.clone(),
+        sweeps,
         queues: queues.clone(),
         secrets: Arc::new(StaticSecrets::new(secrets.clone())),
         clock: store_clock,

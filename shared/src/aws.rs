@@ -13,7 +13,8 @@ use crate::queue::sqs::SqsQueue;
 use crate::secrets::{FETCH_TIMEOUT, SECRETS_ARN, SecretSource, SecretsManagerSource};
 use crate::store::dynamodb::{CapacityMeter, DynamoStores};
 use crate::store::{
-    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, TenantStore,
+    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, RetentionReads,
+    RetentionSweeps, TenantStore,
 };
 use crate::wiring::{Resources, WiringError};
 use aws_credential_types::Credentials;
@@ -232,6 +233,12 @@ impl Resources for AwsResources {
     }
     fn principals(&self) -> Arc<dyn PrincipalStore> {
         self.dynamo_stores().principals()
+    }
+    fn retention(&self) -> Arc<dyn RetentionReads> {
+        self.dynamo_stores().retention()
+    }
+    fn retention_sweeps(&self) -> Arc<dyn RetentionSweeps> {
+        self.dynamo_stores().retention()
     }
 
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {

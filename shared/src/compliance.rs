@@ -151,7 +151,7 @@ pub async fn tenant_ids(stores: &Stores) -> Result<Vec<TenantId>, StoreError> {
     let mut ids = Vec::new();
     let mut page = PageRequest::first(MAX_PAGE_SIZE);
     loop {
-        let p = stores.tenants.list_ids(&page).await?;
+        let p = stores.retention.tenant_ids(&page).await?;
         ids.extend(p.items);
         match p.next {
             Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
@@ -179,7 +179,7 @@ pub async fn open_requests(stores: &Stores, now: Timestamp) -> Result<Vec<Privac
 /// cutoffs), not the size of the tables.
 pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreError> {
     let mut lines = Vec::new();
-    let sweep = stores.tenants.last_job_run(Job::Sweep).await?;
+    let sweep = stores.retention.last_job_run(Job::Sweep).await?;
     for id in tenant_ids(stores).await? {
         let Some(tenant) = stores.tenants.get(&id).await? else {
             continue;
@@ -190,7 +190,7 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
         // Stored items the sweep should already have deleted: past retention beyond the grace
         // period (or outside a lowered retention). Must be none.
         let due = stores
-            .conversations
+            .retention
             .contacts_due(&id, cutoff, &PageRequest::first(MAX_PAGE_SIZE))
             .await?;
         let due_count = due.items.len() as i64;
@@ -202,7 +202,7 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
             Some(0),
             due_count == 0,
         ));
-        if let Some(oldest) = stores.conversations.oldest_item(&id).await? {
+        if let Some(oldest) = stores.retention.oldest_item(&id).await? {
             let age = since(now, oldest);
             // Within the retention, or awaiting TTL inside the grace period.
             let ok = oldest > cutoff;
@@ -298,7 +298,7 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
 async fn tables_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) -> Result<(), StoreError> {
     let first = PageRequest::first(1);
     let mut oldest_envelope: Option<Timestamp> = None;
-    for bucket in stores.quarantine.expiring_buckets().await? {
+    for bucket in stores.retention.expiring_buckets().await? {
         if let Some(e) = stores.quarantine.list(&bucket, &first).await?.items.first() {
             oldest_envelope = Some(oldest_envelope.map_or(e.received_at, |o| o.min(e.received_at)));
         }
@@ -336,12 +336,7 @@ async fn tables_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) ->
         }
     }
     let epoch = Timestamp::from_unix_millis(0);
-    if let Some(r) = stores
-        .privacy_requests
-        .closed_between(epoch, now, &first)
-        .await?
-        .items
-        .first()
+    if let Some(r) = stores.retention.closed_between(epoch, now, &first).await?.items.first()
         && let Some(closed) = r.closed_at
     {
         let limit = days(since(now, now.minus_months(DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS)));
@@ -410,10 +405,7 @@ async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) 
     let mut took: Vec<i64> = Vec::new();
     let mut page = PageRequest::first(MAX_PAGE_SIZE);
     loop {
-        let p = stores
-            .privacy_requests
-            .closed_between(now.plus(-RECENT), now, &page)
-            .await?;
+        let p = stores.retention.closed_between(now.plus(-RECENT), now, &page).await?;
         took.extend(
             p.items
                 .iter()

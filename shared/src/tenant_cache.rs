@@ -188,18 +188,6 @@ mod tests {
         async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
             self.inner.list_events(tenant, page).await
         }
-        async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
-            self.inner.list_ids(page).await
-        }
-        async fn record_job_run(&self, run: &crate::compliance::JobRun) -> Result<(), StoreError> {
-            self.inner.record_job_run(run).await
-        }
-        async fn last_job_run(
-            &self,
-            job: crate::compliance::Job,
-        ) -> Result<Option<crate::compliance::JobRun>, StoreError> {
-            self.inner.last_job_run(job).await
-        }
     }
 
     fn account() -> ChannelAccount {

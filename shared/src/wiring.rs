@@ -8,8 +8,8 @@ use crate::config::{ConfigError, QueueKind};
 use crate::queue::Queue;
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, Stores,
-    TenantStore,
+    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, RetentionReads,
+    RetentionSweeps, Stores, TenantStore,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +34,10 @@ pub trait Resources: Send + Sync {
     fn tenants(&self) -> Arc<dyn TenantStore>;
     fn quarantine(&self) -> Arc<dyn QuarantineStore>;
     fn principals(&self) -> Arc<dyn PrincipalStore>;
+    /// The retention sweep's and the report's reads across the tables.
+    fn retention(&self) -> Arc<dyn RetentionReads>;
+    /// What the retention sweep deletes with: only the cleanup asks for it.
+    fn retention_sweeps(&self) -> Arc<dyn RetentionSweeps>;
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError>;
     fn secrets(&self) -> Result<Arc<dyn SecretSource>, WiringError>;
     /// `https://host` of the public routes, for links given to people.
@@ -51,6 +55,7 @@ pub trait Resources: Send + Sync {
             tenants: self.tenants(),
             quarantine: self.quarantine(),
             principals: self.principals(),
+            retention: self.retention(),
         }
     }
 }
@@ -60,6 +65,9 @@ pub trait Resources: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct LocalResources {
     pub stores: Stores,
+    /// Deletes over the same data as `stores` (`embedded::stores_and_sweeps`, or the DynamoDB
+    /// adapters on the emulators).
+    pub sweeps: Arc<dyn RetentionSweeps>,
     pub queues: BTreeMap<QueueKind, Arc<dyn Queue>>,
     pub secrets: Arc<dyn SecretSource>,
     pub clock: SharedClock,
@@ -91,6 +99,12 @@ impl Resources for LocalResources {
     }
     fn principals(&self) -> Arc<dyn PrincipalStore> {
         self.stores.principals.clone()
+    }
+    fn retention(&self) -> Arc<dyn RetentionReads> {
+        self.stores.retention.clone()
+    }
+    fn retention_sweeps(&self) -> Arc<dyn RetentionSweeps> {
+        self.sweeps.clone()
     }
     fn queue(&self, kind: QueueKind) -> Result<Arc<dyn Queue>, WiringError> {
         self.queues.get(&kind).cloned().ok_or(WiringError::NoQueue(kind))

@@ -38,9 +38,6 @@ impl AuditStore for DownAuditStore {
     async fn checkpoints(&self, _: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
         Err(StoreError::Backend("audit store unreachable".to_owned()))
     }
-    async fn sweep(&self, _: &AuditChain, _: Timestamp, _: usize) -> Result<shared::store::SweepOutcome, StoreError> {
-        Err(StoreError::Backend("audit store unreachable".to_owned()))
-    }
 }
 
 /// One instant for every test: audit events order by time, then id.

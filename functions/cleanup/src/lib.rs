@@ -27,7 +27,7 @@ use shared::domain::{
 };
 use shared::queue::{Queue, QueueError};
 use shared::retention::SWEEP_GRACE;
-use shared::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores, SweepOutcome};
+use shared::store::{MAX_PAGE_SIZE, PageRequest, RetentionSweeps, StoreError, Stores, SweepOutcome};
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
 use std::collections::BTreeMap;
@@ -79,13 +79,19 @@ pub fn parse_event(event: &serde_json::Value) -> Result<Job, CleanupError> {
 #[derive(Clone, Debug)]
 pub struct Cleanup {
     stores: Stores,
+    sweeps: Arc<dyn RetentionSweeps>,
     /// Where stuck erasures go again.
     erasure: Arc<dyn Queue>,
     clock: SharedClock,
 }
 
 pub fn build(r: &impl Resources) -> Result<Cleanup, WiringError> {
-    Ok(Cleanup::new(r.stores(), r.queue(QueueKind::Erasure)?, r.clock()))
+    Ok(Cleanup::new(
+        r.stores(),
+        r.retention_sweeps(),
+        r.queue(QueueKind::Erasure)?,
+        r.clock(),
+    ))
 }
 
 /// When to stop starting work.
@@ -131,8 +137,13 @@ fn add(counts: &mut Counts, name: &str, n: u64) {
 }
 
 impl Cleanup {
-    pub fn new(stores: Stores, erasure: Arc<dyn Queue>, clock: SharedClock) -> Self {
-        Self { stores, erasure, clock }
+    pub fn new(stores: Stores, sweeps: Arc<dyn RetentionSweeps>, erasure: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        Self {
+            stores,
+            sweeps,
+            erasure,
+            clock,
+        }
     }
 
     /// A scheduled invocation: the job its input names, within `time_left`.
@@ -170,7 +181,7 @@ impl Cleanup {
             complete,
             counts,
         };
-        self.stores.tenants.record_job_run(&run).await?;
+        self.sweeps.record_job_run(&run).await?;
         let figures: Vec<(&str, u64)> = run.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         shared::metrics::emit("cleanup", finished_at, &figures);
         tracing::info!(job = job.as_str(), complete, counts = ?run.counts, "cleanup job done");
@@ -196,10 +207,10 @@ impl Cleanup {
         // The other tables expire by their own rules (shared/src/retention.rs), each item by
         // its stored expiry: what TTL has not removed a grace period after it goes now.
         let expired_by = now.plus(-SWEEP_GRACE);
-        let stores = &self.stores;
-        for bucket in stores.quarantine.expiring_buckets().await? {
+        let (stores, sweeps) = (&self.stores, &self.sweeps);
+        for bucket in stores.retention.expiring_buckets().await? {
             let swept = until_done(budget, counts, metric::QUARANTINE_DELETED, || {
-                stores.quarantine.sweep(&bucket, expired_by, SWEEP_STEP)
+                sweeps.sweep_quarantine(&bucket, expired_by, SWEEP_STEP)
             });
             if !swept.await? {
                 return Ok(self.incomplete(counts));
@@ -214,14 +225,14 @@ impl Cleanup {
         );
         for chain in &chains {
             let swept = until_done(budget, counts, metric::AUDIT_DELETED, || {
-                stores.audit.sweep(chain, expired_by, SWEEP_STEP)
+                sweeps.sweep_audit(chain, expired_by, SWEEP_STEP)
             });
             if !swept.await? {
                 return Ok(self.incomplete(counts));
             }
         }
         let swept = until_done(budget, counts, metric::REQUESTS_DELETED, || {
-            stores.privacy_requests.sweep_closed(expired_by, SWEEP_STEP)
+            sweeps.sweep_closed(expired_by, SWEEP_STEP)
         });
         if !swept.await? {
             return Ok(self.incomplete(counts));
@@ -305,18 +316,16 @@ impl Cleanup {
         counts: &mut Counts,
     ) -> Result<bool, CleanupError> {
         let cutoff = tenant.sweep_cutoff(now);
-        let conversations = &self.stores.conversations;
+        let (reads, sweeps) = (&self.stores.retention, &self.sweeps);
         let mut page = PageRequest::first(MAX_PAGE_SIZE);
         loop {
-            let due = conversations.contacts_due(&tenant.id, cutoff, &page).await?;
+            let due = reads.contacts_due(&tenant.id, cutoff, &page).await?;
             for c in &due.items {
                 loop {
                     if budget.spent() {
                         return Ok(false);
                     }
-                    let out = conversations
-                        .sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP)
-                        .await?;
+                    let out = sweeps.sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP).await?;
                     add(counts, metric::CONVERSATION_ITEMS_DELETED, out.deleted);
                     add(counts, metric::DELETED, out.deleted);
                     if out.done {

@@ -27,9 +27,9 @@ struct Fixture {
 fn fixture() -> Fixture {
     let clock = SettableClock::at(Timestamp::parse_rfc3339("2027-03-01T10:00:00Z").expect("valid"));
     let shared: SharedClock = Arc::new(clock.clone());
-    let stores = shared::store::embedded::stores(shared.clone());
+    let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(shared.clone());
     let erasure = Arc::new(EmbeddedQueue::new(shared.clone(), Duration::from_secs(30)));
-    let cleanup = Cleanup::new(stores.clone(), erasure.clone(), shared);
+    let cleanup = Cleanup::new(stores.clone(), sweeps, erasure.clone(), shared);
     Fixture {
         clock,
         stores,
@@ -182,7 +182,7 @@ async fn a_sweep_out_of_time_stops_and_the_next_one_finishes_without_repeating()
     assert_eq!(cut.counts.get(metric::DELETED), None);
     let last = f
         .stores
-        .tenants
+        .retention
         .last_job_run(Job::Sweep)
         .await
         .expect("get")
@@ -221,5 +221,5 @@ async fn an_unusable_schedule_input_is_a_clear_error_and_runs_nothing() {
             .expect_err("refused");
         assert!(err.to_string().contains("sweep"), "{bad}: {err}");
     }
-    assert_eq!(f.stores.tenants.last_job_run(Job::Sweep).await.expect("get"), None);
+    assert_eq!(f.stores.retention.last_job_run(Job::Sweep).await.expect("get"), None);
 }

@@ -23,8 +23,8 @@ use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
 use shared::store::{
-    ConversationStore, EraseCursor, MAX_PAGE_SIZE, PageRequest, PrivacyRequestStore, QuarantineStore, StoreError,
-    Stores,
+    ConversationStore, EraseCursor, MAX_PAGE_SIZE, PageRequest, PrivacyRequestStore, QuarantineStore, RetentionReads,
+    StoreError, Stores,
 };
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
@@ -76,6 +76,8 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub struct ErasureWorker {
     conversations: Arc<dyn ConversationStore>,
+    /// An offboarding's reach: every contact of its tenant.
+    retention: Arc<dyn RetentionReads>,
     quarantine: Arc<dyn QuarantineStore>,
     requests: Arc<dyn PrivacyRequestStore>,
     queue: Arc<dyn Queue>,
@@ -105,6 +107,7 @@ impl ErasureWorker {
     pub fn new(stores: &Stores, queue: Arc<dyn Queue>, optout: Arc<dyn Queue>, clock: SharedClock) -> Self {
         Self {
             conversations: stores.conversations.clone(),
+            retention: stores.retention.clone(),
             quarantine: stores.quarantine.clone(),
             requests: stores.privacy_requests.clone(),
             queue,
@@ -180,7 +183,7 @@ impl ErasureWorker {
         let mut found = Vec::new();
         let mut page = PageRequest::first(MAX_PAGE_SIZE);
         loop {
-            let p = self.conversations.contacts_due(tenant, every, &page).await?;
+            let p = self.retention.contacts_due(tenant, every, &page).await?;
             found.extend(p.items.into_iter().map(|d| ReachedContact {
                 contact: ContactRef {
                     tenant: tenant.clone(),

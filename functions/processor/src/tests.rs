@@ -259,26 +259,6 @@ impl ConversationStore for Unavailable {
     ) -> Result<EraseCursor, StoreError> {
         down()
     }
-    async fn contacts_due(
-        &self,
-        _: &TenantId,
-        _: Timestamp,
-        _: &PageRequest,
-    ) -> Result<Page<shared::store::DueContact>, StoreError> {
-        down()
-    }
-    async fn oldest_item(&self, _: &TenantId) -> Result<Option<Timestamp>, StoreError> {
-        down()
-    }
-    async fn sweep_contact(
-        &self,
-        _: &TenantId,
-        _: &ContactId,
-        _: Timestamp,
-        _: usize,
-    ) -> Result<shared::store::SweepOutcome, StoreError> {
-        down()
-    }
     async fn list_statuses(
         &self,
         _: &TenantId,

@@ -188,30 +188,6 @@ impl ConversationStore for Faulty<dyn ConversationStore> {
     async fn erased_at(&self, k: &SubjectKey) -> Result<Option<Timestamp>, StoreError> {
         self.faults.call(self.inner.erased_at(k), store_down).await
     }
-    async fn contacts_due(
-        &self,
-        t: &TenantId,
-        cutoff: Timestamp,
-        p: &PageRequest,
-    ) -> Result<Page<shared::store::DueContact>, StoreError> {
-        self.faults
-            .call(self.inner.contacts_due(t, cutoff, p), store_down)
-            .await
-    }
-    async fn oldest_item(&self, t: &TenantId) -> Result<Option<Timestamp>, StoreError> {
-        self.faults.call(self.inner.oldest_item(t), store_down).await
-    }
-    async fn sweep_contact(
-        &self,
-        t: &TenantId,
-        c: &ContactId,
-        cutoff: Timestamp,
-        max: usize,
-    ) -> Result<shared::store::SweepOutcome, StoreError> {
-        self.faults
-            .call(self.inner.sweep_contact(t, c, cutoff, max), store_down)
-            .await
-    }
 }
 
 #[async_trait]
@@ -256,15 +232,6 @@ impl TenantStore for Faulty<dyn TenantStore> {
     async fn list_events(&self, t: &TenantId, p: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
         self.faults.call(self.inner.list_events(t, p), store_down).await
     }
-    async fn list_ids(&self, p: &PageRequest) -> Result<Page<TenantId>, StoreError> {
-        self.faults.call(self.inner.list_ids(p), store_down).await
-    }
-    async fn record_job_run(&self, r: &shared::compliance::JobRun) -> Result<(), StoreError> {
-        self.faults.call(self.inner.record_job_run(r), store_down).await
-    }
-    async fn last_job_run(&self, j: shared::compliance::Job) -> Result<Option<shared::compliance::JobRun>, StoreError> {
-        self.faults.call(self.inner.last_job_run(j), store_down).await
-    }
 }
 
 #[async_trait]
@@ -288,17 +255,6 @@ impl QuarantineStore for Faulty<dyn QuarantineStore> {
     }
     async fn find_subject(&self, k: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
         self.faults.call(self.inner.find_subject(k), store_down).await
-    }
-    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
-        self.faults.call(self.inner.expiring_buckets(), store_down).await
-    }
-    async fn sweep(
-        &self,
-        b: &QuarantineBucket,
-        expired_by: Timestamp,
-        max: usize,
-    ) -> Result<shared::store::SweepOutcome, StoreError> {
-        self.faults.call(self.inner.sweep(b, expired_by, max), store_down).await
     }
 }
 

@@ -370,8 +370,11 @@ async fn a_rotated_secret_is_picked_up_with_at_most_one_reread_a_minute() {
 
 #[tokio::test]
 async fn build_names_the_missing_secret_key() {
+    let (stores, sweeps) =
+        shared::store::embedded::stores_and_sweeps(Arc::new(SettableClock::at(Timestamp::from_unix_seconds(0))));
     let mut stack = shared::wiring::LocalResources {
-        stores: shared::store::embedded::stores(Arc::new(SettableClock::at(Timestamp::from_unix_seconds(0)))),
+        stores,
+        sweeps,
         queues: [(
             QueueKind::Ingest,
             Arc::new(EmbeddedQueue::new(

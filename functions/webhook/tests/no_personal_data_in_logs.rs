@@ -271,17 +271,6 @@ impl QuarantineStore for BrokenQuarantine {
     async fn find_subject(&self, _: &shared::identity::SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError> {
         Err(StoreError::Backend("quarantine double: unavailable".to_owned()))
     }
-    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
-        Err(StoreError::Backend("quarantine double: unavailable".to_owned()))
-    }
-    async fn sweep(
-        &self,
-        _: &QuarantineBucket,
-        _: Timestamp,
-        _: usize,
-    ) -> Result<shared::store::SweepOutcome, StoreError> {
-        Err(StoreError::Backend("quarantine double: unavailable".to_owned()))
-    }
 }
 
 fn webhook(ingest: Arc<dyn Queue>, quarantine: Arc<dyn QuarantineStore>) -> Webhook {

@@ -42,8 +42,10 @@ async fn create(client: &aws_sdk_secretsmanager::Client, value: &str) -> String 
 
 fn resources(source: Arc<dyn SecretSource>) -> LocalResources {
     let clock: SharedClock = Arc::new(SystemClock);
+    let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(clock.clone());
     LocalResources {
-        stores: shared::store::embedded::stores(clock.clone()),
+        stores,
+        sweeps,
         queues: [(
             QueueKind::Ingest,
             Arc::new(EmbeddedQueue::new(clock.clone(), Duration::from_secs(30))) as Arc<dyn Queue>,

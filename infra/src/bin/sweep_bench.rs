@@ -137,8 +137,9 @@ async fn run(dynamo: &aws_sdk_dynamodb::Client, total: usize, concurrency: usize
 
     let meter = CapacityMeter::default();
     let metered = shared::store::dynamodb::stores(dynamo, &tables, shared_clock.clone(), &meter);
+    let sweeps = shared::store::dynamodb::sweeps(dynamo, &tables, shared_clock.clone(), &meter);
     let erasure = Arc::new(EmbeddedQueue::new(shared_clock.clone(), Duration::from_secs(30)));
-    let cleanup = cleanup::Cleanup::new(metered, erasure, shared_clock);
+    let cleanup = cleanup::Cleanup::new(metered, sweeps, erasure, shared_clock);
     let sweeping = Instant::now();
     let done = cleanup
         .run(Job::Sweep, Duration::from_secs(3600))
@@ -178,7 +179,7 @@ async fn run(dynamo: &aws_sdk_dynamodb::Client, total: usize, concurrency: usize
         ));
     }
     let due = stores
-        .conversations
+        .retention
         .contacts_due(&tenant, now.minus_months(24), &PageRequest::first(10))
         .await
         .unwrap_or_else(|e| fail(&format!("the index: {}", e.log_safe())));

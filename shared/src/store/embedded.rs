@@ -8,7 +8,7 @@ use super::{
     AuditStore, ConversationStore, Cursor, DueContact, EraseCursor, OptOutStore, Page, PageRequest,
     PrivacyRequestStore, QuarantineStore, StoreError, Stores, SweepOutcome, TenantStore, WriteOutcome, check_item_size,
 };
-use super::{PrincipalStore, TimeRange};
+use super::{PrincipalStore, RetentionReads, RetentionSweeps, TimeRange};
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
@@ -27,14 +27,107 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Every store, in memory, sharing one clock.
 pub fn stores(clock: SharedClock) -> Stores {
-    Stores {
+    stores_and_sweeps(clock).0
+}
+
+/// Every store, and the retention sweeps over the same data (what the cleanup deletes with).
+pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps>) {
+    let retention = Arc::new(EmbeddedRetention {
         conversations: Arc::new(EmbeddedConversationStore::new(clock.clone())),
-        opt_outs: Arc::new(EmbeddedOptOutStore::default()),
-        privacy_requests: Arc::new(EmbeddedPrivacyRequestStore::new(clock.clone())),
-        audit: Arc::new(EmbeddedAuditStore::new(clock.clone())),
         tenants: Arc::new(EmbeddedTenantStore::default()),
-        quarantine: Arc::new(EmbeddedQuarantineStore::new(clock)),
+        quarantine: Arc::new(EmbeddedQuarantineStore::new(clock.clone())),
+        audit: Arc::new(EmbeddedAuditStore::new(clock.clone())),
+        requests: Arc::new(EmbeddedPrivacyRequestStore::new(clock)),
+    });
+    let stores = Stores {
+        conversations: retention.conversations.clone(),
+        opt_outs: Arc::new(EmbeddedOptOutStore::default()),
+        privacy_requests: retention.requests.clone(),
+        audit: retention.audit.clone(),
+        tenants: retention.tenants.clone(),
+        quarantine: retention.quarantine.clone(),
         principals: Arc::new(EmbeddedPrincipalStore::default()),
+        retention: retention.clone(),
+    };
+    (stores, retention)
+}
+
+/// The retention ports over the embedded stores' own data.
+#[derive(Debug)]
+pub struct EmbeddedRetention {
+    conversations: Arc<EmbeddedConversationStore>,
+    tenants: Arc<EmbeddedTenantStore>,
+    quarantine: Arc<EmbeddedQuarantineStore>,
+    audit: Arc<EmbeddedAuditStore>,
+    requests: Arc<EmbeddedPrivacyRequestStore>,
+}
+
+#[async_trait]
+impl RetentionReads for EmbeddedRetention {
+    async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError> {
+        self.conversations.contacts_due(tenant, cutoff, page).await
+    }
+    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        self.conversations.oldest_item(tenant).await
+    }
+    async fn tenant_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        self.tenants.tenant_ids(page).await
+    }
+    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
+        self.tenants.last_job_run(job).await
+    }
+    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+        self.quarantine.expiring_buckets().await
+    }
+    async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        self.requests.closed_between(since, until, page).await
+    }
+}
+
+#[async_trait]
+impl RetentionSweeps for EmbeddedRetention {
+    async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        self.conversations
+            .sweep_contact(tenant, contact, cutoff, max_items)
+            .await
+    }
+    async fn sweep_quarantine(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        self.quarantine.sweep_quarantine(bucket, expired_by, max_items).await
+    }
+    async fn sweep_audit(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        self.audit.sweep_audit(chain, expired_by, max_items).await
+    }
+    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
+        self.requests.sweep_closed(expired_by, max_items).await
+    }
+    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
+        self.tenants.record_job_run(run).await
     }
 }
 
@@ -393,106 +486,6 @@ impl ConversationStore for EmbeddedConversationStore {
         Ok(lock(&self.erased).get(key).copied())
     }
 
-    async fn contacts_due(
-        &self,
-        tenant: &TenantId,
-        cutoff: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<DueContact>, StoreError> {
-        let mut sorted: Vec<(String, DueContact)> = lock(&self.contacts)
-            .iter()
-            .filter_map(|(pk, s)| {
-                let p = s.profile.as_ref().filter(|p| p.oldest <= cutoff)?;
-                let (t, contact) = keys::parse_contact_pk(pk)?;
-                (&t == tenant).then(|| {
-                    (
-                        format!("{}#{pk}", p.oldest.sort_key()),
-                        DueContact {
-                            contact,
-                            oldest: p.oldest,
-                        },
-                    )
-                })
-            })
-            .collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        page_of(sorted, page, &format!("due:{tenant}:{}", cutoff.unix_millis()))
-    }
-
-    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
-        let prefix = format!("{tenant}#");
-        Ok(lock(&self.contacts)
-            .iter()
-            .filter(|(pk, _)| pk.starts_with(&prefix))
-            .filter_map(|(_, s)| s.profile.as_ref().map(|p| p.oldest))
-            .min())
-    }
-
-    async fn sweep_contact(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        cutoff: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError> {
-        if max_items == 0 || max_items > 1000 {
-            return Err(StoreError::BadPageSize);
-        }
-        let pk = keys::contact_pk(tenant, contact);
-        let (first, last) = keys::messages_until(cutoff);
-        let mut contacts = lock(&self.contacts);
-        let Some(state) = contacts.get_mut(&pk) else {
-            return Ok(SweepOutcome {
-                done: true,
-                ..SweepOutcome::default()
-            });
-        };
-        // Messages and tombstones share one key range in DynamoDB: oldest first, across both.
-        let mut due: Vec<String> = state
-            .messages
-            .keys()
-            .chain(state.tombstones.keys())
-            .filter(|k| **k >= first && **k <= last)
-            .cloned()
-            .collect();
-        due.sort();
-        let full = due.len() >= max_items;
-        let mut out = SweepOutcome::default();
-        for k in due.into_iter().take(max_items) {
-            let removed = state.messages.remove(&k).is_some() | state.tombstones.remove(&k).is_some();
-            out.deleted += u64::from(removed);
-        }
-        if full {
-            return Ok(out);
-        }
-        let before = state.statuses.len();
-        state.statuses.retain(|_, st| st.at > cutoff);
-        out.deleted += (before - state.statuses.len()) as u64;
-        let remaining = state
-            .messages
-            .keys()
-            .chain(state.tombstones.keys())
-            .filter_map(|k| keys::message_sk_time(k))
-            .chain(state.statuses.values().map(|st| st.at))
-            .min();
-        out.done = true;
-        match (remaining, state.profile.as_mut()) {
-            (_, None) => {}
-            (Some(oldest), Some(p)) => p.oldest = p.oldest.max(oldest),
-            (None, Some(_)) => {
-                out.deleted += (state.gone.len() + state.links.len() + 1) as u64;
-                state.gone.clear();
-                state.links.clear();
-                state.profile = None;
-                out.contact_gone = true;
-            }
-        }
-        if state.len() == 0 {
-            contacts.remove(&pk);
-        }
-        Ok(out)
-    }
-
     async fn erase_contact_batch(
         &self,
         tenant: &TenantId,
@@ -748,52 +741,6 @@ impl PrivacyRequestStore for EmbeddedPrivacyRequestStore {
             &format!("erasures-closed:{}:{}", since.unix_millis(), until.unix_millis()),
         )
     }
-
-    async fn closed_between(
-        &self,
-        since: Timestamp,
-        until: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<PrivacyRequest>, StoreError> {
-        let now = self.clock.now();
-        let sorted = lock(&self.state)
-            .requests
-            .values()
-            .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
-            .filter_map(|r| r.closed_at.filter(|c| (since..=until).contains(c)).map(|c| (c, r)))
-            .map(|(c, r)| (format!("{}#{}", c.sort_key(), r.id), r.clone()))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        page_of(
-            sorted,
-            page,
-            &format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
-        )
-    }
-
-    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
-        if max_items == 0 || max_items > 1000 {
-            return Err(StoreError::BadPageSize);
-        }
-        let mut st = lock(&self.state);
-        let mut due: Vec<(Timestamp, RequestId)> = st
-            .requests
-            .values()
-            .filter(|r| r.expires_at.is_some_and(|e| e.as_timestamp() <= expired_by))
-            .filter_map(|r| r.closed_at.map(|c| (c, r.id)))
-            .collect();
-        due.sort();
-        let done = due.len() <= max_items;
-        let mut out = SweepOutcome {
-            done,
-            ..SweepOutcome::default()
-        };
-        for (_, id) in due.into_iter().take(max_items) {
-            out.deleted += u64::from(st.requests.remove(&id).is_some());
-        }
-        Ok(out)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -872,50 +819,6 @@ impl AuditStore for EmbeddedAuditStore {
                 .cloned()
                 .collect()
         }))
-    }
-    async fn sweep(
-        &self,
-        chain: &AuditChain,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError> {
-        if max_items == 0 || max_items > 1000 {
-            return Err(StoreError::BadPageSize);
-        }
-        let mut chains = lock(&self.chains);
-        let Some(state) = chains.get_mut(chain) else {
-            return Ok(SweepOutcome {
-                done: true,
-                ..SweepOutcome::default()
-            });
-        };
-        let mut out = SweepOutcome::default();
-        let events: Vec<String> = state
-            .events
-            .iter()
-            .take_while(|(_, l)| l.event.expires_at.as_timestamp() <= expired_by)
-            .map(|(k, _)| k.clone())
-            .take(max_items + 1)
-            .collect();
-        for k in events.iter().take(max_items) {
-            out.deleted += u64::from(state.events.remove(k).is_some());
-        }
-        if events.len() > max_items {
-            return Ok(out);
-        }
-        let room = max_items - events.len();
-        let checkpoints: Vec<String> = state
-            .checkpoints
-            .iter()
-            .take_while(|(_, cp)| cp.keep_until.as_timestamp() <= expired_by)
-            .map(|(k, _)| k.clone())
-            .take(room + 1)
-            .collect();
-        for k in checkpoints.iter().take(room) {
-            out.deleted += u64::from(state.checkpoints.remove(k).is_some());
-        }
-        out.done = checkpoints.len() <= room;
-        Ok(out)
     }
 }
 
@@ -1002,24 +905,6 @@ impl TenantStore for EmbeddedTenantStore {
         Ok(WriteOutcome::Written)
     }
 
-    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
-        let sorted = lock(&self.state)
-            .tenants
-            .keys()
-            .map(|t| (t.as_str().to_owned(), t.clone()))
-            .collect();
-        page_of(sorted, page, "tenants")
-    }
-
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
-        lock(&self.state).jobs.insert(run.job, run.clone());
-        Ok(())
-    }
-
-    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
-        Ok(lock(&self.state).jobs.get(&job).cloned())
-    }
-
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
         let sorted = lock(&self.state)
             .events
@@ -1091,7 +976,138 @@ impl QuarantineStore for EmbeddedQuarantineStore {
             .cloned()
             .collect())
     }
-    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl EmbeddedConversationStore {
+    pub(crate) async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError> {
+        let mut sorted: Vec<(String, DueContact)> = lock(&self.contacts)
+            .iter()
+            .filter_map(|(pk, s)| {
+                let p = s.profile.as_ref().filter(|p| p.oldest <= cutoff)?;
+                let (t, contact) = keys::parse_contact_pk(pk)?;
+                (&t == tenant).then(|| {
+                    (
+                        format!("{}#{pk}", p.oldest.sort_key()),
+                        DueContact {
+                            contact,
+                            oldest: p.oldest,
+                        },
+                    )
+                })
+            })
+            .collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        page_of(sorted, page, &format!("due:{tenant}:{}", cutoff.unix_millis()))
+    }
+
+    pub(crate) async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+        let prefix = format!("{tenant}#");
+        Ok(lock(&self.contacts)
+            .iter()
+            .filter(|(pk, _)| pk.starts_with(&prefix))
+            .filter_map(|(_, s)| s.profile.as_ref().map(|p| p.oldest))
+            .min())
+    }
+
+    pub(crate) async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::contact_pk(tenant, contact);
+        let (first, last) = keys::messages_until(cutoff);
+        let mut contacts = lock(&self.contacts);
+        let Some(state) = contacts.get_mut(&pk) else {
+            return Ok(SweepOutcome {
+                done: true,
+                ..SweepOutcome::default()
+            });
+        };
+        // Messages and tombstones share one key range in DynamoDB: oldest first, across both.
+        let mut due: Vec<String> = state
+            .messages
+            .keys()
+            .chain(state.tombstones.keys())
+            .filter(|k| **k >= first && **k <= last)
+            .cloned()
+            .collect();
+        due.sort();
+        let full = due.len() >= max_items;
+        let mut out = SweepOutcome::default();
+        for k in due.into_iter().take(max_items) {
+            let removed = state.messages.remove(&k).is_some() | state.tombstones.remove(&k).is_some();
+            out.deleted += u64::from(removed);
+        }
+        if full {
+            return Ok(out);
+        }
+        let before = state.statuses.len();
+        state.statuses.retain(|_, st| st.at > cutoff);
+        out.deleted += (before - state.statuses.len()) as u64;
+        let remaining = state
+            .messages
+            .keys()
+            .chain(state.tombstones.keys())
+            .filter_map(|k| keys::message_sk_time(k))
+            .chain(state.statuses.values().map(|st| st.at))
+            .min();
+        out.done = true;
+        match (remaining, state.profile.as_mut()) {
+            (_, None) => {}
+            (Some(oldest), Some(p)) => p.oldest = p.oldest.max(oldest),
+            (None, Some(_)) => {
+                out.deleted += (state.gone.len() + state.links.len() + 1) as u64;
+                state.gone.clear();
+                state.links.clear();
+                state.profile = None;
+                out.contact_gone = true;
+            }
+        }
+        if state.len() == 0 {
+            contacts.remove(&pk);
+        }
+        Ok(out)
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl EmbeddedTenantStore {
+    pub(crate) async fn tenant_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        let sorted = lock(&self.state)
+            .tenants
+            .keys()
+            .map(|t| (t.as_str().to_owned(), t.clone()))
+            .collect();
+        page_of(sorted, page, "tenants")
+    }
+
+    pub(crate) async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
+        lock(&self.state).jobs.insert(run.job, run.clone());
+        Ok(())
+    }
+
+    pub(crate) async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
+        Ok(lock(&self.state).jobs.get(&job).cloned())
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl EmbeddedQuarantineStore {
+    pub(crate) async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
         let mut buckets: Vec<QuarantineBucket> = crate::domain::EXPIRING_BUCKETS.to_vec();
         for e in lock(&self.entries).values() {
             if matches!(e.bucket, QuarantineBucket::Unrouted { .. }) && !buckets.contains(&e.bucket) {
@@ -1101,7 +1117,7 @@ impl QuarantineStore for EmbeddedQuarantineStore {
         Ok(buckets)
     }
 
-    async fn sweep(
+    pub(crate) async fn sweep_quarantine(
         &self,
         bucket: &QuarantineBucket,
         expired_by: Timestamp,
@@ -1126,6 +1142,109 @@ impl QuarantineStore for EmbeddedQuarantineStore {
         };
         for k in due.iter().take(max_items) {
             out.deleted += u64::from(entries.remove(k).is_some());
+        }
+        Ok(out)
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl EmbeddedAuditStore {
+    pub(crate) async fn sweep_audit(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let mut chains = lock(&self.chains);
+        let Some(state) = chains.get_mut(chain) else {
+            return Ok(SweepOutcome {
+                done: true,
+                ..SweepOutcome::default()
+            });
+        };
+        let mut out = SweepOutcome::default();
+        let events: Vec<String> = state
+            .events
+            .iter()
+            .take_while(|(_, l)| l.event.expires_at.as_timestamp() <= expired_by)
+            .map(|(k, _)| k.clone())
+            .take(max_items + 1)
+            .collect();
+        for k in events.iter().take(max_items) {
+            out.deleted += u64::from(state.events.remove(k).is_some());
+        }
+        if events.len() > max_items {
+            return Ok(out);
+        }
+        let room = max_items - events.len();
+        let checkpoints: Vec<String> = state
+            .checkpoints
+            .iter()
+            .take_while(|(_, cp)| cp.keep_until.as_timestamp() <= expired_by)
+            .map(|(k, _)| k.clone())
+            .take(room + 1)
+            .collect();
+        for k in checkpoints.iter().take(room) {
+            out.deleted += u64::from(state.checkpoints.remove(k).is_some());
+        }
+        out.done = checkpoints.len() <= room;
+        Ok(out)
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl EmbeddedPrivacyRequestStore {
+    pub(crate) async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let now = self.clock.now();
+        let sorted = lock(&self.state)
+            .requests
+            .values()
+            .filter(|r| !r.expires_at.is_some_and(|e| e.is_expired(now)))
+            .filter_map(|r| r.closed_at.filter(|c| (since..=until).contains(c)).map(|c| (c, r)))
+            .map(|(c, r)| (format!("{}#{}", c.sort_key(), r.id), r.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        page_of(
+            sorted,
+            page,
+            &format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
+        )
+    }
+
+    pub(crate) async fn sweep_closed(
+        &self,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let mut st = lock(&self.state);
+        let mut due: Vec<(Timestamp, RequestId)> = st
+            .requests
+            .values()
+            .filter(|r| r.expires_at.is_some_and(|e| e.as_timestamp() <= expired_by))
+            .filter_map(|r| r.closed_at.map(|c| (c, r.id)))
+            .collect();
+        due.sort();
+        let done = due.len() <= max_items;
+        let mut out = SweepOutcome {
+            done,
+            ..SweepOutcome::default()
+        };
+        for (_, id) in due.into_iter().take(max_items) {
+            out.deleted += u64::from(st.requests.remove(&id).is_some());
         }
         Ok(out)
     }

@@ -263,27 +263,6 @@ pub trait ConversationStore: Send + Sync + Debug {
     async fn record_erasure(&self, key: &SubjectKey, at: Timestamp) -> Result<(), StoreError>;
     /// When the key's data was last erased.
     async fn erased_at(&self, key: &SubjectKey) -> Result<Option<Timestamp>, StoreError>;
-    /// Contacts of the tenant whose oldest item is at or before `cutoff`, oldest first: one query
-    /// on the contacts-by-tenant index, so its cost follows what is due, not the table.
-    async fn contacts_due(
-        &self,
-        tenant: &TenantId,
-        cutoff: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<DueContact>, StoreError>;
-    /// Event time of the tenant's oldest stored item, expired or not (the same index).
-    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError>;
-    /// Deletes up to `max_items` of the contact's messages (tombstones and edits too) and statuses
-    /// from at or before `cutoff`, each on the condition that it still exists, so two sweeps never
-    /// both count an item. Then moves the profile's oldest-item time to what remains or, with
-    /// nothing left, deletes the profile with its links and unsend markers.
-    async fn sweep_contact(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        cutoff: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError>;
     /// Deletes up to `max_items` items of the contact's partition (profile, messages, statuses,
     /// index links, expired or not) and returns the cursor advanced by what it deleted. The
     /// profile goes last, at once with its index links (in a batch of its own when they do not
@@ -347,17 +326,6 @@ pub trait PrivacyRequestStore: Send + Sync + Debug {
     async fn open_due_before(&self, until: Timestamp, page: &PageRequest) -> Result<Page<PrivacyRequest>, StoreError>;
     /// Completed requests that erased data, closed from `since` to `until` (both included),
     /// oldest first: what a restore of the conversations to `since` brought back.
-    /// Requests closed from `since` to `until` (both included), oldest first (a sparse index of
-    /// closed requests by closing time).
-    async fn closed_between(
-        &self,
-        since: Timestamp,
-        until: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<PrivacyRequest>, StoreError>;
-    /// Deletes up to `max_items` closed requests whose expiry (closing time plus the limitation
-    /// period) is at or before `expired_by`, oldest first. Open requests have no expiry.
-    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError>;
     async fn erasures_closed_between(
         &self,
         since: Timestamp,
@@ -393,15 +361,6 @@ pub trait AuditStore: Send + Sync + Debug {
     async fn head(&self, chain: &AuditChain) -> Result<Option<ChainHead>, StoreError>;
     /// A chain's live checkpoints, oldest first.
     async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError>;
-    /// Deletes up to `max_items` of the chain's events and checkpoints whose expiry is at or
-    /// before `expired_by`, oldest first; the head stays. Events sort by time and expire in that
-    /// order, so the reads stop at the first one still kept.
-    async fn sweep(
-        &self,
-        chain: &AuditChain,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError>;
 }
 
 /// Who may do what: principals by their IAM ARN (or local id), with their roles and tenants.
@@ -426,11 +385,6 @@ pub trait TenantStore: Send + Sync + Debug {
     /// Idempotent on the event id.
     async fn record_event(&self, event: &TenantEvent) -> Result<WriteOutcome, StoreError>;
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError>;
-    /// Every registered tenant's id, in id order (a directory partition, not a Scan).
-    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError>;
-    /// Keeps the latest run of a scheduled job (replacing the one before).
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError>;
-    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError>;
 }
 
 #[async_trait]
@@ -450,18 +404,76 @@ pub trait QuarantineStore: Send + Sync + Debug {
     /// Every entry naming this person (`QuarantineEntry::subject_keys`), expired or not: what an
     /// erasure must delete.
     async fn find_subject(&self, key: &SubjectKey) -> Result<Vec<QuarantineEntry>, StoreError>;
-    /// The buckets whose entries expire: the fixed ones, and each unrouted account's that has
-    /// held an envelope (a directory the store keeps as they are written).
+}
+
+/// What the retention sweep and the compliance report read, apart from the data-class ports: the
+/// functions on the message path (processor, webhook, opt-out) link none of it. Every read is a
+/// query bounded by what is due or waiting, never a Scan.
+#[async_trait]
+pub trait RetentionReads: Send + Sync + Debug {
+    /// Contacts of the tenant whose oldest item is at or before `cutoff`, oldest first: one query
+    /// on the contacts-by-tenant index, so its cost follows what is due, not the table.
+    async fn contacts_due(
+        &self,
+        tenant: &TenantId,
+        cutoff: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<DueContact>, StoreError>;
+    /// Event time of the tenant's oldest stored item, expired or not (the same index).
+    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError>;
+    /// Every registered tenant's id, in id order (a directory partition, not a Scan).
+    async fn tenant_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError>;
+    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError>;
+    /// The quarantine buckets whose entries expire: the fixed ones, and each unrouted account's
+    /// that has held an envelope (a directory the store keeps as they are written).
     async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError>;
+    /// Requests closed from `since` to `until` (both included), oldest first (a sparse index of
+    /// closed requests by closing time).
+    async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError>;
+}
+
+/// What the retention sweep deletes, each store call bounded by `max_items` and each item counted
+/// by the one call that deleted it, so two overlapping sweeps never both count one.
+#[async_trait]
+pub trait RetentionSweeps: Send + Sync + Debug {
+    /// Deletes up to `max_items` of the contact's messages (tombstones and edits too) and statuses
+    /// from at or before `cutoff`. Then moves the profile's oldest-item time to what remains or,
+    /// with nothing left, deletes the profile with its links and unsend markers.
+    async fn sweep_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cutoff: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError>;
     /// Deletes up to `max_items` of the bucket's entries whose expiry is at or before
     /// `expired_by`, oldest first, with their index entries. Entries kept until a person decides
     /// (no expiry) are never swept; the reads stop at the first entry still kept.
-    async fn sweep(
+    async fn sweep_quarantine(
         &self,
         bucket: &QuarantineBucket,
         expired_by: Timestamp,
         max_items: usize,
     ) -> Result<SweepOutcome, StoreError>;
+    /// Deletes up to `max_items` of the chain's events and checkpoints whose expiry is at or
+    /// before `expired_by`, oldest first; the head stays. Events sort by time and expire in that
+    /// order, so the reads stop at the first one still kept.
+    async fn sweep_audit(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError>;
+    /// Deletes up to `max_items` closed requests whose expiry (closing time plus the limitation
+    /// period) is at or before `expired_by`, oldest first. Open requests have no expiry.
+    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError>;
+    /// Keeps the latest run of a scheduled job (replacing the one before).
+    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError>;
 }
 
 /// One adapter of every store, as a function gets them.
@@ -475,4 +487,6 @@ pub struct Stores {
     pub quarantine: std::sync::Arc<dyn QuarantineStore>,
     /// Kept in the tenants table: who may act on tenants is tenant configuration.
     pub principals: std::sync::Arc<dyn PrincipalStore>,
+    /// The retention sweep's and the report's reads, across the tables above.
+    pub retention: std::sync::Arc<dyn RetentionReads>,
 }

@@ -2219,7 +2219,9 @@ async fn the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on(h: H
         .await
         .expect("w");
     // Only the contact with something at or before the cutoff is due, with its oldest item.
-    let due = conv
+    let due = h
+        .stores
+        .retention
         .contacts_due(&t, day(5), &PageRequest::first(10))
         .await
         .expect("due");
@@ -2227,9 +2229,9 @@ async fn the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on(h: H
         due.items.iter().map(|d| (&d.contact, d.oldest)).collect::<Vec<_>>(),
         vec![(&a, day(0))]
     );
-    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(0)));
+    assert_eq!(h.stores.retention.oldest_item(&t).await.expect("oldest"), Some(day(0)));
     // Two messages and the status go; the contact stays, with its oldest item moved on.
-    let out = conv.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
+    let out = h.sweeps.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
     assert_eq!((out.deleted, out.done, out.contact_gone), (3, true, false));
     let left = conv
         .list_messages(&t, &a, &PageRequest::first(10))
@@ -2248,23 +2250,27 @@ async fn the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on(h: H
         vec![]
     );
     assert!(
-        conv.contacts_due(&t, day(5), &PageRequest::first(10))
+        h.stores
+            .retention
+            .contacts_due(&t, day(5), &PageRequest::first(10))
             .await
             .expect("due")
             .items
             .is_empty()
     );
-    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(10)));
+    assert_eq!(h.stores.retention.oldest_item(&t).await.expect("oldest"), Some(day(10)));
     // A second, overlapping sweep of the same contact finds nothing to count.
-    let again = conv.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
+    let again = h.sweeps.sweep_contact(&t, &a, day(5), 100).await.expect("sweep");
     assert_eq!((again.deleted, again.done), (0, true));
     // Past everything of contact a: its profile and its link go too, and b is due after it.
-    let due = conv
+    let due = h
+        .stores
+        .retention
         .contacts_due(&t, day(30), &PageRequest::first(10))
         .await
         .expect("due");
     assert_eq!(due.items.iter().map(|d| &d.contact).collect::<Vec<_>>(), vec![&a, &b]);
-    let out = conv.sweep_contact(&t, &a, day(30), 100).await.expect("sweep");
+    let out = h.sweeps.sweep_contact(&t, &a, day(30), 100).await.expect("sweep");
     assert_eq!(
         (out.deleted, out.done, out.contact_gone),
         (3, true, true),
@@ -2272,7 +2278,7 @@ async fn the_sweep_deletes_what_is_past_its_cutoff_and_moves_the_contact_on(h: H
     );
     assert_eq!(conv.get_contact(&t, &a).await.expect("get"), None);
     assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
-    assert_eq!(conv.oldest_item(&t).await.expect("oldest"), Some(day(20)));
+    assert_eq!(h.stores.retention.oldest_item(&t).await.expect("oldest"), Some(day(20)));
 }
 
 async fn the_sweep_works_in_bounded_steps(h: Harness) {
@@ -2293,7 +2299,7 @@ async fn the_sweep_works_in_bounded_steps(h: Harness) {
     let cutoff = now.plus(Duration::hours(1));
     let mut steps = Vec::new();
     loop {
-        let out = conv.sweep_contact(&t, &c, cutoff, 2).await.expect("sweep");
+        let out = h.sweeps.sweep_contact(&t, &c, cutoff, 2).await.expect("sweep");
         steps.push(out.deleted);
         if out.done {
             break;
@@ -2314,7 +2320,7 @@ async fn the_sweep_works_in_bounded_steps(h: Harness) {
         vec!["wamid.keep"]
     );
     assert!(matches!(
-        conv.sweep_contact(&t, &c, cutoff, 0).await,
+        h.sweeps.sweep_contact(&t, &c, cutoff, 0).await,
         Err(StoreError::BadPageSize)
     ));
 }
@@ -2340,14 +2346,15 @@ async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
     for id in ["list-b", "list-a", "list-a"] {
         tenants.register(&make(id)).await.expect("register");
     }
-    let (ids, _) = collect_all(1, |p| async move { tenants.list_ids(&p).await }).await;
+    let retention = &h.stores.retention;
+    let (ids, _) = collect_all(1, |p| async move { retention.tenant_ids(&p).await }).await;
     let ids: Vec<&str> = ids
         .iter()
         .map(TenantId::as_str)
         .filter(|i| i.starts_with("list-"))
         .collect();
     assert_eq!(ids, vec!["list-a", "list-b"]);
-    assert_eq!(tenants.last_job_run(Job::Sweep).await.expect("get"), None);
+    assert_eq!(h.stores.retention.last_job_run(Job::Sweep).await.expect("get"), None);
     for n in [1, 2] {
         let run = JobRun {
             job: Job::Sweep,
@@ -2356,11 +2363,17 @@ async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
             complete: n == 2,
             counts: [("Deleted".to_owned(), n as u64)].into(),
         };
-        tenants.record_job_run(&run).await.expect("record");
+        h.sweeps.record_job_run(&run).await.expect("record");
     }
-    let last = tenants.last_job_run(Job::Sweep).await.expect("get").expect("kept");
+    let last = h
+        .stores
+        .retention
+        .last_job_run(Job::Sweep)
+        .await
+        .expect("get")
+        .expect("kept");
     assert_eq!((last.complete, last.counts.get("Deleted")), (true, Some(&2)));
-    assert_eq!(tenants.last_job_run(Job::Monitor).await.expect("get"), None);
+    assert_eq!(h.stores.retention.last_job_run(Job::Monitor).await.expect("get"), None);
 }
 
 async fn a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items(h: Harness) {
@@ -2379,12 +2392,15 @@ async fn a_contact_back_after_its_profile_expired_is_still_due_for_its_old_items
         .expect("w");
     assert!(conv.get_contact(&t, &c).await.expect("get").is_some(), "a new profile");
     // The new profile still points the sweep at the old message.
-    let due = conv
+    let due = h
+        .stores
+        .retention
         .contacts_due(&t, then.plus(Duration::days(1)), &PageRequest::first(10))
         .await
         .expect("due");
     assert_eq!(due.items.iter().map(|d| d.oldest).collect::<Vec<_>>(), vec![then]);
-    let out = conv
+    let out = h
+        .sweeps
         .sweep_contact(&t, &c, then.plus(Duration::days(1)), 100)
         .await
         .expect("sweep");
@@ -2425,7 +2441,7 @@ async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_
     for e in [&old, &new, &waiting, &held_stop] {
         store.put(e).await.expect("put");
     }
-    let buckets = store.expiring_buckets().await.expect("buckets");
+    let buckets = h.stores.retention.expiring_buckets().await.expect("buckets");
     assert!(
         buckets.contains(&unrouted) && buckets.contains(&QuarantineBucket::Rejected),
         "{buckets:?}"
@@ -2433,7 +2449,11 @@ async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_
     assert!(!buckets.contains(&review) && !buckets.contains(&stop), "{buckets:?}");
     // 31 days on, the first envelope's 30 days are over.
     let expired_by = now.plus(Duration::days(31));
-    let out = store.sweep(&unrouted, expired_by, 100).await.expect("sweep");
+    let out = h
+        .sweeps
+        .sweep_quarantine(&unrouted, expired_by, 100)
+        .await
+        .expect("sweep");
     assert_eq!((out.deleted, out.done), (1, true));
     let found: Vec<String> = store
         .find_subject(&key)
@@ -2445,14 +2465,25 @@ async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_
     assert_eq!(found.len(), 3, "its index entry went with it: {found:?}");
     assert!(!found.contains(&"old".to_owned()));
     assert_eq!(
-        store.sweep(&unrouted, expired_by, 100).await.expect("sweep").deleted,
+        h.sweeps
+            .sweep_quarantine(&unrouted, expired_by, 100)
+            .await
+            .expect("sweep")
+            .deleted,
         0,
         "counted once"
     );
     // Whatever the date, an entry waiting for a person stays.
     let far = now.plus_months(120);
     for bucket in [&review, &stop] {
-        assert_eq!(store.sweep(bucket, far, 100).await.expect("sweep").deleted, 0);
+        assert_eq!(
+            h.sweeps
+                .sweep_quarantine(bucket, far, 100)
+                .await
+                .expect("sweep")
+                .deleted,
+            0
+        );
     }
     // In bounded steps.
     for i in 0..3 {
@@ -2461,13 +2492,15 @@ async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_
             .await
             .expect("put");
     }
-    let first = store
-        .sweep(&QuarantineBucket::Rejected, expired_by, 2)
+    let first = h
+        .sweeps
+        .sweep_quarantine(&QuarantineBucket::Rejected, expired_by, 2)
         .await
         .expect("sweep");
     assert_eq!((first.deleted, first.done), (2, false));
-    let rest = store
-        .sweep(&QuarantineBucket::Rejected, expired_by, 2)
+    let rest = h
+        .sweeps
+        .sweep_quarantine(&QuarantineBucket::Rejected, expired_by, 2)
         .await
         .expect("sweep");
     assert_eq!((rest.deleted, rest.done), (1, true));
@@ -2506,15 +2539,22 @@ async fn the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies(h: 
         .await
         .expect("append");
     let expired_by = start.plus(Duration::hours(41));
-    let first = store.sweep(&chain, expired_by, 2).await.expect("sweep");
+    let first = h.sweeps.sweep_audit(&chain, expired_by, 2).await.expect("sweep");
     assert_eq!((first.deleted, first.done), (2, false), "bounded steps");
-    let rest = store.sweep(&chain, expired_by, 100).await.expect("sweep");
+    let rest = h.sweeps.sweep_audit(&chain, expired_by, 100).await.expect("sweep");
     assert_eq!(
         (rest.deleted, rest.done),
         (1, true),
         "the kept event and its checkpoints stay"
     );
-    assert_eq!(store.sweep(&chain, expired_by, 100).await.expect("sweep").deleted, 0);
+    assert_eq!(
+        h.sweeps
+            .sweep_audit(&chain, expired_by, 100)
+            .await
+            .expect("sweep")
+            .deleted,
+        0
+    );
     h.clock.set(expired_by);
     let left = store
         .list(&chain, &TimeRange::ALL, &PageRequest::first(10))
@@ -2555,18 +2595,21 @@ async fn closed_requests_are_swept_after_their_limitation_period_and_open_ones_n
     let mut done = store.get(closed.id).await.expect("get").expect("stored");
     done.close(RequestStatus::Completed, now, "conformance", None);
     store.update(&done).await.expect("close");
-    let recent = store
+    let recent = h
+        .stores
+        .retention
         .closed_between(now.plus(Duration::days(-1)), now, &PageRequest::first(10))
         .await
         .expect("closed");
     assert_eq!(recent.items.iter().map(|r| r.id).collect::<Vec<_>>(), vec![closed.id]);
     let limitation = now.plus_months(shared::retention::DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS);
-    let early = store
+    let early = h
+        .sweeps
         .sweep_closed(limitation.plus(Duration::days(-1)), 100)
         .await
         .expect("sweep");
     assert_eq!((early.deleted, early.done), (0, true));
-    let out = store.sweep_closed(limitation, 100).await.expect("sweep");
+    let out = h.sweeps.sweep_closed(limitation, 100).await.expect("sweep");
     assert_eq!((out.deleted, out.done), (1, true));
     assert_eq!(store.get(closed.id).await.expect("get"), None);
     assert!(
@@ -2574,7 +2617,7 @@ async fn closed_requests_are_swept_after_their_limitation_period_and_open_ones_n
         "an open request has no expiry"
     );
     assert_eq!(
-        store
+        h.sweeps
             .sweep_closed(limitation.plus_months(1200), 100)
             .await
             .expect("sweep")

@@ -65,6 +65,8 @@ pub async fn fresh_tables(client: &aws_sdk_dynamodb::Client) -> TableNames {
 /// One adapter family under test, with a way to "restart" it: new handles over the same data.
 pub struct Harness {
     pub stores: Stores,
+    /// The retention sweeps over the same data.
+    pub sweeps: Arc<dyn shared::store::RetentionSweeps>,
     pub clock: SettableClock,
     pub backend: Backend,
 }
@@ -81,8 +83,10 @@ pub enum Backend {
 impl Harness {
     pub async fn embedded() -> Self {
         let clock = test_clock();
+        let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(Arc::new(clock.clone()));
         Self {
-            stores: shared::store::embedded::stores(Arc::new(clock.clone())),
+            stores,
+            sweeps,
             clock,
             backend: Backend::Embedded,
         }
@@ -94,8 +98,10 @@ impl Harness {
         let clock = test_clock();
         let meter = CapacityMeter::default();
         let stores = shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &meter);
+        let sweeps = shared::store::dynamodb::sweeps(&client, &tables, Arc::new(clock.clone()), &meter);
         Self {
             stores,
+            sweeps,
             clock,
             backend: Backend::Dynamo { client, tables, meter },
         }

@@ -141,7 +141,33 @@ impl AuditStore for DynamoAuditStore {
         Ok(item.map(from_item::<HeadItem>).transpose()?.map(|h| h.head))
     }
 
-    async fn sweep(
+    async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::audit_pk(chain)),
+            sk: Some(SkRange::Prefix(AUDIT_CHECKPOINT_PREFIX.to_owned())),
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: Some(self.clock.now()),
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_all(&spec)
+            .await?
+            .into_iter()
+            .map(|i| from_item::<CheckpointItem>(i).map(|c| c.checkpoint))
+            .collect()
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl DynamoAuditStore {
+    pub(crate) async fn sweep_audit(
         &self,
         chain: &AuditChain,
         expired_by: Timestamp,
@@ -192,27 +218,5 @@ impl AuditStore for DynamoAuditStore {
         }
         out.done = true;
         Ok(out)
-    }
-
-    async fn checkpoints(&self, chain: &AuditChain) -> Result<Vec<Checkpoint>, StoreError> {
-        let spec = QuerySpec {
-            index: None,
-            pk_attr: "pk",
-            pk: s(keys::audit_pk(chain)),
-            sk: Some(SkRange::Prefix(AUDIT_CHECKPOINT_PREFIX.to_owned())),
-            sort_at_most: None,
-            sort_at_least: None,
-            hide_expired_at: Some(self.clock.now()),
-            scope: String::new(),
-            consistent: true,
-            filter: None,
-            newest_first: false,
-        };
-        self.table
-            .query_all(&spec)
-            .await?
-            .into_iter()
-            .map(|i| from_item::<CheckpointItem>(i).map(|c| c.checkpoint))
-            .collect()
     }
 }

@@ -819,7 +819,97 @@ impl ConversationStore for DynamoConversationStore {
         self.ledger(key, true).await
     }
 
-    async fn contacts_due(
+    async fn erase_contact_batch(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        cursor: EraseCursor,
+        max_items: usize,
+    ) -> Result<EraseCursor, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        let pk = keys::contact_pk(tenant, contact);
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(pk.clone()),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: true,
+            filter: None,
+            newest_first: false,
+        };
+        // One more than the batch, to know whether anything remains after it.
+        let (items, last) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
+        // A query page also ends at 1 MB: more remains whenever DynamoDB says so.
+        let remains = items.len() > max_items || last.is_some();
+        let mut batch: Vec<Item> = Vec::new();
+        for item in items.into_iter().take(max_items) {
+            let is_profile = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk == PROFILE_SK);
+            if !is_profile {
+                batch.push(key_of(item));
+                continue;
+            }
+            // The profile is the partition's last item and the only list of its links. It goes
+            // with its links in one transaction, so the index finds the contact until nothing of
+            // it is left: a worker that stops between batches finds it again.
+            let profile: ProfileItem = from_item(item)?;
+            let links = profile.state()?.identifiers;
+            let group = links.len() + 1;
+            let messages = batch.len() as u64;
+            if !batch.is_empty() && batch.len() + group > max_items {
+                self.table.delete_keys(batch).await?;
+                return Ok(EraseCursor {
+                    deleted: cursor.deleted + messages,
+                    done: false,
+                });
+            }
+            self.table.delete_keys(batch).await?;
+            let mut keys: Vec<Item> = links.iter().map(|l| key(keys::link_pk(&l.subject_key), &pk)).collect();
+            // A transaction holds 100 actions; a contact has a handful of links, and any past
+            // 99 go just before it.
+            let surplus = keys.len().saturating_sub(99);
+            self.table.delete_keys(keys.drain(..surplus).collect()).await?;
+            let mut actions = vec![self.table.delete_action_if(
+                key(&pk, PROFILE_SK),
+                Expr::new("version = :v").value(":v", n(profile.version as i64)),
+            )?];
+            for k in keys {
+                actions.push(self.table.delete_action(k)?);
+            }
+            return match self.table.transact_retrying_conflicts(actions).await? {
+                Ok(()) => Ok(EraseCursor {
+                    deleted: cursor.deleted + messages + group as u64,
+                    done: !remains,
+                }),
+                // The profile changed since it was read (a message arrived, perhaps with a new
+                // link): the next batch reads it again.
+                Err(_) => Ok(EraseCursor {
+                    deleted: cursor.deleted + messages + surplus as u64,
+                    done: false,
+                }),
+            };
+        }
+        let deleted = batch.len() as u64;
+        self.table.delete_keys(batch).await?;
+        Ok(EraseCursor {
+            deleted: cursor.deleted + deleted,
+            done: !remains,
+        })
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl DynamoConversationStore {
+    pub(crate) async fn contacts_due(
         &self,
         tenant: &TenantId,
         cutoff: Timestamp,
@@ -841,7 +931,7 @@ impl ConversationStore for DynamoConversationStore {
             .await
     }
 
-    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
+    pub(crate) async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
         let (items, _) = self
             .table
             .query_once(&self.contacts_by_tenant(tenant), None, Some(1))
@@ -853,7 +943,7 @@ impl ConversationStore for DynamoConversationStore {
             .transpose()
     }
 
-    async fn sweep_contact(
+    pub(crate) async fn sweep_contact(
         &self,
         tenant: &TenantId,
         contact: &ContactId,
@@ -961,91 +1051,5 @@ impl ConversationStore for DynamoConversationStore {
             }
         }
         Ok(out)
-    }
-
-    async fn erase_contact_batch(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        cursor: EraseCursor,
-        max_items: usize,
-    ) -> Result<EraseCursor, StoreError> {
-        if max_items == 0 || max_items > 1000 {
-            return Err(StoreError::BadPageSize);
-        }
-        let pk = keys::contact_pk(tenant, contact);
-        let spec = QuerySpec {
-            index: None,
-            pk_attr: "pk",
-            pk: s(pk.clone()),
-            sk: None,
-            sort_at_most: None,
-            sort_at_least: None,
-            hide_expired_at: None,
-            scope: String::new(),
-            consistent: true,
-            filter: None,
-            newest_first: false,
-        };
-        // One more than the batch, to know whether anything remains after it.
-        let (items, last) = self.table.query_once(&spec, None, Some(max_items + 1)).await?;
-        // A query page also ends at 1 MB: more remains whenever DynamoDB says so.
-        let remains = items.len() > max_items || last.is_some();
-        let mut batch: Vec<Item> = Vec::new();
-        for item in items.into_iter().take(max_items) {
-            let is_profile = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk == PROFILE_SK);
-            if !is_profile {
-                batch.push(key_of(item));
-                continue;
-            }
-            // The profile is the partition's last item and the only list of its links. It goes
-            // with its links in one transaction, so the index finds the contact until nothing of
-            // it is left: a worker that stops between batches finds it again.
-            let profile: ProfileItem = from_item(item)?;
-            let links = profile.state()?.identifiers;
-            let group = links.len() + 1;
-            let messages = batch.len() as u64;
-            if !batch.is_empty() && batch.len() + group > max_items {
-                self.table.delete_keys(batch).await?;
-                return Ok(EraseCursor {
-                    deleted: cursor.deleted + messages,
-                    done: false,
-                });
-            }
-            self.table.delete_keys(batch).await?;
-            let mut keys: Vec<Item> = links.iter().map(|l| key(keys::link_pk(&l.subject_key), &pk)).collect();
-            // A transaction holds 100 actions; a contact has a handful of links, and any past
-            // 99 go just before it.
-            let surplus = keys.len().saturating_sub(99);
-            self.table.delete_keys(keys.drain(..surplus).collect()).await?;
-            let mut actions = vec![self.table.delete_action_if(
-                key(&pk, PROFILE_SK),
-                Expr::new("version = :v").value(":v", n(profile.version as i64)),
-            )?];
-            for k in keys {
-                actions.push(self.table.delete_action(k)?);
-            }
-            return match self.table.transact_retrying_conflicts(actions).await? {
-                Ok(()) => Ok(EraseCursor {
-                    deleted: cursor.deleted + messages + group as u64,
-                    done: !remains,
-                }),
-                // The profile changed since it was read (a message arrived, perhaps with a new
-                // link): the next batch reads it again.
-                Err(_) => Ok(EraseCursor {
-                    deleted: cursor.deleted + messages + surplus as u64,
-                    done: false,
-                }),
-            };
-        }
-        let deleted = batch.len() as u64;
-        self.table.delete_keys(batch).await?;
-        Ok(EraseCursor {
-            deleted: cursor.deleted + deleted,
-            done: !remains,
-        })
     }
 }

@@ -8,6 +8,7 @@ mod optouts;
 mod principals;
 mod quarantine;
 mod requests;
+mod retention;
 mod table;
 mod tenants;
 
@@ -28,6 +29,7 @@ pub use optouts::DynamoOptOutStore;
 pub use principals::DynamoPrincipalStore;
 pub use quarantine::DynamoQuarantineStore;
 pub use requests::DynamoPrivacyRequestStore;
+pub use retention::DynamoRetention;
 pub use tenants::DynamoTenantStore;
 
 /// Makes the DynamoDB store of each data class on one client and capacity meter. A function
@@ -93,6 +95,18 @@ impl DynamoStores {
             self.clock.clone(),
         ))
     }
+
+    /// The retention sweep's and the report's reads and deletes, across the tables.
+    pub fn retention(&self) -> Arc<DynamoRetention> {
+        let clock = || self.clock.clone();
+        Arc::new(DynamoRetention {
+            conversations: DynamoConversationStore::new(self.table(&self.tables.conversations), clock()),
+            tenants: DynamoTenantStore::new(self.table(&self.tables.tenants)),
+            quarantine: DynamoQuarantineStore::new(self.table(&self.tables.quarantine), clock()),
+            audit: DynamoAuditStore::new(self.table(&self.tables.audit), clock()),
+            requests: DynamoPrivacyRequestStore::new(self.table(&self.tables.privacy_requests), clock()),
+        })
+    }
 }
 
 /// Every store on DynamoDB, sharing one client and one capacity meter.
@@ -111,5 +125,16 @@ pub fn stores(
         tenants: make.tenants(),
         quarantine: make.quarantine(),
         principals: make.principals(),
+        retention: make.retention(),
     }
+}
+
+/// The retention sweeps on DynamoDB, over the same tables as `stores`.
+pub fn sweeps(
+    client: &aws_sdk_dynamodb::Client,
+    tables: &TableNames,
+    clock: SharedClock,
+    meter: &CapacityMeter,
+) -> Arc<dyn crate::store::RetentionSweeps> {
+    DynamoStores::new(client.clone(), tables.clone(), clock, meter.clone()).retention()
 }

@@ -255,8 +255,12 @@ impl QuarantineStore for DynamoQuarantineStore {
         }
         Ok(found)
     }
+}
 
-    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl DynamoQuarantineStore {
+    pub(crate) async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
         let spec = QuerySpec {
             index: None,
             pk_attr: "pk",
@@ -278,7 +282,7 @@ impl QuarantineStore for DynamoQuarantineStore {
         Ok(buckets)
     }
 
-    async fn sweep(
+    pub(crate) async fn sweep_quarantine(
         &self,
         bucket: &QuarantineBucket,
         expired_by: Timestamp,

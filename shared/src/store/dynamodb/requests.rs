@@ -161,46 +161,6 @@ impl PrivacyRequestStore for DynamoPrivacyRequestStore {
             .await
     }
 
-    async fn closed_between(
-        &self,
-        since: Timestamp,
-        until: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<PrivacyRequest>, StoreError> {
-        let spec = QuerySpec {
-            sort_at_most: Some(("closed_ms", until.unix_millis())),
-            sort_at_least: Some(("closed_ms", since.unix_millis())),
-            hide_expired_at: Some(self.clock.now()),
-            scope: format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
-            ..closed_by_close()
-        };
-        self.table
-            .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
-            .await
-    }
-
-    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
-        if max_items == 0 || max_items > 1000 {
-            return Err(StoreError::BadPageSize);
-        }
-        // Closed oldest first; each expires a fixed period after it closed, so the reads stop at
-        // the first one still kept.
-        let (items, more) = self.table.query_once(&closed_by_close(), None, Some(max_items)).await?;
-        let mut out = SweepOutcome {
-            done: more.is_none() && items.len() < max_items,
-            ..SweepOutcome::default()
-        };
-        for item in items {
-            let r: RequestItem = from_item(item)?;
-            if r.expires_at.is_none_or(|e| e.as_timestamp() > expired_by) {
-                out.done = true;
-                break;
-            }
-            out.deleted += self.table.delete_counted(key(&r.pk, &r.sk)).await?;
-        }
-        Ok(out)
-    }
-
     async fn erasures_closed_between(
         &self,
         since: Timestamp,
@@ -240,5 +200,53 @@ fn closed_by_close() -> QuerySpec {
         consistent: false,
         filter: None,
         newest_first: false,
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl DynamoPrivacyRequestStore {
+    pub(crate) async fn closed_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<PrivacyRequest>, StoreError> {
+        let spec = QuerySpec {
+            sort_at_most: Some(("closed_ms", until.unix_millis())),
+            sort_at_least: Some(("closed_ms", since.unix_millis())),
+            hide_expired_at: Some(self.clock.now()),
+            scope: format!("closed:{}:{}", since.unix_millis(), until.unix_millis()),
+            ..closed_by_close()
+        };
+        self.table
+            .query_page(&spec, page, |i| from_item::<RequestItem>(i)?.into_request())
+            .await
+    }
+
+    pub(crate) async fn sweep_closed(
+        &self,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<SweepOutcome, StoreError> {
+        if max_items == 0 || max_items > 1000 {
+            return Err(StoreError::BadPageSize);
+        }
+        // Closed oldest first; each expires a fixed period after it closed, so the reads stop at
+        // the first one still kept.
+        let (items, more) = self.table.query_once(&closed_by_close(), None, Some(max_items)).await?;
+        let mut out = SweepOutcome {
+            done: more.is_none() && items.len() < max_items,
+            ..SweepOutcome::default()
+        };
+        for item in items {
+            let r: RequestItem = from_item(item)?;
+            if r.expires_at.is_none_or(|e| e.as_timestamp() > expired_by) {
+                out.done = true;
+                break;
+            }
+            out.deleted += self.table.delete_counted(key(&r.pk, &r.sk)).await?;
+        }
+        Ok(out)
     }
 }

@@ -151,43 +151,6 @@ impl TenantStore for DynamoTenantStore {
         }
     }
 
-    async fn list_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
-        let spec = QuerySpec {
-            index: None,
-            pk_attr: "pk",
-            pk: s(keys::TENANT_DIRECTORY_PK),
-            sk: None,
-            sort_at_most: None,
-            sort_at_least: None,
-            hide_expired_at: None,
-            scope: "tenants".to_owned(),
-            consistent: false,
-            filter: None,
-            newest_first: false,
-        };
-        self.table
-            .query_page(&spec, page, |i| {
-                let sk = i.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                TenantId::new(sk).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .await
-    }
-
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
-        let item = JobItem {
-            pk: keys::JOBS_PK.to_owned(),
-            sk: run.job.as_str().to_owned(),
-            run: to_json(run)?,
-        };
-        self.table.put(to_item(&item)?, None, false).await.map(|_| ())
-    }
-
-    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
-        let item = self.table.get(key(keys::JOBS_PK, job.as_str())).await?;
-        item.map(|i| from_item::<JobItem>(i).and_then(|j| from_json(&j.run)))
-            .transpose()
-    }
-
     async fn list_events(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<TenantEvent>, StoreError> {
         let pk = keys::tenant_pk(tenant);
         let spec = QuerySpec {
@@ -209,5 +172,46 @@ impl TenantStore for DynamoTenantStore {
                 from_json(&item.event)
             })
             .await
+    }
+}
+
+/// The retention sweep's and the report's part of this store, reached only through
+/// `RetentionReads` and `RetentionSweeps`, so the functions that do not sweep do not link it.
+impl DynamoTenantStore {
+    pub(crate) async fn tenant_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::TENANT_DIRECTORY_PK),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: "tenants".to_owned(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        self.table
+            .query_page(&spec, page, |i| {
+                let sk = i.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                TenantId::new(sk).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .await
+    }
+
+    pub(crate) async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
+        let item = JobItem {
+            pk: keys::JOBS_PK.to_owned(),
+            sk: run.job.as_str().to_owned(),
+            run: to_json(run)?,
+        };
+        self.table.put(to_item(&item)?, None, false).await.map(|_| ())
+    }
+
+    pub(crate) async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
+        let item = self.table.get(key(keys::JOBS_PK, job.as_str())).await?;
+        item.map(|i| from_item::<JobItem>(i).and_then(|j| from_json(&j.run)))
+            .transpose()
     }
 }
