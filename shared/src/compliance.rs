@@ -180,6 +180,7 @@ pub async fn open_requests(stores: &Stores, now: Timestamp) -> Result<Vec<Privac
 pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreError> {
     let mut lines = Vec::new();
     let sweep = stores.retention.last_job_run(Job::Sweep).await?;
+    let applied = stores.retention.optouts_applied(now.plus(-RECENT), now).await?;
     for id in tenant_ids(stores).await? {
         let Some(tenant) = stores.tenants.get(&id).await? else {
             continue;
@@ -215,6 +216,8 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
                 ok,
             ));
         }
+        let stops = applied.get(&id).copied().unwrap_or(0) as i64;
+        lines.push(line(CLAUSE_OPTOUT, "optouts_applied_30d", t, stops, None, true));
         let waiting = stores
             .quarantine
             .list(

@@ -33,6 +33,7 @@ pub fn stores(clock: SharedClock) -> Stores {
 /// Every store, and the retention sweeps over the same data (what the cleanup deletes with).
 pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps>) {
     let retention = Arc::new(EmbeddedRetention {
+        opt_outs: Arc::new(EmbeddedOptOutStore::default()),
         conversations: Arc::new(EmbeddedConversationStore::new(clock.clone())),
         tenants: Arc::new(EmbeddedTenantStore::default()),
         quarantine: Arc::new(EmbeddedQuarantineStore::new(clock.clone())),
@@ -41,7 +42,7 @@ pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps
     });
     let stores = Stores {
         conversations: retention.conversations.clone(),
-        opt_outs: Arc::new(EmbeddedOptOutStore::default()),
+        opt_outs: retention.opt_outs.clone(),
         privacy_requests: retention.requests.clone(),
         audit: retention.audit.clone(),
         tenants: retention.tenants.clone(),
@@ -55,6 +56,7 @@ pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps
 /// The retention ports over the embedded stores' own data.
 #[derive(Debug)]
 pub struct EmbeddedRetention {
+    opt_outs: Arc<EmbeddedOptOutStore>,
     conversations: Arc<EmbeddedConversationStore>,
     tenants: Arc<EmbeddedTenantStore>,
     quarantine: Arc<EmbeddedQuarantineStore>,
@@ -91,6 +93,16 @@ impl RetentionReads for EmbeddedRetention {
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError> {
         self.requests.closed_between(since, until, page).await
+    }
+    async fn optouts_applied(&self, from: Timestamp, to: Timestamp) -> Result<BTreeMap<TenantId, u64>, StoreError> {
+        let (from, to) = (crate::audit::utc_day(from), crate::audit::utc_day(to));
+        let mut out = BTreeMap::new();
+        for ((day, tenant), n) in lock(&self.opt_outs.applied).iter() {
+            if *day >= from && *day <= to {
+                *out.entry(tenant.clone()).or_default() += n;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -553,6 +565,8 @@ impl ConversationStore for EmbeddedConversationStore {
 pub struct EmbeddedOptOutStore {
     /// (partition, sort key) as in DynamoDB: current states and history entries.
     items: Mutex<BTreeMap<(String, String), OptOutRecord>>,
+    /// STOPs applied, by (day, tenant).
+    applied: Mutex<BTreeMap<(String, TenantId), u64>>,
 }
 
 #[async_trait]
@@ -580,6 +594,11 @@ impl OptOutStore for EmbeddedOptOutStore {
         };
         items.insert(state_key, stored.clone());
         items.insert(history_key, stored);
+        if r.state == OptState::OptedOut {
+            *lock(&self.applied)
+                .entry((crate::audit::utc_day(r.event_at), r.tenant.clone()))
+                .or_default() += 1;
+        }
         Ok(ApplyOutcome::Applied)
     }
 

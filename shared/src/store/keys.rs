@@ -151,6 +151,15 @@ pub fn optout_history_sk(event_at: Timestamp, scope: OptOutScope, state: OptStat
     )
 }
 
+/// One counter per day and tenant of the STOPs applied, in its own partition of the opt-outs
+/// table (counts only, no subject key): the compliance report's "opt-outs applied in 30 days".
+pub const OPTOUT_STATS_PK: &str = "STATS#applied";
+
+/// `YYYY-MM-DD#<tenant>`: a range of days is one query.
+pub fn optout_stats_sk(day: &str, tenant: &TenantId) -> String {
+    format!("{day}#{tenant}")
+}
+
 // PrivacyRequests: not tenant data (a request may span tenants); open ones are indexed by due time.
 pub const REQUEST_SK: &str = "REQUEST";
 /// Value of the sparse open-requests index key while a request is open.

@@ -435,6 +435,13 @@ pub trait RetentionReads: Send + Sync + Debug {
         until: Timestamp,
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError>;
+    /// STOPs applied per tenant on the UTC days from `from` to `to` (both included), by Meta's
+    /// event time (counters written with each change).
+    async fn optouts_applied(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<std::collections::BTreeMap<TenantId, u64>, StoreError>;
 }
 
 /// What the retention sweep deletes, each store call bounded by `max_items` and each item counted

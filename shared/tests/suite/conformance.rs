@@ -63,6 +63,7 @@ conformance!(
     the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_a_person,
     the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies,
     closed_requests_are_swept_after_their_limitation_period_and_open_ones_never,
+    applied_stops_are_counted_once_per_tenant_and_day,
     tenants_are_listed_and_the_last_run_of_each_job_kept,
 );
 
@@ -2624,4 +2625,59 @@ async fn closed_requests_are_swept_after_their_limitation_period_and_open_ones_n
             .deleted,
         0
     );
+}
+
+async fn applied_stops_are_counted_once_per_tenant_and_day(h: Harness) {
+    use shared::domain::optout::Expect;
+    let store = &h.stores.opt_outs;
+    let now = h.clock.now();
+    let (a, b) = (tenant("count-a"), tenant("count-b"));
+    let key = link(IdentifierKind::Phone, "+54 9 11 5555-4001").subject_key;
+    let stop = |t: &TenantId, at: Timestamp, previous| {
+        opt_out(t, &key, OptOutScope::All, OptState::OptedOut, at, at, previous)
+    };
+    assert_eq!(
+        store.apply(&stop(&a, now, None), Expect::Any).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    // A replay and a START are not STOPs applied; a second STOP after the START is.
+    assert_eq!(
+        store.apply(&stop(&a, now, None), Expect::Any).await.expect("apply"),
+        ApplyOutcome::Replay
+    );
+    let later = now.plus(Duration::minutes(1));
+    let start = opt_out(
+        &a,
+        &key,
+        OptOutScope::All,
+        OptState::OptedIn,
+        later,
+        later,
+        Some(OptState::OptedOut),
+    );
+    assert_eq!(
+        store.apply(&start, Expect::Any).await.expect("apply"),
+        ApplyOutcome::Applied
+    );
+    let again = now.plus(Duration::minutes(2));
+    store
+        .apply(&stop(&a, again, Some(OptState::OptedIn)), Expect::Any)
+        .await
+        .expect("apply");
+    store.apply(&stop(&b, now, None), Expect::Any).await.expect("apply");
+    let counted = h
+        .stores
+        .retention
+        .optouts_applied(now.plus(Duration::days(-30)), now.plus(Duration::days(1)))
+        .await
+        .expect("count");
+    assert_eq!(counted.get(&a), Some(&2), "{counted:?}");
+    assert_eq!(counted.get(&b), Some(&1), "{counted:?}");
+    let before = h
+        .stores
+        .retention
+        .optouts_applied(now.plus(Duration::days(-30)), now.plus(Duration::days(-1)))
+        .await
+        .expect("count");
+    assert!(before.is_empty(), "{before:?}");
 }

@@ -105,6 +105,7 @@ impl DynamoStores {
             quarantine: DynamoQuarantineStore::new(self.table(&self.tables.quarantine), clock()),
             audit: DynamoAuditStore::new(self.table(&self.tables.audit), clock()),
             requests: DynamoPrivacyRequestStore::new(self.table(&self.tables.privacy_requests), clock()),
+            opt_outs: DynamoOptOutStore::new(self.table(&self.tables.opt_outs)),
         })
     }
 }

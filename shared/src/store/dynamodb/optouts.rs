@@ -134,10 +134,22 @@ impl OptOutStore for DynamoOptOutStore {
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(build_err)?;
-        let actions = vec![
+        let mut actions = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(update).build(),
         ];
+        // Counted in the same write: a replay or a stale change cancels it with the rest.
+        if r.state == OptState::OptedOut {
+            let day = crate::audit::utc_day(r.event_at);
+            let count = Update::builder()
+                .table_name(&self.table.name)
+                .set_key(Some(key(keys::OPTOUT_STATS_PK, keys::optout_stats_sk(&day, &r.tenant))))
+                .update_expression("ADD applied :one")
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .map_err(build_err)?;
+            actions.push(TransactWriteItem::builder().update(count).build());
+        }
         Ok(match self.table.transact_retrying_conflicts(actions).await? {
             Ok(()) => ApplyOutcome::Applied,
             Err(0) => ApplyOutcome::Replay,
@@ -248,4 +260,41 @@ fn build_err(e: impl std::fmt::Display) -> StoreError {
 
 fn to_attr<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The retention report's part of this store, reached only through `RetentionReads`.
+impl DynamoOptOutStore {
+    /// STOPs applied per tenant on the days from `from` to `to` (`YYYY-MM-DD`, both included).
+    pub(crate) async fn optouts_applied(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<std::collections::BTreeMap<TenantId, u64>, StoreError> {
+        let spec = QuerySpec {
+            index: None,
+            pk_attr: "pk",
+            pk: s(keys::OPTOUT_STATS_PK),
+            sk: Some(SkRange::Between(format!("{from}#"), format!("{to}#~"))),
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: String::new(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.table.query_all(&spec).await? {
+            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let applied = item
+                .get("applied")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if let Some(tenant) = sk.split_once('#').and_then(|(_, t)| TenantId::new(t).ok()) {
+                *out.entry(tenant).or_default() += applied;
+            }
+        }
+        Ok(out)
+    }
 }

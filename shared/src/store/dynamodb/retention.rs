@@ -2,7 +2,8 @@
 //! sweeps (their retention methods are reached only from here).
 
 use super::{
-    DynamoAuditStore, DynamoConversationStore, DynamoPrivacyRequestStore, DynamoQuarantineStore, DynamoTenantStore,
+    DynamoAuditStore, DynamoConversationStore, DynamoOptOutStore, DynamoPrivacyRequestStore, DynamoQuarantineStore,
+    DynamoTenantStore,
 };
 use crate::compliance::{Job, JobRun};
 use crate::domain::{AuditChain, ContactId, PrivacyRequest, QuarantineBucket, TenantId};
@@ -17,6 +18,7 @@ pub struct DynamoRetention {
     pub(super) quarantine: DynamoQuarantineStore,
     pub(super) audit: DynamoAuditStore,
     pub(super) requests: DynamoPrivacyRequestStore,
+    pub(super) opt_outs: DynamoOptOutStore,
 }
 
 #[async_trait]
@@ -48,6 +50,14 @@ impl RetentionReads for DynamoRetention {
         page: &PageRequest,
     ) -> Result<Page<PrivacyRequest>, StoreError> {
         self.requests.closed_between(since, until, page).await
+    }
+    async fn optouts_applied(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<std::collections::BTreeMap<TenantId, u64>, StoreError> {
+        let day = crate::audit::utc_day;
+        self.opt_outs.optouts_applied(&day(from), &day(to)).await
     }
 }
 
