@@ -251,7 +251,7 @@ async fn an_offboarded_tenant_is_erased_after_its_notice_and_keeps_its_suppressi
     );
 
     // Bad input first: an unknown field and a notice out of range change nothing.
-    for bad in [json!({"notice": 5}), json!({"notice_days": 400})] {
+    for bad in [json!({"notice": 5}), json!({"notice_days": 400}), json!("thirty days")] {
         let (status, body) = e.admin_post("/admin/tenants/tenant-a/offboard", &bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
@@ -284,13 +284,11 @@ async fn an_offboarded_tenant_is_erased_after_its_notice_and_keeps_its_suppressi
         .await
         .expect("get")
         .expect("the tenant record is kept");
-    let code = tenant
+    let request = tenant
         .offboarding
-        .and_then(|o| o.request_code)
-        .expect("the request's code");
-    let (status, done) = e
-        .admin_get(&format!("/admin/privacy-requests/{}", code.request_id()))
-        .await;
+        .and_then(|o| o.request)
+        .expect("the erasure it opened");
+    let (status, done) = e.admin_get(&format!("/admin/privacy-requests/{request}")).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["status"], "completed", "{done}");
     let receipt = &done["receipt"];

@@ -18,6 +18,9 @@ pub const DUE_SOON: Duration = Duration::hours(48);
 pub const STUCK_ERASURE: Duration = Duration::hours(1);
 /// An opt-out review item waiting this long raises an alarm: it may be a STOP not yet honoured.
 pub const REVIEW_WAIT_ALARM: Duration = Duration::hours(24);
+/// The sweep runs hourly: a contact that crossed its cutoff since the last run is not late yet.
+/// What the report (and its alarm) counts as past expiry is past the cutoff of this long ago.
+pub const SWEEP_SLACK: Duration = Duration::hours(2);
 /// The window of the report's "last 30 days" figures.
 pub const RECENT: Duration = Duration::days(30);
 
@@ -187,7 +190,7 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
         };
         let t = Some(&id);
         let limit = since(now, tenant.retention_months.floor(now));
-        let cutoff = tenant.sweep_cutoff(now);
+        let cutoff = tenant.sweep_cutoff(now.plus(-SWEEP_SLACK));
         // Stored items the sweep should already have deleted: past retention beyond the grace
         // period (or outside a lowered retention). Must be none.
         let due = stores

@@ -552,7 +552,11 @@ impl Admin {
             Ok(t) => t,
             Err(r) => return r.into(),
         };
-        let body = apigw::json_object(req).unwrap_or_default();
+        let body = match apigw::json_object(req) {
+            Some(b) => b,
+            None if apigw::body_len(req) == 0 => Map::new(),
+            None => return apigw::error(400, "body must be a JSON object (or empty)"),
+        };
         let notice = match body.get("notice_days") {
             None | Some(Value::Null) => DEFAULT_OFFBOARDING_NOTICE_DAYS,
             Some(v) => match v.as_i64().filter(|d| (0..=MAX_OFFBOARDING_NOTICE_DAYS).contains(d)) {
@@ -580,7 +584,7 @@ impl Admin {
             terminated_at: now,
             erase_after: now.plus(time::Duration::days(notice)),
             by: ctx.actor.clone(),
-            request_code: None,
+            request: None,
         });
         let released = std::mem::take(&mut tenant.accounts).len();
         if let Err(e) = self.stores.tenants.register(&tenant).await {

@@ -56,7 +56,8 @@ pub enum CleanupError {
 }
 
 impl CleanupError {
-    fn log_safe(&self) -> String {
+    /// A description safe for logs (a stored item's contents never).
+    pub fn log_safe(&self) -> String {
         match self {
             Self::Store(e) => e.log_safe(),
             other => other.to_string(),
@@ -247,8 +248,8 @@ impl Cleanup {
     }
 
     /// An offboarded tenant's notice is over: its erasure goes to the erasure worker as an
-    /// approved request (receipt and all). The request's code is stored with the tenant first,
-    /// so a run that stops in between opens the same request next time, never a second one.
+    /// approved request (receipt and all). Its code is fixed by the tenant and the time it was
+    /// offboarded, so overlapping or repeated runs open one request; the tenant then records it.
     async fn open_offboarding(
         &self,
         tenant: &Tenant,
@@ -256,24 +257,9 @@ impl Cleanup {
         now: Timestamp,
         counts: &mut Counts,
     ) -> Result<(), CleanupError> {
-        let code = match &off.request_code {
-            Some(code) => {
-                if self.stores.privacy_requests.get(code.request_id()).await?.is_some() {
-                    return Ok(());
-                }
-                code.clone()
-            }
-            None => {
-                let code = ConfirmationCode::random();
-                let mut fixed = tenant.clone();
-                fixed.offboarding = Some(Offboarding {
-                    request_code: Some(code.clone()),
-                    ..off.clone()
-                });
-                self.stores.tenants.register(&fixed).await?;
-                code
-            }
-        };
+        if off.request.is_some() {
+            return Ok(());
+        }
         let mut r = PrivacyRequest::new(NewRequest {
             kind: RequestKind::Erasure,
             source: RequestSource::Operator,
@@ -283,7 +269,7 @@ impl Cleanup {
             note: Some("tenant offboarding".to_owned()),
             erase: false,
             rectify: None,
-            code,
+            code: ConfirmationCode::for_offboarding(&tenant.id, off.terminated_at),
             now,
             by: WHO,
         });
@@ -298,6 +284,8 @@ impl Cleanup {
                 off.terminated_at, off.by
             )),
         });
+        // Created by an earlier run that stopped before queueing it: the monitor queues an
+        // approved erasure with no step for an hour.
         if self.stores.privacy_requests.create(&r).await? == Created::New {
             let body = shared::queue::to_body(&ErasureJob { request: r.id })
                 .map_err(|e| QueueError::Backend(e.to_string()))?;
@@ -305,6 +293,12 @@ impl Cleanup {
             add(counts, metric::OFFBOARDINGS, 1);
             tracing::info!(tenant = %tenant.id, request = %r.id, "offboarded tenant's erasure opened");
         }
+        let mut opened = tenant.clone();
+        opened.offboarding = Some(Offboarding {
+            request: Some(r.id),
+            ..off.clone()
+        });
+        self.stores.tenants.register(&opened).await?;
         Ok(())
     }
 

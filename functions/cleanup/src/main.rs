@@ -15,7 +15,10 @@ async fn main() -> Result<(), Error> {
             .unwrap_or_default()
             .as_millis() as u64;
         let time_left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-        handler.handle(&event.payload, time_left).await.map_err(Error::from)
+        handler
+            .handle(&event.payload, time_left)
+            .await
+            .map_err(|e| Error::from(e.log_safe()))
     }))
     .await
 }

@@ -290,7 +290,9 @@ impl ErasureWorker {
                     .await?;
                 batches += 1;
                 *r.progress.erased.entry(CONVERSATIONS.to_owned()).or_default() += cursor.deleted - before;
-                if cursor.done {
+                // A contact counts once something of it was deleted (an index entry read just
+                // after its partition went names nothing).
+                if cursor.done && cursor.deleted > 0 {
                     r.progress.contacts_erased += 1;
                 }
                 r = self.requests.update(&r).await?;

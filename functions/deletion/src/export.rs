@@ -184,6 +184,10 @@ pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Res
                 .and_then(Option::as_ref)
                 .is_none_or(|t| t.retains(at, now))
         };
+        // `last_seen` moves once a day at most: a contact is outside a day after it.
+        if !retains(contact.last_seen.plus(shared::retention::CONTACT_EXPIRY_STEP)) {
+            continue;
+        }
         opt_out_keys.extend(r.subject_keys().map(|k| (c.tenant.clone(), k.clone())));
         opt_out_keys.extend(
             contact

@@ -66,6 +66,14 @@ impl ConfirmationCode {
         Self(hex::encode(&mac.finalize().into_bytes()[..16]))
     }
 
+    /// The code of a tenant's offboarding erasure, fixed by the tenant and the time it was
+    /// offboarded: however many cleanup runs open it, it is one request. Anyone who knows both
+    /// could read its status page, which shows no personal data.
+    pub fn for_offboarding(tenant: &TenantId, terminated_at: Timestamp) -> Self {
+        let input = format!("offboarding:{tenant}:{}", terminated_at.unix_millis());
+        Self::derived(&[0u8; 32], input.as_bytes())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -156,10 +156,9 @@ pub struct Offboarding {
     /// When the cleanup opens the erasure.
     pub erase_after: Timestamp,
     pub by: String,
-    /// The erasure request's code, fixed before the request is created, so a run that stops in
-    /// between opens the same request the next time instead of a second one.
+    /// The erasure the cleanup opened (`ConfirmationCode::for_offboarding`), once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_code: Option<super::privacy::ConfirmationCode>,
+    pub request: Option<super::privacy::RequestId>,
 }
 
 impl Tenant {

@@ -1083,15 +1083,20 @@ impl EmbeddedConversationStore {
             .chain(state.statuses.values().map(|st| st.at))
             .min();
         out.done = true;
+        let now = self.clock.now();
         match (remaining, state.profile.as_mut()) {
             (_, None) => {}
             (Some(oldest), Some(p)) => p.oldest = p.oldest.max(oldest),
+            // Changed by events that store no item: within retention until its last event.
+            (None, Some(p)) if p.last_seen > cutoff => p.oldest = p.oldest.max(p.last_seen),
             (None, Some(_)) => {
-                out.deleted += (state.gone.len() + state.links.len() + 1) as u64;
-                state.gone.clear();
+                out.deleted += (state.links.len() + 1) as u64;
                 state.links.clear();
                 state.profile = None;
                 out.contact_gone = true;
+                let before = state.gone.len();
+                state.gone.retain(|_, e| !e.is_expired(now));
+                out.deleted += (before - state.gone.len()) as u64;
             }
         }
         if state.len() == 0 {

@@ -64,6 +64,7 @@ conformance!(
     the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies,
     closed_requests_are_swept_after_their_limitation_period_and_open_ones_never,
     applied_stops_are_counted_once_per_tenant_and_day,
+    a_contact_whose_last_event_stored_no_item_keeps_its_profile_until_that_event_is_past,
     tenants_are_listed_and_the_last_run_of_each_job_kept,
 );
 
@@ -2680,4 +2681,35 @@ async fn applied_stops_are_counted_once_per_tenant_and_day(h: Harness) {
         .await
         .expect("count");
     assert!(before.is_empty(), "{before:?}");
+}
+
+async fn a_contact_whose_last_event_stored_no_item_keeps_its_profile_until_that_event_is_past(h: Harness) {
+    let conv = &h.stores.conversations;
+    let (t, c, now) = (tenant("sweep-d"), wa_contact("AR.2005"), h.clock.now());
+    let phone = link(IdentifierKind::Phone, "+54 9 11 5555-2005");
+    let u = upsert(&t, &c, Some("Ana"), vec![phone.clone()], now);
+    conv.record_message(&u, &message(&t, &c, "wamid.d0", now, "x"))
+        .await
+        .expect("w");
+    // Ten days later an event that changes the profile and stores no item (a preference, say).
+    let later = now.plus(Duration::days(10));
+    conv.upsert_contact(&upsert(&t, &c, Some("Ana María"), vec![phone.clone()], later))
+        .await
+        .expect("u");
+    let cutoff = now.plus(Duration::days(5));
+    let out = h.sweeps.sweep_contact(&t, &c, cutoff, 100).await.expect("sweep");
+    assert_eq!((out.deleted, out.contact_gone), (1, false), "the message only");
+    assert!(conv.get_contact(&t, &c).await.expect("get").is_some());
+    assert_eq!(conv.find_subject(&phone.subject_key).await.expect("find").len(), 1);
+    let due = h
+        .stores
+        .retention
+        .contacts_due(&t, cutoff, &PageRequest::first(10))
+        .await
+        .expect("due");
+    assert!(due.items.is_empty(), "due again once its last event is past");
+    let past = later.plus(Duration::days(1));
+    let out = h.sweeps.sweep_contact(&t, &c, past, 100).await.expect("sweep");
+    assert_eq!((out.deleted, out.contact_gone), (2, true), "the profile and its link");
+    assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
 }

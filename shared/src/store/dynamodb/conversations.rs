@@ -969,11 +969,16 @@ impl DynamoConversationStore {
         if full {
             return Ok(out);
         }
-        // Statuses are keyed by message id, not time: read them all.
+        // Read before anything is found left: a message recorded from here on moves the
+        // profile's version or its last event, and the deletion below is conditional on both.
+        let profile: Option<ProfileItem> = self.table.get(key(&pk, PROFILE_SK)).await?.map(from_item).transpose()?;
+        // Statuses are keyed by message id, not time: read them all. Each goes only if it is
+        // still the one read (a newer status of the same message stays).
         let statuses = QuerySpec {
             sk: Some(SkRange::Prefix(keys::STATUS_PREFIX.to_owned())),
             ..self.partition(&pk)
         };
+        let cutoff_ms = cutoff.unix_millis();
         let mut remaining: Option<i64> = None;
         for item in self.table.query_all(&statuses).await? {
             let at_ms = item
@@ -981,8 +986,11 @@ impl DynamoConversationStore {
                 .and_then(|v| v.as_n().ok())
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(i64::MIN);
-            if at_ms <= cutoff.unix_millis() {
-                out.deleted += self.table.delete_counted(key_of(item)).await?;
+            if at_ms <= cutoff_ms {
+                let still = Expr::new("at_ms <= :cutoff").value(":cutoff", n(cutoff_ms));
+                if let Written::Yes(Some(_)) = self.table.delete(key_of(item), Some(still)).await? {
+                    out.deleted += 1;
+                }
             } else {
                 remaining = Some(remaining.map_or(at_ms, |r| r.min(at_ms)));
             }
@@ -1001,11 +1009,18 @@ impl DynamoConversationStore {
             remaining = Some(remaining.map_or(t.unix_millis(), |r| r.min(t.unix_millis())));
         }
         out.done = true;
-        let Some(item) = self.table.get(key(&pk, PROFILE_SK)).await? else {
+        let Some(profile) = profile else {
             return Ok(out);
         };
-        let profile: ProfileItem = from_item(item)?;
-        match remaining {
+        // A profile changed by events that store no item (a preference, a held review, an
+        // unsend) is itself within retention until its last event is past the cutoff.
+        let last_seen_past = profile.last_seen_ms <= cutoff_ms;
+        let oldest = match remaining {
+            Some(oldest) => Some(oldest),
+            None if !last_seen_past => Some(profile.last_seen_ms),
+            None => None,
+        };
+        match oldest {
             Some(oldest) => {
                 // Only forward, and only from the value read: an older item written meanwhile
                 // moved it back, and must still be found.
@@ -1020,22 +1035,19 @@ impl DynamoConversationStore {
                 }
             }
             None => {
-                let markers = QuerySpec {
-                    sk: Some(SkRange::Prefix(keys::GONE_PREFIX.to_owned())),
-                    ..self.partition(&pk)
-                };
-                let gone: Vec<Item> = self.table.query_all(&markers).await?.into_iter().map(key_of).collect();
-                let gone_count = gone.len() as u64;
-                self.table.delete_keys(gone).await?;
                 let links = profile.state()?.identifiers;
-                let mut actions = vec![self.table.delete_action_if(
-                    key(&pk, PROFILE_SK),
-                    Expr::new("version = :v").value(":v", n(profile.version as i64)),
-                )?];
+                let mut actions = vec![
+                    self.table.delete_action_if(
+                        key(&pk, PROFILE_SK),
+                        Expr::new("version = :v AND last_seen_ms <= :cutoff")
+                            .value(":v", n(profile.version as i64))
+                            .value(":cutoff", n(cutoff_ms)),
+                    )?,
+                ];
                 for l in links.iter().take(99) {
                     actions.push(self.table.delete_action(key(keys::link_pk(&l.subject_key), &pk))?);
                 }
-                // A message that arrived since rewrote the profile: the contact stays.
+                // A message that arrived since moved the profile: the contact stays.
                 if self.table.transact_retrying_conflicts(actions).await?.is_ok() {
                     let surplus: Vec<Item> = links
                         .iter()
@@ -1043,10 +1055,20 @@ impl DynamoConversationStore {
                         .map(|l| key(keys::link_pk(&l.subject_key), &pk))
                         .collect();
                     self.table.delete_keys(surplus).await?;
-                    out.deleted += gone_count + 1 + links.len() as u64;
+                    out.deleted += 1 + links.len() as u64;
                     out.contact_gone = true;
-                } else {
-                    out.deleted += gone_count;
+                    // Unsend markers go once expired: until then they still refuse a late copy.
+                    let now = self.clock.now();
+                    let markers = QuerySpec {
+                        sk: Some(SkRange::Prefix(keys::GONE_PREFIX.to_owned())),
+                        ..self.partition(&pk)
+                    };
+                    for item in self.table.query_all(&markers).await? {
+                        let gone: GoneItem = from_item(item)?;
+                        if gone.expires_at.is_expired(now) {
+                            out.deleted += self.table.delete_counted(key(&gone.pk, &gone.sk)).await?;
+                        }
+                    }
                 }
             }
         }
