@@ -47,6 +47,11 @@ pub mod metric {
     pub const REQUEUED: &str = "ErasuresRequeued";
     pub const REVIEWS_WAITING: &str = "OptOutReviewsWaitingOver24h";
     pub const PAST_EXPIRY: &str = "ContactsPastExpiry";
+    pub const QUARANTINE_PAST_EXPIRY: &str = "QuarantinePastExpiry";
+    pub const AUDIT_PAST_EXPIRY: &str = "AuditPastExpiry";
+    pub const REQUESTS_PAST_EXPIRY: &str = "ClosedRequestsPastExpiry";
+    /// All four: what the past-expiry alarm watches.
+    pub const ITEMS_PAST_EXPIRY: &str = "ItemsPastExpiry";
     pub const REPORT_FAILURES: &str = "ComplianceLinesFailing";
     pub const OFFBOARDINGS: &str = "OffboardingErasuresOpened";
 }
@@ -288,6 +293,18 @@ pub async fn report(stores: &Stores, now: Timestamp) -> Result<Report, StoreErro
             Some(SWEEP_GRACE.whole_hours()),
             false,
         )),
+    }
+    // The other tables' items past expiry are counted by the monitor (the same reads as a sweep,
+    // no deletes): as of its last run.
+    if let Some(monitor) = stores.retention.last_job_run(Job::Monitor).await? {
+        for (clause, name) in [
+            (CLAUSE_QUARANTINE, metric::QUARANTINE_PAST_EXPIRY),
+            (CLAUSE_AUDIT, metric::AUDIT_PAST_EXPIRY),
+            (CLAUSE_REQUESTS, metric::REQUESTS_PAST_EXPIRY),
+        ] {
+            let n = monitor.counts.get(name).copied().unwrap_or(0) as i64;
+            lines.push(line(clause, &format!("last_monitor_{name}"), None, n, Some(0), n == 0));
+        }
     }
     tables_lines(stores, now, &mut lines).await?;
     requests_lines(stores, now, &mut lines).await?;

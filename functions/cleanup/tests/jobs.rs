@@ -223,3 +223,55 @@ async fn an_unusable_schedule_input_is_a_clear_error_and_runs_nothing() {
     }
     assert_eq!(f.stores.retention.last_job_run(Job::Sweep).await.expect("get"), None);
 }
+
+#[tokio::test]
+async fn the_monitor_counts_what_is_past_expiry_in_every_table_until_the_sweep_takes_it() {
+    let f = fixture();
+    let start = f.clock.now();
+    let held = QuarantineEntry::new(
+        QuarantineBucket::Rejected,
+        "not JSON".to_owned(),
+        "{oops".to_owned(),
+        start,
+    );
+    f.stores.quarantine.put(&held).await.expect("put");
+    // 30 days of quarantine, 48 hours of grace, 2 hours of slack: not late yet at 32 days.
+    f.clock.set(start.plus(time::Duration::days(32)));
+    let early = f
+        .cleanup
+        .run(Job::Monitor, Duration::from_secs(60))
+        .await
+        .expect("monitor");
+    assert_eq!(
+        early.counts.get(metric::QUARANTINE_PAST_EXPIRY),
+        None,
+        "{:?}",
+        early.counts
+    );
+    f.clock.set(start.plus(time::Duration::days(33)));
+    let late = f
+        .cleanup
+        .run(Job::Monitor, Duration::from_secs(60))
+        .await
+        .expect("monitor");
+    assert_eq!(
+        late.counts.get(metric::QUARANTINE_PAST_EXPIRY),
+        Some(&1),
+        "{:?}",
+        late.counts
+    );
+    assert_eq!(late.counts.get(metric::ITEMS_PAST_EXPIRY), Some(&1));
+    let report = shared::compliance::report(&f.stores, f.clock.now())
+        .await
+        .expect("report");
+    let line = report.find("last_monitor_QuarantinePastExpiry", None).expect("a line");
+    assert_eq!((line.value, line.ok), (1, false));
+    let swept = f.cleanup.run(Job::Sweep, Duration::from_secs(60)).await.expect("sweep");
+    assert_eq!(swept.counts.get(metric::QUARANTINE_DELETED), Some(&1));
+    let after = f
+        .cleanup
+        .run(Job::Monitor, Duration::from_secs(60))
+        .await
+        .expect("monitor");
+    assert_eq!(after.counts.get(metric::ITEMS_PAST_EXPIRY), None, "{:?}", after.counts);
+}

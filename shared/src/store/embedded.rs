@@ -125,7 +125,9 @@ impl RetentionSweeps for EmbeddedRetention {
         expired_by: Timestamp,
         max_items: usize,
     ) -> Result<SweepOutcome, StoreError> {
-        self.quarantine.sweep_quarantine(bucket, expired_by, max_items).await
+        self.quarantine
+            .sweep_quarantine(bucket, expired_by, max_items, false)
+            .await
     }
     async fn sweep_audit(
         &self,
@@ -133,13 +135,40 @@ impl RetentionSweeps for EmbeddedRetention {
         expired_by: Timestamp,
         max_items: usize,
     ) -> Result<SweepOutcome, StoreError> {
-        self.audit.sweep_audit(chain, expired_by, max_items).await
+        self.audit.sweep_audit(chain, expired_by, max_items, false).await
     }
     async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
-        self.requests.sweep_closed(expired_by, max_items).await
+        self.requests.sweep_closed(expired_by, max_items, false).await
     }
     async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
         self.tenants.record_job_run(run).await
+    }
+    async fn quarantine_past_expiry(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .quarantine
+            .sweep_quarantine(bucket, expired_by, max_items, true)
+            .await?
+            .deleted)
+    }
+    async fn audit_past_expiry(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .audit
+            .sweep_audit(chain, expired_by, max_items, true)
+            .await?
+            .deleted)
+    }
+    async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError> {
+        Ok(self.requests.sweep_closed(expired_by, max_items, true).await?.deleted)
     }
 }
 
@@ -1146,6 +1175,7 @@ impl EmbeddedQuarantineStore {
         bucket: &QuarantineBucket,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -1165,7 +1195,7 @@ impl EmbeddedQuarantineStore {
             ..SweepOutcome::default()
         };
         for k in due.iter().take(max_items) {
-            out.deleted += u64::from(entries.remove(k).is_some());
+            out.deleted += u64::from(dry || entries.remove(k).is_some());
         }
         Ok(out)
     }
@@ -1179,6 +1209,7 @@ impl EmbeddedAuditStore {
         chain: &AuditChain,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -1199,7 +1230,7 @@ impl EmbeddedAuditStore {
             .take(max_items + 1)
             .collect();
         for k in events.iter().take(max_items) {
-            out.deleted += u64::from(state.events.remove(k).is_some());
+            out.deleted += u64::from(dry || state.events.remove(k).is_some());
         }
         if events.len() > max_items {
             return Ok(out);
@@ -1213,7 +1244,7 @@ impl EmbeddedAuditStore {
             .take(room + 1)
             .collect();
         for k in checkpoints.iter().take(room) {
-            out.deleted += u64::from(state.checkpoints.remove(k).is_some());
+            out.deleted += u64::from(dry || state.checkpoints.remove(k).is_some());
         }
         out.done = checkpoints.len() <= room;
         Ok(out)
@@ -1250,6 +1281,7 @@ impl EmbeddedPrivacyRequestStore {
         &self,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -1268,7 +1300,7 @@ impl EmbeddedPrivacyRequestStore {
             ..SweepOutcome::default()
         };
         for (_, id) in due.into_iter().take(max_items) {
-            out.deleted += u64::from(st.requests.remove(&id).is_some());
+            out.deleted += u64::from(dry || st.requests.remove(&id).is_some());
         }
         Ok(out)
     }

@@ -481,6 +481,23 @@ pub trait RetentionSweeps: Send + Sync + Debug {
     async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError>;
     /// Keeps the latest run of a scheduled job (replacing the one before).
     async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError>;
+    /// How many of the bucket's entries (up to `max_items`) a sweep at `expired_by` would
+    /// delete: the same reads, no deletes. The monitor's "past expiry, not yet deleted".
+    async fn quarantine_past_expiry(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError>;
+    /// The same for a chain's events and checkpoints.
+    async fn audit_past_expiry(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError>;
+    /// The same for closed requests past the limitation period.
+    async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError>;
 }
 
 /// One adapter of every store, as a function gets them.

@@ -2449,8 +2449,12 @@ async fn the_quarantine_sweep_deletes_expired_entries_and_never_one_waiting_for_
         "{buckets:?}"
     );
     assert!(!buckets.contains(&review) && !buckets.contains(&stop), "{buckets:?}");
-    // 31 days on, the first envelope's 30 days are over.
+    // 31 days on, the first envelope's 30 days are over: counted without a delete, then swept.
     let expired_by = now.plus(Duration::days(31));
+    for _ in 0..2 {
+        let dry = h.sweeps.quarantine_past_expiry(&unrouted, expired_by, 100).await;
+        assert_eq!(dry.expect("count"), 1, "counting deletes nothing");
+    }
     let out = h
         .sweeps
         .sweep_quarantine(&unrouted, expired_by, 100)
@@ -2541,6 +2545,8 @@ async fn the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies(h: 
         .await
         .expect("append");
     let expired_by = start.plus(Duration::hours(41));
+    let dry = h.sweeps.audit_past_expiry(&chain, expired_by, 100).await;
+    assert_eq!(dry.expect("count"), 3);
     let first = h.sweeps.sweep_audit(&chain, expired_by, 2).await.expect("sweep");
     assert_eq!((first.deleted, first.done), (2, false), "bounded steps");
     let rest = h.sweeps.sweep_audit(&chain, expired_by, 100).await.expect("sweep");
@@ -2557,6 +2563,8 @@ async fn the_audit_sweep_deletes_expired_events_and_the_chain_still_verifies(h: 
             .deleted,
         0
     );
+    let dry = h.sweeps.audit_past_expiry(&chain, expired_by, 100).await;
+    assert_eq!(dry.expect("count"), 0);
     h.clock.set(expired_by);
     let left = store
         .list(&chain, &TimeRange::ALL, &PageRequest::first(10))
@@ -2611,9 +2619,13 @@ async fn closed_requests_are_swept_after_their_limitation_period_and_open_ones_n
         .await
         .expect("sweep");
     assert_eq!((early.deleted, early.done), (0, true));
+    let dry = h.sweeps.closed_past_expiry(limitation, 100).await;
+    assert_eq!(dry.expect("count"), 1);
     let out = h.sweeps.sweep_closed(limitation, 100).await.expect("sweep");
     assert_eq!((out.deleted, out.done), (1, true));
     assert_eq!(store.get(closed.id).await.expect("get"), None);
+    let dry = h.sweeps.closed_past_expiry(limitation, 100).await;
+    assert_eq!(dry.expect("count"), 0);
     assert!(
         store.get(open.id).await.expect("get").is_some(),
         "an open request has no expiry"

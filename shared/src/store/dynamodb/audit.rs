@@ -172,6 +172,7 @@ impl DynamoAuditStore {
         chain: &AuditChain,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -209,7 +210,11 @@ impl DynamoAuditStore {
                     finished = false;
                     break;
                 }
-                out.deleted += self.table.delete_counted(super::table::key_of(item)).await?;
+                out.deleted += if dry {
+                    1
+                } else {
+                    self.table.delete_counted(super::table::key_of(item)).await?
+                };
                 room -= 1;
             }
             if !finished {

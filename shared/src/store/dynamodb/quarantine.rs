@@ -287,6 +287,7 @@ impl DynamoQuarantineStore {
         bucket: &QuarantineBucket,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<crate::store::SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -314,6 +315,7 @@ impl DynamoQuarantineStore {
             match item.expires_at {
                 // Waits for a person.
                 None => continue,
+                Some(e) if e.as_timestamp() <= expired_by && dry => out.deleted += 1,
                 Some(e) if e.as_timestamp() <= expired_by => {
                     out.deleted += self.delete_counted(&decode(&item)?).await?
                 }

@@ -228,6 +228,7 @@ impl DynamoPrivacyRequestStore {
         &self,
         expired_by: Timestamp,
         max_items: usize,
+        dry: bool,
     ) -> Result<SweepOutcome, StoreError> {
         if max_items == 0 || max_items > 1000 {
             return Err(StoreError::BadPageSize);
@@ -245,7 +246,11 @@ impl DynamoPrivacyRequestStore {
                 out.done = true;
                 break;
             }
-            out.deleted += self.table.delete_counted(key(&r.pk, &r.sk)).await?;
+            out.deleted += if dry {
+                1
+            } else {
+                self.table.delete_counted(key(&r.pk, &r.sk)).await?
+            };
         }
         Ok(out)
     }

@@ -80,7 +80,9 @@ impl RetentionSweeps for DynamoRetention {
         expired_by: Timestamp,
         max_items: usize,
     ) -> Result<SweepOutcome, StoreError> {
-        self.quarantine.sweep_quarantine(bucket, expired_by, max_items).await
+        self.quarantine
+            .sweep_quarantine(bucket, expired_by, max_items, false)
+            .await
     }
     async fn sweep_audit(
         &self,
@@ -88,12 +90,39 @@ impl RetentionSweeps for DynamoRetention {
         expired_by: Timestamp,
         max_items: usize,
     ) -> Result<SweepOutcome, StoreError> {
-        self.audit.sweep_audit(chain, expired_by, max_items).await
+        self.audit.sweep_audit(chain, expired_by, max_items, false).await
     }
     async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
-        self.requests.sweep_closed(expired_by, max_items).await
+        self.requests.sweep_closed(expired_by, max_items, false).await
     }
     async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
         self.tenants.record_job_run(run).await
+    }
+    async fn quarantine_past_expiry(
+        &self,
+        bucket: &QuarantineBucket,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .quarantine
+            .sweep_quarantine(bucket, expired_by, max_items, true)
+            .await?
+            .deleted)
+    }
+    async fn audit_past_expiry(
+        &self,
+        chain: &AuditChain,
+        expired_by: Timestamp,
+        max_items: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .audit
+            .sweep_audit(chain, expired_by, max_items, true)
+            .await?
+            .deleted)
+    }
+    async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError> {
+        Ok(self.requests.sweep_closed(expired_by, max_items, true).await?.deleted)
     }
 }
