@@ -6,7 +6,7 @@ use crate::domain::{AuditChain, PrivacyRequest, QuarantineBucket, RequestStatus,
 use crate::retention::{
     DEFAULT_AUDIT_RETENTION_MONTHS, DEFAULT_CLOSED_REQUEST_RETENTION_MONTHS, QUARANTINE_RETENTION_DAYS, SWEEP_GRACE,
 };
-use crate::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores, TimeRange};
+use crate::store::{MAX_PAGE_SIZE, PageRequest, StoreError, Stores, TimeRange, all_pages};
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -156,31 +156,20 @@ fn line(
 
 /// Every tenant's id.
 pub async fn tenant_ids(stores: &Stores) -> Result<Vec<TenantId>, StoreError> {
-    let mut ids = Vec::new();
-    let mut page = PageRequest::first(MAX_PAGE_SIZE);
-    loop {
-        let p = stores.retention.tenant_ids(&page).await?;
-        ids.extend(p.items);
-        match p.next {
-            Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
-            None => return Ok(ids),
-        }
-    }
+    all_pages(|p| async move { stores.retention.tenant_ids(&p).await }).await
+}
+
+/// Every audit chain: the platform's and each tenant's.
+pub async fn audit_chains(stores: &Stores) -> Result<Vec<AuditChain>, StoreError> {
+    let mut chains = vec![AuditChain::Platform];
+    chains.extend(tenant_ids(stores).await?.into_iter().map(AuditChain::Tenant));
+    Ok(chains)
 }
 
 /// Every open privacy request, soonest due first.
 pub async fn open_requests(stores: &Stores, now: Timestamp) -> Result<Vec<PrivacyRequest>, StoreError> {
     let until = now.plus_months(1200);
-    let mut out = Vec::new();
-    let mut page = PageRequest::first(MAX_PAGE_SIZE);
-    loop {
-        let p = stores.privacy_requests.open_due_before(until, &page).await?;
-        out.extend(p.items);
-        match p.next {
-            Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
-            None => return Ok(out),
-        }
-    }
+    all_pages(|p| async move { stores.privacy_requests.open_due_before(until, &p).await }).await
 }
 
 /// The report at `now`. Its reads follow what is due or waiting (index queries bounded by the
@@ -339,9 +328,7 @@ async fn tables_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) ->
         ));
     }
     let audit_limit = days(since(now, now.minus_months(DEFAULT_AUDIT_RETENTION_MONTHS)));
-    let mut chains = vec![AuditChain::Platform];
-    chains.extend(tenant_ids(stores).await?.into_iter().map(AuditChain::Tenant));
-    for chain in chains {
+    for chain in audit_chains(stores).await? {
         if let Some(l) = stores.audit.list(&chain, &TimeRange::ALL, &first).await?.items.first() {
             let age = days(since(now, l.event.at));
             let tenant = match &chain {
@@ -425,21 +412,13 @@ async fn requests_lines(stores: &Stores, now: Timestamp, lines: &mut Vec<Line>) 
         ));
     }
     // Requests completed in the last 30 days (the index of closed requests): how long they took.
-    let mut took: Vec<i64> = Vec::new();
-    let mut page = PageRequest::first(MAX_PAGE_SIZE);
-    loop {
-        let p = stores.retention.closed_between(now.plus(-RECENT), now, &page).await?;
-        took.extend(
-            p.items
-                .iter()
-                .filter(|r| r.status == RequestStatus::Completed)
-                .filter_map(|r| r.closed_at.map(|c| since(c, r.received_at).whole_hours())),
-        );
-        match p.next {
-            Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
-            None => break,
-        }
-    }
+    let since_30d = now.plus(-RECENT);
+    let closed = all_pages(|p| async move { stores.retention.closed_between(since_30d, now, &p).await }).await?;
+    let mut took: Vec<i64> = closed
+        .iter()
+        .filter(|r| r.status == RequestStatus::Completed)
+        .filter_map(|r| r.closed_at.map(|c| since(c, r.received_at).whole_hours()))
+        .collect();
     took.sort_unstable();
     lines.push(line(
         CLAUSE_DEADLINES,

@@ -22,8 +22,8 @@ use shared::compliance::{self, DUE_SOON, Job, JobRun, REVIEW_WAIT_ALARM, STUCK_E
 use shared::config::QueueKind;
 use shared::deadline::RequestKind;
 use shared::domain::{
-    AuditChain, ConfirmationCode, Created, ErasureJob, NewRequest, Offboarding, PrivacyRequest, QuarantineBucket,
-    RequestSource, RequestStatus, Tenant, TimelineEntry,
+    ConfirmationCode, Created, ErasureJob, NewRequest, Offboarding, PrivacyRequest, QuarantineBucket, RequestSource,
+    RequestStatus, Tenant, TimelineEntry,
 };
 use shared::queue::{Queue, QueueError};
 use shared::retention::SWEEP_GRACE;
@@ -110,22 +110,27 @@ impl Budget {
 
 type Counts = BTreeMap<String, u64>;
 
-/// Calls one store's sweep step until it is done (true) or the budget is spent (false),
-/// counting what it deleted under `name` and in the total.
-async fn until_done<F, Fut>(budget: &Budget, counts: &mut Counts, name: &str, mut step: F) -> Result<bool, StoreError>
+/// Calls one store's sweep step until it is done (its last outcome) or the budget is spent
+/// (None), counting what it deleted under `name` and in the total.
+async fn until_done<F, Fut>(
+    budget: &Budget,
+    counts: &mut Counts,
+    name: &str,
+    mut step: F,
+) -> Result<Option<SweepOutcome>, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<SweepOutcome, StoreError>>,
 {
     loop {
         if budget.spent() {
-            return Ok(false);
+            return Ok(None);
         }
         let out = step().await?;
         add(counts, name, out.deleted);
         add(counts, metric::DELETED, out.deleted);
         if out.done {
-            return Ok(true);
+            return Ok(Some(out));
         }
     }
 }
@@ -213,29 +218,23 @@ impl Cleanup {
             let swept = until_done(budget, counts, metric::QUARANTINE_DELETED, || {
                 sweeps.sweep_quarantine(&bucket, expired_by, SWEEP_STEP)
             });
-            if !swept.await? {
+            if swept.await?.is_none() {
                 return Ok(self.incomplete(counts));
             }
         }
-        let mut chains = vec![AuditChain::Platform];
-        chains.extend(
-            compliance::tenant_ids(stores)
-                .await?
-                .into_iter()
-                .map(AuditChain::Tenant),
-        );
+        let chains = compliance::audit_chains(stores).await?;
         for chain in &chains {
             let swept = until_done(budget, counts, metric::AUDIT_DELETED, || {
                 sweeps.sweep_audit(chain, expired_by, SWEEP_STEP)
             });
-            if !swept.await? {
+            if swept.await?.is_none() {
                 return Ok(self.incomplete(counts));
             }
         }
         let swept = until_done(budget, counts, metric::REQUESTS_DELETED, || {
             sweeps.sweep_closed(expired_by, SWEEP_STEP)
         });
-        if !swept.await? {
+        if swept.await?.is_none() {
             return Ok(self.incomplete(counts));
         }
         Ok(true)
@@ -315,19 +314,14 @@ impl Cleanup {
         loop {
             let due = reads.contacts_due(&tenant.id, cutoff, &page).await?;
             for c in &due.items {
-                loop {
-                    if budget.spent() {
-                        return Ok(false);
-                    }
-                    let out = sweeps.sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP).await?;
-                    add(counts, metric::CONVERSATION_ITEMS_DELETED, out.deleted);
-                    add(counts, metric::DELETED, out.deleted);
-                    if out.done {
-                        add(counts, metric::CONTACTS_SWEPT, 1);
-                        add(counts, metric::CONTACTS_GONE, u64::from(out.contact_gone));
-                        break;
-                    }
-                }
+                let swept = until_done(budget, counts, metric::CONVERSATION_ITEMS_DELETED, || {
+                    sweeps.sweep_contact(&tenant.id, &c.contact, cutoff, SWEEP_STEP)
+                });
+                let Some(out) = swept.await? else {
+                    return Ok(false);
+                };
+                add(counts, metric::CONTACTS_SWEPT, 1);
+                add(counts, metric::CONTACTS_GONE, u64::from(out.contact_gone));
             }
             match due.next {
                 Some(cursor) => page = PageRequest::after(MAX_PAGE_SIZE, cursor),
@@ -386,13 +380,7 @@ impl Cleanup {
             add(counts, metric::QUARANTINE_PAST_EXPIRY, n);
             past += n;
         }
-        let mut chains = vec![AuditChain::Platform];
-        chains.extend(
-            compliance::tenant_ids(stores)
-                .await?
-                .into_iter()
-                .map(AuditChain::Tenant),
-        );
+        let chains = compliance::audit_chains(stores).await?;
         for chain in &chains {
             let n = sweeps.audit_past_expiry(chain, expired_by, MAX_PAGE_SIZE).await?;
             add(counts, metric::AUDIT_PAST_EXPIRY, n);

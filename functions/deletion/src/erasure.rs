@@ -23,8 +23,7 @@ use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
 use shared::store::{
-    ConversationStore, EraseCursor, MAX_PAGE_SIZE, PageRequest, PrivacyRequestStore, QuarantineStore, RetentionReads,
-    StoreError, Stores,
+    ConversationStore, EraseCursor, PrivacyRequestStore, QuarantineStore, RetentionReads, StoreError, Stores, all_pages,
 };
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
@@ -180,22 +179,18 @@ impl ErasureWorker {
             return Ok(Vec::new());
         };
         let every = Timestamp::from_unix_millis(i64::MAX);
-        let mut found = Vec::new();
-        let mut page = PageRequest::first(MAX_PAGE_SIZE);
-        loop {
-            let p = self.retention.contacts_due(tenant, every, &page).await?;
-            found.extend(p.items.into_iter().map(|d| ReachedContact {
+        let retention = &self.retention;
+        let due = all_pages(|p| async move { retention.contacts_due(tenant, every, &p).await }).await?;
+        Ok(due
+            .into_iter()
+            .map(|d| ReachedContact {
                 contact: ContactRef {
                     tenant: tenant.clone(),
                     contact: d.contact,
                 },
                 links: Vec::new(),
-            }));
-            match p.next {
-                Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
-                None => return Ok(found),
-            }
-        }
+            })
+            .collect())
     }
 
     /// An offboarding's quarantine: its tenant's opt-out review items (the envelopes Meta sends
@@ -204,17 +199,9 @@ impl ErasureWorker {
         let Some(tenant) = r.tenant.clone().filter(|_| r.offboarding) else {
             return Ok(Vec::new());
         };
-        let bucket = QuarantineBucket::OptOutReview { tenant };
-        let mut found = Vec::new();
-        let mut page = PageRequest::first(MAX_PAGE_SIZE);
-        loop {
-            let p = self.quarantine.list(&bucket, &page).await?;
-            found.extend(p.items);
-            match p.next {
-                Some(c) => page = PageRequest::after(MAX_PAGE_SIZE, c),
-                None => return Ok(found),
-            }
-        }
+        let bucket = &QuarantineBucket::OptOutReview { tenant };
+        let quarantine = &self.quarantine;
+        all_pages(|p| async move { quarantine.list(bucket, &p).await }).await
     }
 
     pub async fn run(&self, job: &ErasureJob) -> Result<Outcome, ErasureError> {

@@ -12,12 +12,11 @@ use shared::domain::{
     RequestStatus, StatusUpdate, TenantId,
 };
 use shared::identity::{IdentifierKind, SubjectKey};
-use shared::store::{Page, PageRequest, StoreError, Stores};
+use shared::store::{StoreError, Stores, all_pages};
 use shared::timestamp::Timestamp;
 use std::collections::BTreeSet;
 
 /// Items per store page while collecting.
-const PAGE: usize = 100;
 
 #[derive(Debug, Serialize)]
 pub struct Export {
@@ -100,23 +99,6 @@ pub struct RequestSummary {
     pub closed_at: Option<Timestamp>,
 }
 
-async fn all<T, F, Fut>(mut page: F) -> Result<Vec<T>, StoreError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
-{
-    let mut out = Vec::new();
-    let mut next = PageRequest::first(PAGE);
-    loop {
-        let p = page(next).await?;
-        out.extend(p.items);
-        match p.next {
-            Some(c) => next = PageRequest::after(PAGE, c),
-            None => return Ok(out),
-        }
-    }
-}
-
 fn contact_export(c: Contact, messages: Vec<Message>, statuses: Vec<StatusUpdate>) -> ContactExport {
     ContactExport {
         channel: c.contact.channel,
@@ -196,8 +178,8 @@ pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Res
                 .map(|l| (c.tenant.clone(), l.subject_key.clone())),
         );
         let (tenant, id) = (&c.tenant, &c.contact);
-        let mut messages = all(|p| async move { conv.list_messages(tenant, id, &p).await }).await?;
-        let mut statuses = all(|p| async move { conv.list_statuses(tenant, id, &p).await }).await?;
+        let mut messages = all_pages(|p| async move { conv.list_messages(tenant, id, &p).await }).await?;
+        let mut statuses = all_pages(|p| async move { conv.list_statuses(tenant, id, &p).await }).await?;
         messages.retain(|m| retains(m.sent_at));
         statuses.retain(|s| retains(s.at));
         contacts.push(contact_export(contact, messages, statuses));
@@ -215,7 +197,7 @@ pub async fn collect(stores: &Stores, r: &PrivacyRequest, now: Timestamp) -> Res
                 });
             }
         }
-        let history = all(|p| async move { stores.opt_outs.history(tenant, key, &p).await })
+        let history = all_pages(|p| async move { stores.opt_outs.history(tenant, key, &p).await })
             .await?
             .into_iter()
             .map(|rec| OptOutChange {

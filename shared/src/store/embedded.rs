@@ -8,7 +8,7 @@ use super::{
     AuditStore, ConversationStore, Cursor, DueContact, EraseCursor, OptOutStore, Page, PageRequest,
     PrivacyRequestStore, QuarantineStore, StoreError, Stores, SweepOutcome, TenantStore, WriteOutcome, check_item_size,
 };
-use super::{PrincipalStore, RetentionReads, RetentionSweeps, TimeRange};
+use super::{PrincipalStore, RetentionSweeps, TimeRange};
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
@@ -64,113 +64,7 @@ pub struct EmbeddedRetention {
     requests: Arc<EmbeddedPrivacyRequestStore>,
 }
 
-#[async_trait]
-impl RetentionReads for EmbeddedRetention {
-    async fn contacts_due(
-        &self,
-        tenant: &TenantId,
-        cutoff: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<DueContact>, StoreError> {
-        self.conversations.contacts_due(tenant, cutoff, page).await
-    }
-    async fn oldest_item(&self, tenant: &TenantId) -> Result<Option<Timestamp>, StoreError> {
-        self.conversations.oldest_item(tenant).await
-    }
-    async fn tenant_ids(&self, page: &PageRequest) -> Result<Page<TenantId>, StoreError> {
-        self.tenants.tenant_ids(page).await
-    }
-    async fn last_job_run(&self, job: Job) -> Result<Option<JobRun>, StoreError> {
-        self.tenants.last_job_run(job).await
-    }
-    async fn expiring_buckets(&self) -> Result<Vec<QuarantineBucket>, StoreError> {
-        self.quarantine.expiring_buckets().await
-    }
-    async fn closed_between(
-        &self,
-        since: Timestamp,
-        until: Timestamp,
-        page: &PageRequest,
-    ) -> Result<Page<PrivacyRequest>, StoreError> {
-        self.requests.closed_between(since, until, page).await
-    }
-    async fn optouts_applied(&self, from: Timestamp, to: Timestamp) -> Result<BTreeMap<TenantId, u64>, StoreError> {
-        let (from, to) = (crate::audit::utc_day(from), crate::audit::utc_day(to));
-        let mut out = BTreeMap::new();
-        for ((day, tenant), n) in lock(&self.opt_outs.applied).iter() {
-            if *day >= from && *day <= to {
-                *out.entry(tenant.clone()).or_default() += n;
-            }
-        }
-        Ok(out)
-    }
-}
-
-#[async_trait]
-impl RetentionSweeps for EmbeddedRetention {
-    async fn sweep_contact(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        cutoff: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError> {
-        self.conversations
-            .sweep_contact(tenant, contact, cutoff, max_items)
-            .await
-    }
-    async fn sweep_quarantine(
-        &self,
-        bucket: &QuarantineBucket,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError> {
-        self.quarantine
-            .sweep_quarantine(bucket, expired_by, max_items, false)
-            .await
-    }
-    async fn sweep_audit(
-        &self,
-        chain: &AuditChain,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<SweepOutcome, StoreError> {
-        self.audit.sweep_audit(chain, expired_by, max_items, false).await
-    }
-    async fn sweep_closed(&self, expired_by: Timestamp, max_items: usize) -> Result<SweepOutcome, StoreError> {
-        self.requests.sweep_closed(expired_by, max_items, false).await
-    }
-    async fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
-        self.tenants.record_job_run(run).await
-    }
-    async fn quarantine_past_expiry(
-        &self,
-        bucket: &QuarantineBucket,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<u64, StoreError> {
-        Ok(self
-            .quarantine
-            .sweep_quarantine(bucket, expired_by, max_items, true)
-            .await?
-            .deleted)
-    }
-    async fn audit_past_expiry(
-        &self,
-        chain: &AuditChain,
-        expired_by: Timestamp,
-        max_items: usize,
-    ) -> Result<u64, StoreError> {
-        Ok(self
-            .audit
-            .sweep_audit(chain, expired_by, max_items, true)
-            .await?
-            .deleted)
-    }
-    async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError> {
-        Ok(self.requests.sweep_closed(expired_by, max_items, true).await?.deleted)
-    }
-}
+crate::store::retention_ports!(EmbeddedRetention);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated: every update is a
@@ -596,6 +490,25 @@ pub struct EmbeddedOptOutStore {
     items: Mutex<BTreeMap<(String, String), OptOutRecord>>,
     /// STOPs applied, by (day, tenant).
     applied: Mutex<BTreeMap<(String, TenantId), u64>>,
+}
+
+/// The retention report's part of this store, reached only through `RetentionReads`.
+impl EmbeddedOptOutStore {
+    /// STOPs applied per tenant on the UTC days from `from` to `to` (both included).
+    pub(crate) async fn optouts_applied(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<BTreeMap<TenantId, u64>, StoreError> {
+        let (from, to) = (crate::audit::utc_day(from), crate::audit::utc_day(to));
+        let mut out = BTreeMap::new();
+        for ((day, tenant), n) in lock(&self.applied).iter() {
+            if *day >= from && *day <= to {
+                *out.entry(tenant.clone()).or_default() += n;
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]

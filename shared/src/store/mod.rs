@@ -133,6 +133,25 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+/// Every item of a paged listing, following its cursors to the end, `MAX_PAGE_SIZE` at a time
+/// (bounded listings only: a subject's contacts, open requests, the tenant directory).
+pub async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut next = PageRequest::first(MAX_PAGE_SIZE);
+    loop {
+        let p = page(next).await?;
+        out.extend(p.items);
+        match p.next {
+            Some(c) => next = PageRequest::after(MAX_PAGE_SIZE, c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Result of an idempotent write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -499,6 +518,142 @@ pub trait RetentionSweeps: Send + Sync + Debug {
     /// The same for closed requests past the limitation period.
     async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError>;
 }
+
+/// Both retention ports over a struct of table adapters (`conversations`, `tenants`, `quarantine`,
+/// `audit`, `requests`, `opt_outs`), each call to the adapter of the table it reads or sweeps:
+/// the DynamoDB and embedded families implement them the same way.
+macro_rules! retention_ports {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::RetentionReads for $ty {
+            async fn contacts_due(
+                &self,
+                tenant: &$crate::domain::TenantId,
+                cutoff: $crate::timestamp::Timestamp,
+                page: &$crate::store::PageRequest,
+            ) -> Result<$crate::store::Page<$crate::store::DueContact>, $crate::store::StoreError> {
+                self.conversations.contacts_due(tenant, cutoff, page).await
+            }
+            async fn oldest_item(
+                &self,
+                tenant: &$crate::domain::TenantId,
+            ) -> Result<Option<$crate::timestamp::Timestamp>, $crate::store::StoreError> {
+                self.conversations.oldest_item(tenant).await
+            }
+            async fn tenant_ids(
+                &self,
+                page: &$crate::store::PageRequest,
+            ) -> Result<$crate::store::Page<$crate::domain::TenantId>, $crate::store::StoreError> {
+                self.tenants.tenant_ids(page).await
+            }
+            async fn last_job_run(
+                &self,
+                job: $crate::compliance::Job,
+            ) -> Result<Option<$crate::compliance::JobRun>, $crate::store::StoreError> {
+                self.tenants.last_job_run(job).await
+            }
+            async fn expiring_buckets(
+                &self,
+            ) -> Result<Vec<$crate::domain::QuarantineBucket>, $crate::store::StoreError> {
+                self.quarantine.expiring_buckets().await
+            }
+            async fn closed_between(
+                &self,
+                since: $crate::timestamp::Timestamp,
+                until: $crate::timestamp::Timestamp,
+                page: &$crate::store::PageRequest,
+            ) -> Result<$crate::store::Page<$crate::domain::PrivacyRequest>, $crate::store::StoreError> {
+                self.requests.closed_between(since, until, page).await
+            }
+            async fn optouts_applied(
+                &self,
+                from: $crate::timestamp::Timestamp,
+                to: $crate::timestamp::Timestamp,
+            ) -> Result<std::collections::BTreeMap<$crate::domain::TenantId, u64>, $crate::store::StoreError> {
+                self.opt_outs.optouts_applied(from, to).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::RetentionSweeps for $ty {
+            async fn sweep_contact(
+                &self,
+                tenant: &$crate::domain::TenantId,
+                contact: &$crate::domain::ContactId,
+                cutoff: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<$crate::store::SweepOutcome, $crate::store::StoreError> {
+                self.conversations
+                    .sweep_contact(tenant, contact, cutoff, max_items)
+                    .await
+            }
+            async fn sweep_quarantine(
+                &self,
+                bucket: &$crate::domain::QuarantineBucket,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<$crate::store::SweepOutcome, $crate::store::StoreError> {
+                self.quarantine
+                    .sweep_quarantine(bucket, expired_by, max_items, false)
+                    .await
+            }
+            async fn sweep_audit(
+                &self,
+                chain: &$crate::domain::AuditChain,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<$crate::store::SweepOutcome, $crate::store::StoreError> {
+                self.audit.sweep_audit(chain, expired_by, max_items, false).await
+            }
+            async fn sweep_closed(
+                &self,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<$crate::store::SweepOutcome, $crate::store::StoreError> {
+                self.requests.sweep_closed(expired_by, max_items, false).await
+            }
+            async fn record_job_run(&self, run: &$crate::compliance::JobRun) -> Result<(), $crate::store::StoreError> {
+                self.tenants.record_job_run(run).await
+            }
+            async fn quarantine_past_expiry(
+                &self,
+                bucket: &$crate::domain::QuarantineBucket,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<u64, $crate::store::StoreError> {
+                Ok(self
+                    .quarantine
+                    .sweep_quarantine(bucket, expired_by, max_items, true)
+                    .await?
+                    .deleted)
+            }
+            async fn audit_past_expiry(
+                &self,
+                chain: &$crate::domain::AuditChain,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<u64, $crate::store::StoreError> {
+                Ok(self
+                    .audit
+                    .sweep_audit(chain, expired_by, max_items, true)
+                    .await?
+                    .deleted)
+            }
+            async fn closed_past_expiry(
+                &self,
+                expired_by: $crate::timestamp::Timestamp,
+                max_items: usize,
+            ) -> Result<u64, $crate::store::StoreError> {
+                Ok(self
+                    .requests
+                    .sweep_closed(expired_by, max_items, true)
+                    .await?
+                    .deleted)
+            }
+        }
+    };
+}
+pub(crate) use retention_ports;
 
 /// One adapter of every store, as a function gets them.
 #[derive(Clone, Debug)]

@@ -264,12 +264,13 @@ fn to_attr<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
 
 /// The retention report's part of this store, reached only through `RetentionReads`.
 impl DynamoOptOutStore {
-    /// STOPs applied per tenant on the days from `from` to `to` (`YYYY-MM-DD`, both included).
+    /// STOPs applied per tenant on the UTC days from `from` to `to` (both included).
     pub(crate) async fn optouts_applied(
         &self,
-        from: &str,
-        to: &str,
+        from: Timestamp,
+        to: Timestamp,
     ) -> Result<std::collections::BTreeMap<TenantId, u64>, StoreError> {
+        let (from, to) = (crate::audit::utc_day(from), crate::audit::utc_day(to));
         let spec = QuerySpec {
             index: None,
             pk_attr: "pk",
