@@ -419,9 +419,12 @@ impl Fixture {
             secrets: Arc::new(StaticSecrets::new(
                 SecretValues::parse("bench", &values.to_string()).map_err(|e| e.to_string())?,
             )),
+            outbox: shared::store::dynamodb::outbox(&dynamo, &tables, clock.clone(), &Default::default()),
             clock,
             public_base_url: "http://127.0.0.1".to_owned(),
             graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
+            whatsapp_api_base_url: shared::meta::send::DEFAULT_WHATSAPP_API_BASE_URL.to_owned(),
+            tenant_tokens: Arc::new(shared::meta::send::StaticTokens::default()),
         };
         // The bench caller registers the tenant and reads its contacts.
         let bench = shared::access::Principal {

@@ -62,6 +62,8 @@ use webhook::Webhook;
 pub const META_APP_SECRET: &str = "META_APP_SECRET";
 pub const META_VERIFY_TOKEN: &str = "META_VERIFY_TOKEN";
 pub const SUBJECT_KEY_SECRET: &str = "SUBJECT_KEY_SECRET";
+/// Tenants' Meta access tokens by secret name, for the sender (see `Options`).
+pub const TENANT_ACCESS_TOKENS: &str = "TENANT_ACCESS_TOKENS";
 pub const DEFAULT_PORT: u16 = 3000;
 /// Lambda's synchronous payload limit: larger requests never reach a function in AWS either.
 pub const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
@@ -114,6 +116,13 @@ pub struct Options {
     /// `INSTAGRAM_ACCESS_TOKENS`, a JSON object of account id to token; without it no username
     /// is looked up.
     pub instagram_access_tokens: Option<serde_json::Value>,
+    /// `WHATSAPP_API_BASE_URL`: where the sender sends WhatsApp messages (a loopback test
+    /// server, say); Meta's own by default. Instagram messages go to `graph_api_base_url`.
+    pub whatsapp_api_base_url: String,
+    /// `TENANT_ACCESS_TOKENS`, a JSON object of secret name (a tenant's `access_token_secret`)
+    /// to token: what Secrets Manager holds in AWS. Without it the sender refuses every send
+    /// with `no_token`.
+    pub tenant_access_tokens: shared::meta::send::StaticTokens,
 }
 
 pub fn usage() -> &'static str {
@@ -189,8 +198,26 @@ impl Options {
                     .map_err(|_| StackError::Usage("INSTAGRAM_ACCESS_TOKENS must be a JSON object".into()))
             })
             .transpose()?;
+        let tenant_access_tokens = match env(TENANT_ACCESS_TOKENS).filter(|v| !v.trim().is_empty()) {
+            None => Default::default(),
+            Some(v) => {
+                let map: BTreeMap<String, String> = serde_json::from_str(&v).map_err(|_| {
+                    StackError::Usage(format!(
+                        "{TENANT_ACCESS_TOKENS} must be a JSON object of secret name to token"
+                    ))
+                })?;
+                shared::meta::send::StaticTokens::new(
+                    map.into_iter()
+                        .map(|(k, t)| (k, shared::meta::graph::GraphToken::new(t))),
+                )
+            }
+        };
         Ok(Self {
             bind: SocketAddr::new(host, port),
+            whatsapp_api_base_url: env(shared::meta::send::WHATSAPP_API_BASE_URL)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| shared::meta::send::DEFAULT_WHATSAPP_API_BASE_URL.to_owned()),
+            tenant_access_tokens,
             emulators,
             secrets,
             dev_fallbacks,
@@ -205,6 +232,7 @@ impl Options {
 
 struct App {
     webhook: Webhook,
+    outbound: sender::api::OutboundApi,
     admin: admin::Admin,
     deletion: deletion::Deletion,
     cleanup: cleanup::Cleanup,
@@ -271,6 +299,7 @@ async fn consumer(binary: &str, r: &LocalResources) -> Result<Consumer, StackErr
         "processor" => serve(processor::build(r).await?, |h, e| async move { h.handle(e).await }),
         "optout" => serve(optout::build(r)?, |h, e| async move { h.handle(e).await }),
         "erasure" => serve(deletion::erasure::build(r)?, |h, e| async move { h.handle(e).await }),
+        "sender" => serve(sender::build(r)?, |h, e| async move { h.handle(e).await }),
         "deadletter" => serve(Arc::new(processor::dead_letter::build(r).await?), |h, e| async move {
             h.handle(e).await
         }),
@@ -314,12 +343,13 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
     );
 
     let specs = provision::queue_specs(TEMPLATE)?;
-    let (stores, sweeps, all_queues, backend, table_names) = match &options.emulators {
+    let (stores, sweeps, outbox, all_queues, backend, table_names) = match &options.emulators {
         None => {
-            let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(store_clock.clone());
+            let all = shared::store::embedded::stack(store_clock.clone());
             (
-                stores,
-                sweeps,
+                all.stores,
+                all.sweeps,
+                all.outbox,
                 embedded_queues(&specs, queue_clock),
                 "embedded store and queues".to_owned(),
                 None,
@@ -344,9 +374,11 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
                 .collect();
             let stores = shared::store::dynamodb::stores(&dynamo, &tables, store_clock.clone(), &Default::default());
             let sweeps = shared::store::dynamodb::sweeps(&dynamo, &tables, store_clock.clone(), &Default::default());
+            let outbox = shared::store::dynamodb::outbox(&dynamo, &tables, store_clock.clone(), &Default::default());
             (
                 stores,
                 sweeps,
+                outbox,
                 queues,
                 format!("DynamoDB at {} and SQS at {} (prefix {prefix})", em.dynamodb, em.sqs),
                 Some(tables),
@@ -385,6 +417,9 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         clock: store_clock,
         public_base_url: format!("http://{addr}"),
         graph_api_base_url: options.graph_api_base_url.clone(),
+        whatsapp_api_base_url: options.whatsapp_api_base_url.clone(),
+        outbox,
+        tenant_tokens: Arc::new(options.tenant_access_tokens.clone()),
     };
 
     let mut consumers = provision::consumers(TEMPLATE)?;
@@ -401,6 +436,7 @@ pub async fn start(options: Options) -> Result<RunningStack, StackError> {
         .map_err(|e| StackError::Config(format!("storing the local principals: {e}")))?;
     let app = Arc::new(App {
         webhook: webhook::build(&resources).await?,
+        outbound: sender::api::build(&resources).await?,
         admin: admin::build(&resources).await?,
         deletion: deletion::build(&resources).await?,
         cleanup: cleanup::build(&resources)?,
@@ -630,6 +666,8 @@ async fn route(State(app): State<Arc<App>>, req: axum::extract::Request) -> Resp
                     path == deletion::ADMIN_PREFIX || path.starts_with(&format!("{}/", deletion::ADMIN_PREFIX));
                 if privacy {
                     app.deletion.handle(&event).await
+                } else if sender::api::serves(path) {
+                    app.outbound.handle(&event).await
                 } else {
                     app.admin.handle(&event).await
                 }

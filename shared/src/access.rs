@@ -67,6 +67,10 @@ pub enum Permission {
     ReadCompliance,
     /// End a tenant's contract: its accounts released, its conversations erased after notice.
     OffboardTenants,
+    /// Send messages to a tenant's contacts through the outbound sender, and read how they went.
+    SendMessages,
+    /// List outbound sends that may or may not have left, and resend one after checking.
+    ResolveStaleSends,
 }
 
 /// Over which tenants a role holds a permission.
@@ -100,6 +104,8 @@ pub const GRANTS: &[(Role, Permission, Reach)] = &[
     (Role::Auditor, Permission::ReadCompliance, Reach::Everywhere),
     (Role::PrivacyOfficer, Permission::ReadCompliance, Reach::Everywhere),
     (Role::PlatformAdmin, Permission::ReadCompliance, Reach::Everywhere),
+    (Role::TenantAgent, Permission::SendMessages, Reach::AssignedTenants),
+    (Role::PlatformAdmin, Permission::ResolveStaleSends, Reach::Everywhere),
 ];
 
 /// Whether free text (an audit reason, a request's note) may hold an identifier: an `@` (an e-mail address or a

@@ -266,4 +266,18 @@ impl Resources for AwsResources {
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| crate::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned())
     }
+    fn whatsapp_api_base_url(&self) -> String {
+        (self.lookup)(crate::meta::send::WHATSAPP_API_BASE_URL)
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| crate::meta::send::DEFAULT_WHATSAPP_API_BASE_URL.to_owned())
+    }
+    fn outbox(&self) -> Arc<dyn crate::store::OutboxStore> {
+        self.dynamo_stores().outbox()
+    }
+    fn tenant_tokens(&self) -> Arc<dyn crate::meta::send::TokenSource> {
+        Arc::new(crate::meta::send::SecretsManagerTokens::new(secretsmanager(
+            &self.sdk,
+            &self.config.endpoints,
+        )))
+    }
 }

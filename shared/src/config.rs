@@ -44,16 +44,19 @@ pub enum TableKind {
     Audit,
     Tenants,
     Quarantine,
+    /// The outbound sender's claims and send slots: kept a day.
+    Outbox,
 }
 
 impl TableKind {
-    pub const ALL: [TableKind; 6] = [
+    pub const ALL: [TableKind; 7] = [
         Self::Conversations,
         Self::OptOuts,
         Self::PrivacyRequests,
         Self::Audit,
         Self::Tenants,
         Self::Quarantine,
+        Self::Outbox,
     ];
 
     /// Logical id of the table in template.yaml.
@@ -65,6 +68,7 @@ impl TableKind {
             Self::Audit => "AuditTable",
             Self::Tenants => "TenantsTable",
             Self::Quarantine => "QuarantineTable",
+            Self::Outbox => "OutboxTable",
         }
     }
 
@@ -76,6 +80,7 @@ impl TableKind {
             Self::Audit => "AUDIT_TABLE",
             Self::Tenants => "TENANTS_TABLE",
             Self::Quarantine => "QUARANTINE_TABLE",
+            Self::Outbox => "OUTBOX_TABLE",
         }
     }
 
@@ -88,6 +93,7 @@ impl TableKind {
             Self::Audit => "audit",
             Self::Tenants => "tenants",
             Self::Quarantine => "quarantine",
+            Self::Outbox => "outbox",
         }
     }
 }
@@ -100,6 +106,7 @@ pub struct TableNames {
     pub audit: String,
     pub tenants: String,
     pub quarantine: String,
+    pub outbox: String,
 }
 
 impl TableNames {
@@ -120,6 +127,7 @@ impl TableNames {
             TableKind::Audit => &self.audit,
             TableKind::Tenants => &self.tenants,
             TableKind::Quarantine => &self.quarantine,
+            TableKind::Outbox => &self.outbox,
         }
     }
 
@@ -131,6 +139,7 @@ impl TableNames {
             audit: f(TableKind::Audit)?,
             tenants: f(TableKind::Tenants)?,
             quarantine: f(TableKind::Quarantine)?,
+            outbox: f(TableKind::Outbox)?,
         })
     }
 }
@@ -150,18 +159,23 @@ pub enum QueueKind {
     Ingest,
     OptOut,
     Propagation,
+    /// The system's own replies (opt-out confirmations, help, privacy status links): their own
+    /// queue, so a tenant flooding `TenantOutbound` delays no one's confirmation.
     Outbound,
     /// Approved erasures, for the erasure worker.
     Erasure,
+    /// Messages tenants' systems compose (`POST /admin/tenants/{tenant}/messages`).
+    TenantOutbound,
 }
 
 impl QueueKind {
-    pub const ALL: [QueueKind; 5] = [
+    pub const ALL: [QueueKind; 6] = [
         Self::Ingest,
         Self::OptOut,
         Self::Propagation,
         Self::Outbound,
         Self::Erasure,
+        Self::TenantOutbound,
     ];
 
     /// Logical id of the queue in template.yaml.
@@ -172,6 +186,7 @@ impl QueueKind {
             Self::Propagation => "PropagationQueue",
             Self::Outbound => "OutboundQueue",
             Self::Erasure => "ErasureQueue",
+            Self::TenantOutbound => "TenantOutboundQueue",
         }
     }
 
@@ -182,6 +197,7 @@ impl QueueKind {
             Self::Propagation => "PROPAGATION_QUEUE_URL",
             Self::Outbound => "OUTBOUND_QUEUE_URL",
             Self::Erasure => "ERASURE_QUEUE_URL",
+            Self::TenantOutbound => "TENANT_OUTBOUND_QUEUE_URL",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod optout;
+pub mod outbound;
 pub mod phone;
 pub mod provision;
 pub mod queue;

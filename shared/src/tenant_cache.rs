@@ -206,6 +206,7 @@ mod tests {
             optout_button_ids: Vec::new(),
             retention_lowered_at: None,
             offboarding: None,
+            access_token_secret: None,
             created_at: Timestamp::from_unix_seconds(0),
         }
     }

@@ -5,11 +5,12 @@
 
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, QueueKind};
+use crate::meta::send::TokenSource;
 use crate::queue::Queue;
 use crate::secrets::{SecretError, SecretSource};
 use crate::store::{
-    AuditStore, ConversationStore, OptOutStore, PrincipalStore, PrivacyRequestStore, QuarantineStore, RetentionReads,
-    RetentionSweeps, Stores, TenantStore,
+    AuditStore, ConversationStore, OptOutStore, OutboxStore, PrincipalStore, PrivacyRequestStore, QuarantineStore,
+    RetentionReads, RetentionSweeps, Stores, TenantStore,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +45,12 @@ pub trait Resources: Send + Sync {
     fn public_base_url(&self) -> Result<String, WiringError>;
     /// Where the Meta Graph API is (`GRAPH_API_BASE_URL`, else Meta's own).
     fn graph_api_base_url(&self) -> String;
+    /// Where the WhatsApp Cloud API is (`WHATSAPP_API_BASE_URL`, else Meta's own).
+    fn whatsapp_api_base_url(&self) -> String;
+    /// The outbound sender's outbox: only the sender and admin ask for it.
+    fn outbox(&self) -> Arc<dyn OutboxStore>;
+    /// Tenants' Meta access tokens, by the secret their registration names.
+    fn tenant_tokens(&self) -> Arc<dyn TokenSource>;
 
     /// Every store, for handlers that work across data classes.
     fn stores(&self) -> Stores {
@@ -73,6 +80,10 @@ pub struct LocalResources {
     pub clock: SharedClock,
     pub public_base_url: String,
     pub graph_api_base_url: String,
+    pub whatsapp_api_base_url: String,
+    /// Over the same data as `stores` (`embedded::stack`, or the DynamoDB adapters).
+    pub outbox: Arc<dyn OutboxStore>,
+    pub tenant_tokens: Arc<dyn TokenSource>,
 }
 
 impl Resources for LocalResources {
@@ -117,5 +128,14 @@ impl Resources for LocalResources {
     }
     fn graph_api_base_url(&self) -> String {
         self.graph_api_base_url.clone()
+    }
+    fn whatsapp_api_base_url(&self) -> String {
+        self.whatsapp_api_base_url.clone()
+    }
+    fn outbox(&self) -> Arc<dyn OutboxStore> {
+        self.outbox.clone()
+    }
+    fn tenant_tokens(&self) -> Arc<dyn TokenSource> {
+        self.tenant_tokens.clone()
     }
 }

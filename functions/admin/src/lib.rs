@@ -864,6 +864,19 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
     };
     let optout_keywords = string_list(&mut body, "optout_keywords")?;
     let optout_button_ids = string_list(&mut body, "optout_button_ids")?;
+    let access_token_secret = match body.remove("access_token_secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) if shared::meta::send::valid_token_secret(&id, &name) => Some(name),
+        Some(_) => {
+            return Err(bad_request(
+                "access_token_secret",
+                format!(
+                    "must be the name of the tenant's own secret, ending in {}",
+                    shared::meta::send::token_secret_suffix(&id)
+                ),
+            ));
+        }
+    };
     Ok(Tenant {
         id,
         name,
@@ -876,6 +889,7 @@ fn parse_tenant(mut body: Map<String, Value>, now: shared::timestamp::Timestamp)
         optout_button_ids,
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret,
     })
 }
 

@@ -51,6 +51,7 @@ fn tenant(id: &str) -> Tenant {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
     }
 }
 

@@ -378,6 +378,8 @@ impl OptOutHandler {
             language,
             text: replies::text(kind, language, &tenant.name),
             dedup_key: hex::encode(&Sha256::digest(dedup.as_bytes())[..16]),
+            request: None,
+            answering_at: Some(cmd.order_at),
         };
         let body = shared::queue::to_body(&reply).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.outbound.send_batch(&[body]).await?;

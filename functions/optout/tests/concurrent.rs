@@ -212,6 +212,7 @@ async fn concurrent_instances_give_consequences_to_winners_only() {
             optout_button_ids: Vec::new(),
             retention_lowered_at: None,
             offboarding: None,
+            access_token_secret: None,
             created_at: Timestamp::from_unix_seconds(START),
         })
         .await

@@ -109,6 +109,8 @@ impl ChatErasure {
             text: replies::erasure_received(language, &tenant.name, &status_url),
             // One reply per request, however often it is asked for.
             dedup_key: format!("erasure:{}", stored.id),
+            request: Some(stored.id),
+            answering_at: Some(upsert.seen_at),
         };
         let body = shared::queue::to_body(&reply).map_err(|e| QueueError::Backend(e.to_string()))?;
         self.outbound.send_batch(&[body]).await?;

@@ -12,7 +12,8 @@ use shared::domain::{DeadLetterSource, QuarantineBucket, QuarantineEntry};
 use shared::identity::{SubjectKey, SubjectKeySecret};
 use shared::meta::envelope::Envelope;
 use shared::meta::identifiers::{contact_keys, subject_keys_in};
-use shared::optout::command::{OptOutCommand, OutboundReply};
+use shared::optout::command::OptOutCommand;
+use shared::outbound::OutboundCommand;
 use shared::store::QuarantineStore;
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
@@ -35,8 +36,8 @@ pub fn classify(body: &str, secret: &SubjectKeySecret) -> Classified {
         keys.extend(cmd.subject_keys);
         keys.extend(contact_keys(&cmd.contact, secret));
         Some(DeadLetterSource::OptOut)
-    } else if let Ok(reply) = serde_json::from_str::<OutboundReply>(body) {
-        keys.extend(contact_keys(&reply.to, secret));
+    } else if let Ok(outbound) = serde_json::from_str::<OutboundCommand>(body) {
+        keys.extend(contact_keys(outbound.to(), secret));
         Some(DeadLetterSource::Outbound)
     } else if serde_json::from_str::<Envelope>(body).is_ok() {
         Some(DeadLetterSource::Ingest)
@@ -57,7 +58,9 @@ fn reason(source: Option<DeadLetterSource>) -> &'static str {
         Some(DeadLetterSource::OptOut) => {
             "dead-lettered: the opt-out function could not apply this command after 5 attempts; the STOP is not honoured yet"
         }
-        Some(DeadLetterSource::Outbound) => "dead-lettered: this reply could not be delivered after 5 attempts",
+        Some(DeadLetterSource::Outbound) => {
+            "dead-lettered: this reply or tenant's message could not be delivered after 5 attempts"
+        }
         None => "dead-lettered: a message no queue of this system writes",
     }
 }

@@ -33,6 +33,7 @@ async fn with_tenant(stores: &Stores) -> TenantId {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

@@ -77,6 +77,8 @@ fn bodies(now: Timestamp) -> Vec<String> {
         language: Locale::Spanish,
         text: "Listo: no te escribiremos más.".to_owned(),
         dedup_key: "dk-1".to_owned(),
+        request: None,
+        answering_at: None,
     };
     vec![
         envelope,

@@ -410,6 +410,7 @@ async fn run(fail_at: usize, mode: Mode) -> Run {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

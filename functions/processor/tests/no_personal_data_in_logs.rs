@@ -446,6 +446,7 @@ async fn logs_carry_no_personal_data() {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: Timestamp::from_unix_seconds(0),
     };
     stores.tenants.register(&tenant).await.expect("register");

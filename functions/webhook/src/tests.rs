@@ -370,8 +370,8 @@ async fn a_rotated_secret_is_picked_up_with_at_most_one_reread_a_minute() {
 
 #[tokio::test]
 async fn build_names_the_missing_secret_key() {
-    let (stores, sweeps) =
-        shared::store::embedded::stores_and_sweeps(Arc::new(SettableClock::at(Timestamp::from_unix_seconds(0))));
+    let shared::store::embedded::EmbeddedStack { stores, sweeps, outbox } =
+        shared::store::embedded::stack(Arc::new(SettableClock::at(Timestamp::from_unix_seconds(0))));
     let mut stack = shared::wiring::LocalResources {
         stores,
         sweeps,
@@ -390,6 +390,9 @@ async fn build_names_the_missing_secret_key() {
         clock: Arc::new(shared::clock::SystemClock),
         public_base_url: "http://127.0.0.1".to_owned(),
         graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
+        whatsapp_api_base_url: shared::meta::send::DEFAULT_WHATSAPP_API_BASE_URL.to_owned(),
+        outbox,
+        tenant_tokens: Arc::new(shared::meta::send::StaticTokens::default()),
     };
     let err = build(&stack).await.expect_err("no verify token");
     assert!(err.to_string().contains(META_VERIFY_TOKEN), "{err}");

@@ -42,7 +42,8 @@ async fn create(client: &aws_sdk_secretsmanager::Client, value: &str) -> String 
 
 fn resources(source: Arc<dyn SecretSource>) -> LocalResources {
     let clock: SharedClock = Arc::new(SystemClock);
-    let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(clock.clone());
+    let shared::store::embedded::EmbeddedStack { stores, sweeps, outbox } =
+        shared::store::embedded::stack(clock.clone());
     LocalResources {
         stores,
         sweeps,
@@ -55,6 +56,9 @@ fn resources(source: Arc<dyn SecretSource>) -> LocalResources {
         clock,
         public_base_url: "http://127.0.0.1".to_owned(),
         graph_api_base_url: shared::meta::graph::DEFAULT_GRAPH_API_BASE_URL.to_owned(),
+        whatsapp_api_base_url: shared::meta::send::DEFAULT_WHATSAPP_API_BASE_URL.to_owned(),
+        outbox,
+        tenant_tokens: Arc::new(shared::meta::send::StaticTokens::default()),
     }
 }
 

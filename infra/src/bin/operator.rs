@@ -92,6 +92,7 @@ async fn grants(args: Vec<String>) -> ExitCode {
         opt_outs: String::new(),
         privacy_requests: String::new(),
         quarantine: String::new(),
+        outbox: String::new(),
     };
     let endpoints = Endpoints {
         dynamodb: inv.dynamodb_endpoint.clone(),

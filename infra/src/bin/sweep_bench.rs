@@ -96,6 +96,7 @@ async fn run(dynamo: &aws_sdk_dynamodb::Client, total: usize, concurrency: usize
             optout_button_ids: Vec::new(),
             retention_lowered_at: None,
             offboarding: None,
+            access_token_secret: None,
         })
         .await
         .unwrap_or_else(|e| fail(&format!("registering: {}", e.log_safe())));

@@ -144,6 +144,11 @@ pub struct Tenant {
     /// Set when the tenant's contract ended (`POST /admin/tenants/{id}/offboard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offboarding: Option<Offboarding>,
+    /// The Secrets Manager secret holding the tenant's Meta access token, which the outbound
+    /// sender sends with: named by convention (`meta::send::valid_token_secret`), set by a
+    /// platform admin; the operator puts the token into it. Without one nothing is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_secret: Option<String>,
 }
 
 /// A tenant whose contract ended: its accounts are released at once (what Meta sends for them is

@@ -36,7 +36,7 @@ const MAX_USERNAME_CHARS: usize = 30;
 
 /// An access token for one Instagram professional account. Never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct GraphToken(String);
+pub struct GraphToken(pub(crate) String);
 
 impl GraphToken {
     pub fn new(token: impl Into<String>) -> Self {
@@ -91,8 +91,41 @@ impl fmt::Debug for GraphClient {
     }
 }
 
+/// An HTTPS client over rustls on ring that trusts the system's roots (Meta's endpoints do not
+/// chain to the Amazon roots the SDK clients trust); plain HTTP is let through for `allowed_base`'s
+/// loopback test servers only.
+pub(crate) fn https_client<B>() -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>, GraphError>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(GraphError::Config(
+            "no trusted root certificates on this system".to_owned(),
+        ));
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GraphError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(2)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
 /// Plain HTTP only to this machine: a token never crosses a network in clear.
-fn allowed_base(base: &str) -> bool {
+pub(crate) fn allowed_base(base: &str) -> bool {
     base.starts_with("https://") || base.starts_with("http://127.0.0.1:") || base.starts_with("http://localhost:")
 }
 
@@ -117,31 +150,6 @@ impl GraphClient {
         })
     }
 
-    fn connect() -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>, GraphError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
-            return Err(GraphError::Config(
-                "no trusted root certificates on this system".to_owned(),
-            ));
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| GraphError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(2)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Client::builder(TokioExecutor::new()).build(https))
-    }
-
     async fn once(&self, token: &GraphToken, igsid: &str) -> Result<Option<String>, GraphError> {
         let uri = format!("{}/{igsid}?fields=username", self.base);
         let request = hyper::Request::get(&uri)
@@ -149,7 +157,7 @@ impl GraphClient {
             .header("accept", "application/json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| GraphError::Config(e.to_string()))?;
-        let http = self.http.get_or_try_init(|| async { Self::connect() }).await?;
+        let http = self.http.get_or_try_init(|| async { https_client() }).await?;
         let response = http
             .request(request)
             .await

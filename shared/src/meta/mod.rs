@@ -7,5 +7,6 @@ pub mod events;
 pub mod graph;
 pub mod identifiers;
 pub mod instagram;
+pub mod send;
 pub mod signature;
 pub mod whatsapp;

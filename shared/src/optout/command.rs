@@ -112,7 +112,7 @@ pub enum ReplyKind {
 }
 
 /// A reply for the outbound sender to deliver through the channel's API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundReply {
     pub tenant: TenantId,
     pub to: ContactId,
@@ -121,6 +121,26 @@ pub struct OutboundReply {
     pub text: String,
     /// Stable per state change, so a sender can drop a duplicate.
     pub dedup_key: String,
+    /// The privacy request a status link is about: the sender records the reply in its
+    /// timeline, not in the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::domain::RequestId>,
+    /// When the person sent the message this answers: the 24-hour window counts from it even
+    /// when that message is no longer stored (an erasure asked for in the chat deletes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answering_at: Option<Timestamp>,
+}
+
+// The text may quote the tenant's name and a status link: ids and kinds only.
+impl std::fmt::Debug for OutboundReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundReply")
+            .field("tenant", &self.tenant)
+            .field("to", &self.to)
+            .field("kind", &self.kind)
+            .field("dedup_key", &self.dedup_key)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::{
     AuditStore, ConversationStore, Cursor, DueContact, EraseCursor, OptOutStore, Page, PageRequest,
     PrivacyRequestStore, QuarantineStore, StoreError, Stores, SweepOutcome, TenantStore, WriteOutcome, check_item_size,
 };
-use super::{PrincipalStore, RetentionSweeps, TimeRange};
+use super::{OutboxStore, PrincipalStore, RetentionSweeps, TimeRange};
 use crate::access::{Principal, PrincipalId};
 use crate::audit::{self, ChainHead, ChainLink, Checkpoint};
 use crate::clock::SharedClock;
@@ -20,6 +20,7 @@ use crate::domain::{
     ReachedContact, RequestId, StatusUpdate, Tenant, TenantEvent, TenantId,
 };
 use crate::identity::SubjectKey;
+use crate::outbound::{Claim, OutboxEntry, OutboxState, Outcome};
 use crate::timestamp::{Expiry, Timestamp};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -32,6 +33,21 @@ pub fn stores(clock: SharedClock) -> Stores {
 
 /// Every store, and the retention sweeps over the same data (what the cleanup deletes with).
 pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps>) {
+    let all = stack(clock);
+    (all.stores, all.sweeps)
+}
+
+/// Every port over one set of in-process data: the stores, the retention sweeps and the
+/// sender's outbox (which reads the conversations for its window check).
+#[derive(Clone, Debug)]
+pub struct EmbeddedStack {
+    pub stores: Stores,
+    pub sweeps: Arc<dyn RetentionSweeps>,
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+pub fn stack(clock: SharedClock) -> EmbeddedStack {
+    let outbox_clock = clock.clone();
     let retention = Arc::new(EmbeddedRetention {
         opt_outs: Arc::new(EmbeddedOptOutStore::default()),
         conversations: Arc::new(EmbeddedConversationStore::new(clock.clone())),
@@ -50,7 +66,17 @@ pub fn stores_and_sweeps(clock: SharedClock) -> (Stores, Arc<dyn RetentionSweeps
         principals: Arc::new(EmbeddedPrincipalStore::default()),
         retention: retention.clone(),
     };
-    (stores, retention)
+    let outbox = Arc::new(EmbeddedOutboxStore {
+        clock: outbox_clock,
+        entries: Mutex::default(),
+        slots: Mutex::default(),
+        conversations: retention.conversations.clone(),
+    });
+    EmbeddedStack {
+        stores,
+        sweeps: retention,
+        outbox,
+    }
 }
 
 /// The retention ports over the embedded stores' own data.
@@ -1216,5 +1242,165 @@ impl EmbeddedPrivacyRequestStore {
             out.deleted += u64::from(dry || st.requests.remove(&id).is_some());
         }
         Ok(out)
+    }
+}
+
+/// The sender's outbox in memory; `stale_at` is what the DynamoDB adapter's sparse index holds.
+#[derive(Debug)]
+pub struct EmbeddedOutboxStore {
+    clock: SharedClock,
+    entries: Mutex<BTreeMap<(String, String), (OutboxEntry, Option<Timestamp>)>>,
+    slots: Mutex<BTreeMap<(String, i64), u32>>,
+    conversations: Arc<EmbeddedConversationStore>,
+}
+
+impl EmbeddedOutboxStore {
+    fn transition(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        from: &[OutboxState],
+        change: impl FnOnce(&mut OutboxEntry),
+        stale_at: Option<Timestamp>,
+    ) -> bool {
+        let now = self.clock.now();
+        let mut entries = lock(&self.entries);
+        match entries.get_mut(&(keys::outbox_pk(tenant), keys::outbox_sk(key))) {
+            Some((e, stale)) if !e.expires_at.is_expired(now) && e.attempt == attempt && from.contains(&e.state) => {
+                change(e);
+                *stale = stale_at;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[async_trait]
+impl OutboxStore for EmbeddedOutboxStore {
+    async fn claim(&self, entry: &OutboxEntry) -> Result<Claim, StoreError> {
+        check_item_size(entry)?;
+        let now = self.clock.now();
+        let mut entries = lock(&self.entries);
+        let k = (keys::outbox_pk(&entry.tenant), keys::outbox_sk(&entry.dedup_key));
+        let mine = match entries.get(&k) {
+            Some((held, _)) if !held.expires_at.is_expired(now) && held.state != OutboxState::Released => {
+                return Ok(Claim::Held(held.clone()));
+            }
+            Some((released, _)) if !released.expires_at.is_expired(now) => {
+                let mut mine = entry.clone();
+                mine.attempt = released.attempt + 1;
+                mine
+            }
+            _ => entry.clone(),
+        };
+        entries.insert(k, (mine.clone(), None));
+        Ok(Claim::Won(mine))
+    }
+
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.transition(
+            tenant,
+            key,
+            attempt,
+            &[OutboxState::Claimed, OutboxState::Stale],
+            |e| e.record(outcome, at),
+            None,
+        ))
+    }
+
+    async fn release(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.transition(
+            tenant,
+            key,
+            attempt,
+            &[OutboxState::Claimed, OutboxState::Stale],
+            |e| {
+                e.state = OutboxState::Released;
+                e.updated_at = at;
+            },
+            None,
+        ))
+    }
+
+    async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.transition(
+            tenant,
+            key,
+            attempt,
+            &[OutboxState::Claimed],
+            |e| {
+                e.state = OutboxState::Stale;
+                e.updated_at = at;
+            },
+            Some(at),
+        ))
+    }
+
+    async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        let now = self.clock.now();
+        Ok(lock(&self.entries)
+            .get(&(keys::outbox_pk(tenant), keys::outbox_sk(key)))
+            .map(|(e, _)| e.clone())
+            .filter(|e| !e.expires_at.is_expired(now)))
+    }
+
+    async fn stale(&self, page: &PageRequest) -> Result<Page<OutboxEntry>, StoreError> {
+        let now = self.clock.now();
+        let mut sorted: Vec<(String, OutboxEntry)> = lock(&self.entries)
+            .iter()
+            .filter_map(|((pk, sk), (e, stale))| {
+                let at = (*stale)?;
+                (!e.expires_at.is_expired(now)).then(|| (format!("{}#{pk}#{sk}", at.sort_key()), e.clone()))
+            })
+            .collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        page_of(sorted, page, "stale-claims")
+    }
+
+    async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {
+        let mut slots = lock(&self.slots);
+        slots.retain(|(_, s), _| *s >= second - 120);
+        let taken = slots.entry((keys::send_slot_pk(account), second)).or_default();
+        if *taken >= limit {
+            return Ok(false);
+        }
+        *taken += 1;
+        Ok(true)
+    }
+
+    async fn last_inbound(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        since: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.conversations.last_inbound(tenant, contact, since))
+    }
+}
+
+impl EmbeddedConversationStore {
+    /// The newest live inbound message's time at or after `since` (tombstones are not messages).
+    fn last_inbound(&self, tenant: &TenantId, contact: &ContactId, since: Timestamp) -> Option<Timestamp> {
+        let now = self.clock.now();
+        let (first, _) = keys::messages_from(since);
+        lock(&self.contacts)
+            .get(&keys::contact_pk(tenant, contact))
+            .and_then(|s| {
+                s.messages
+                    .range(first..)
+                    .rev()
+                    .map(|(_, m)| m)
+                    .find(|m| m.direction == crate::domain::Direction::Inbound && !m.expires_at.is_expired(now))
+                    .map(|m| m.sent_at)
+            })
     }
 }

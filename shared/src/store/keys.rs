@@ -21,6 +21,33 @@ pub const ERASURES_BY_CLOSE_INDEX: &str = "erasures-by-close";
 /// Closed requests by the time they closed (sparse: `closed` is set only on those).
 pub const CLOSED_BY_CLOSE_INDEX: &str = "closed-by-close";
 
+/// Stale outbox claims by when they were found (sparse: `stale_pk` is set only on those).
+pub const STALE_CLAIMS_INDEX: &str = "stale-claims";
+/// The one partition of that index.
+pub const STALE_PK: &str = "STALE";
+
+/// Outbox: one partition per tenant, one item per dedup key.
+pub fn outbox_pk(tenant: &TenantId) -> String {
+    format!("{tenant}#OUTBOX")
+}
+
+pub fn outbox_sk(dedup_key: &str) -> String {
+    format!("OUT#{dedup_key}")
+}
+
+/// Send slots of one account, one item per second.
+pub fn send_slot_pk(account: &ChannelAccount) -> String {
+    format!("RATE#{}#{}", account.channel, account.account_id)
+}
+
+/// Every message of a contact from `since` on (the newest first when read backwards).
+pub fn messages_from(since: Timestamp) -> (String, String) {
+    (
+        format!("{MESSAGE_PREFIX}{}", since.sort_key()),
+        format!("{MESSAGE_PREFIX}~"),
+    )
+}
+
 // Conversations: one partition per contact, sorted so that one range holds each item kind:
 // messages in event order, statuses, then the contact's head (unsend markers and profile) last.
 pub const MESSAGE_PREFIX: &str = "MSG#";

@@ -519,6 +519,43 @@ pub trait RetentionSweeps: Send + Sync + Debug {
     async fn closed_past_expiry(&self, expired_by: Timestamp, max_items: usize) -> Result<u64, StoreError>;
 }
 
+/// The outbound sender's table (one retention class: a day): claims on dedup keys, so a
+/// redelivered command never sends twice; per-account send slots for Meta's throughput; and the
+/// one conversation read the gate needs. Only the sender and admin build it.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + Debug {
+    /// Claims the entry's dedup key: `Won` when nothing live is stored under it or the stored
+    /// entry was released (the attempt then counts on from it); else `Held`, with what is stored.
+    async fn claim(&self, entry: &crate::outbound::OutboxEntry) -> Result<crate::outbound::Claim, StoreError>;
+    /// Records how claim `attempt` ended; false when the entry is no longer that claim's.
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        outcome: &crate::outbound::Outcome,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Claim `attempt` (claimed or stale) is known not to have sent: the next delivery may claim
+    /// the key again. False when the entry is no longer that claim's.
+    async fn release(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError>;
+    /// Marks claim `attempt` stale, listed for an operator; false when it is no longer claimed.
+    async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError>;
+    async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<crate::outbound::OutboxEntry>, StoreError>;
+    /// Live stale entries of every tenant, oldest first (a sparse index).
+    async fn stale(&self, page: &PageRequest) -> Result<Page<crate::outbound::OutboxEntry>, StoreError>;
+    /// Takes one of `limit` sends of `account` in the epoch second `second`; false when all are
+    /// taken.
+    async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError>;
+    /// The time of the contact's newest live inbound message at or after `since`.
+    async fn last_inbound(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        since: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
+}
+
 /// Both retention ports over a struct of table adapters (`conversations`, `tenants`, `quarantine`,
 /// `audit`, `requests`, `opt_outs`), each call to the adapter of the table it reads or sweeps:
 /// the DynamoDB and embedded families implement them the same way.

@@ -1364,6 +1364,7 @@ async fn an_account_belongs_to_one_tenant(h: Harness) {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: h.clock.now(),
     };
     let a = make(
@@ -2342,6 +2343,7 @@ async fn tenants_are_listed_and_the_last_run_of_each_job_kept(h: Harness) {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: now,
     };
     // Registered twice: listed once.

@@ -248,6 +248,7 @@ async fn register(stores: &Stores, id: &str, now: Timestamp) {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
     };
     stores.tenants.register(&t).await.expect("register");
 }

@@ -43,6 +43,7 @@ pub async fn register_tenant_a(stores: &Stores) -> TenantId {
         optout_button_ids: Vec::new(),
         retention_lowered_at: None,
         offboarding: None,
+        access_token_secret: None,
         created_at: Timestamp::from_unix_seconds(START),
     };
     stores.tenants.register(&tenant).await.expect("register");

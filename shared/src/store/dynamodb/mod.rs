@@ -5,6 +5,7 @@
 mod audit;
 mod conversations;
 mod optouts;
+mod outbox;
 mod principals;
 mod quarantine;
 mod requests;
@@ -26,6 +27,7 @@ use table::Table;
 pub use audit::DynamoAuditStore;
 pub use conversations::DynamoConversationStore;
 pub use optouts::DynamoOptOutStore;
+pub use outbox::DynamoOutboxStore;
 pub use principals::DynamoPrincipalStore;
 pub use quarantine::DynamoQuarantineStore;
 pub use requests::DynamoPrivacyRequestStore;
@@ -58,6 +60,15 @@ impl DynamoStores {
 
     pub fn conversations(&self) -> Arc<dyn ConversationStore> {
         Arc::new(DynamoConversationStore::new(
+            self.table(&self.tables.conversations),
+            self.clock.clone(),
+        ))
+    }
+
+    /// The sender's outbox, with the conversations table for the gate's window read.
+    pub fn outbox(&self) -> Arc<dyn crate::store::OutboxStore> {
+        Arc::new(DynamoOutboxStore::new(
+            self.table(&self.tables.outbox),
             self.table(&self.tables.conversations),
             self.clock.clone(),
         ))
@@ -131,6 +142,16 @@ pub fn stores(
 }
 
 /// The retention sweeps on DynamoDB, over the same tables as `stores`.
+/// The outbound sender's outbox over the same tables as `stores`.
+pub fn outbox(
+    client: &aws_sdk_dynamodb::Client,
+    tables: &TableNames,
+    clock: SharedClock,
+    meter: &CapacityMeter,
+) -> Arc<dyn crate::store::OutboxStore> {
+    DynamoStores::new(client.clone(), tables.clone(), clock, meter.clone()).outbox()
+}
+
 pub fn sweeps(
     client: &aws_sdk_dynamodb::Client,
     tables: &TableNames,
