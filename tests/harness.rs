@@ -14,6 +14,14 @@ pub const E2E_SUBJECT_KEY_SECRET: &str = "e2e-subject-key-secret-0123456789abcde
 /// itself is tested route by route in `functions/admin/tests/access.rs`).
 pub const OPERATOR: &str = "arn:local:iam::000000000000:user/e2e-operator";
 
+/// The token the loopback Graph API accepts, and what each tenant's secret holds.
+pub const GRAPH_TOKEN: &str = "e2e-graph-token";
+
+/// The access-token secret a tenant's registration names (`meta::send::valid_token_secret`).
+pub fn token_secret(tenant: &str) -> String {
+    format!("e2e/tenants/{tenant}/meta-access-token")
+}
+
 /// Tenant A and B's accounts, as the fixtures use them.
 pub const A_PHONE_NUMBER_ID: &str = "106540352242922";
 pub const A_WABA: &str = "102290129340398";
@@ -55,6 +63,31 @@ impl E2e {
     /// A stack on DynamoDB Local and the SQS server, on a free loopback port.
     pub async fn on_emulators() -> Self {
         Self::on_emulators_with(&[]).await
+    }
+
+    /// A stack whose Meta is a loopback Graph API (profile lookups and sends), each fixture tenant
+    /// holding a token it accepts.
+    pub async fn with_graph() -> (local_stack::graph_server::GraphServer, Self) {
+        Self::with_graph_and(&[]).await
+    }
+
+    /// `with_graph`, with more environment variables.
+    pub async fn with_graph_and(extra: &[(&str, String)]) -> (local_stack::graph_server::GraphServer, Self) {
+        let graph = local_stack::graph_server::GraphServer::start(GRAPH_TOKEN)
+            .await
+            .expect("graph server");
+        let tokens: serde_json::Map<String, Value> = ["tenant-a", "tenant-b", "late-tenant"]
+            .iter()
+            .map(|t| (token_secret(t), Value::from(GRAPH_TOKEN)))
+            .collect();
+        let mut env = vec![
+            ("GRAPH_API_BASE_URL", graph.base_url()),
+            ("WHATSAPP_API_BASE_URL", graph.base_url()),
+            ("TENANT_ACCESS_TOKENS", Value::Object(tokens).to_string()),
+        ];
+        env.extend(extra.iter().cloned());
+        let e = Self::on_emulators_with(&env).await;
+        (graph, e)
     }
 
     /// The same, with more environment variables for the stack (a Graph API server, say).
@@ -145,7 +178,7 @@ impl E2e {
         let body = serde_json::json!({
             "tenant_id": tenant, "name": format!("Tenant {tenant}"),
             "whatsapp_phone_number_ids": whatsapp, "instagram_account_ids": instagram,
-            "retention_months": 24, "locale": "es",
+            "retention_months": 24, "locale": "es", "access_token_secret": token_secret(tenant),
         });
         self.admin_post("/admin/tenants", &body).await
     }
@@ -205,7 +238,29 @@ impl E2e {
         body
     }
 
-    /// Everything waiting on a queue nobody in the stack consumes (outbound, propagation).
+    /// `POST /admin/tenants/{tenant}/messages` to the contact with `handle`, idempotent on `key`.
+    pub async fn send_message(&self, tenant: &str, key: &str, handle: &str, content: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(&format!("/admin/tenants/{tenant}/messages")))
+            .bearer_auth(ADMIN)
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"to": handle, "content": content}))
+            .send()
+            .await
+            .expect("send request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// How the send `key` went (`GET /admin/tenants/{tenant}/messages/{key}`).
+    pub async fn sent(&self, tenant: &str, key: &str) -> Value {
+        let (status, body) = self.admin_get(&format!("/admin/tenants/{tenant}/messages/{key}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Everything waiting on a queue nobody in the stack consumes (propagation).
     pub async fn take_all(queue: &std::sync::Arc<dyn shared::queue::Queue>) -> Vec<Value> {
         let mut out = Vec::new();
         loop {

@@ -300,7 +300,7 @@ impl Refusal {
         match self {
             Self::OptedOut => "opted_out",
             Self::MarketingOptedOut => "marketing_opted_out",
-            Self::OutsideWindow => "outside_24h_window",
+            Self::OutsideWindow => "outside_window",
             Self::NoTenant => "no_tenant",
             Self::NoAccount => "no_account",
             Self::NoToken => "no_token",
@@ -542,14 +542,19 @@ mod tests {
             last_inbound,
             now,
         };
-        assert_eq!(gate(&at(&tenant_text(), &stopped, recent)), Err(Refusal::OptedOut));
-        assert_eq!(gate(&at(&tenant_text(), &OPEN, recent)), Ok(()));
+        let (text, confirmation, link) = (
+            tenant_text(),
+            reply(ReplyKind::OptOutConfirmation),
+            reply(ReplyKind::ErasureReceived),
+        );
+        assert_eq!(gate(&at(&text, &stopped, recent)), Err(Refusal::OptedOut));
+        assert_eq!(gate(&at(&text, &OPEN, recent)), Ok(()));
         assert_eq!(
-            gate(&at(&reply(ReplyKind::OptOutConfirmation), &stopped, recent)),
+            gate(&at(&confirmation, &stopped, recent)),
             Ok(()),
             "the confirmation of the STOP itself"
         );
-        assert_eq!(gate(&at(&reply(ReplyKind::ErasureReceived), &stopped, recent)), Ok(()));
+        assert_eq!(gate(&at(&link, &stopped, recent)), Ok(()));
     }
 
     #[test]
@@ -602,6 +607,31 @@ mod tests {
             now: Timestamp::from_unix_seconds(0),
         };
         assert_eq!(gate(&input), Err(Refusal::MarketingOptedOut));
+    }
+
+    #[test]
+    fn a_refusal_reads_the_same_in_logs_and_in_the_api() {
+        for r in [
+            Refusal::OptedOut,
+            Refusal::MarketingOptedOut,
+            Refusal::OutsideWindow,
+            Refusal::NoTenant,
+            Refusal::NoAccount,
+            Refusal::NoToken,
+            Refusal::NoContact,
+        ] {
+            assert_eq!(serde_json::to_value(r).expect("json"), r.as_str());
+        }
+        for s in [
+            OutboxState::Claimed,
+            OutboxState::Sent,
+            OutboxState::Refused,
+            OutboxState::Failed,
+            OutboxState::Stale,
+            OutboxState::Released,
+        ] {
+            assert_eq!(serde_json::to_value(s).expect("json"), s.as_str());
+        }
     }
 
     #[test]

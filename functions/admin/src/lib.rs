@@ -800,6 +800,7 @@ const TENANT_FIELDS: &[&str] = &[
     "jurisdiction",
     "optout_keywords",
     "optout_button_ids",
+    "access_token_secret",
 ];
 
 /// Validates a registration body field by field, so the 400 names the field at fault.

@@ -218,7 +218,7 @@ impl ErasureWorker {
             r.status = RequestStatus::InProgress;
             r.progress.started_at = Some(now);
             r.timeline.push(entry(now, "in_progress", None));
-            r = self.requests.update(&r).await?;
+            r = self.save(&r).await?;
         }
         let erased_at = r.progress.started_at.unwrap_or(now);
         // The ledger first, so nothing from before the erasure is stored again while it runs or
@@ -256,7 +256,7 @@ impl ErasureWorker {
         }
         if held > 0 {
             *r.progress.erased.entry(QUARANTINE.to_owned()).or_default() += held;
-            r = self.requests.update(&r).await?;
+            r = self.save(&r).await?;
         }
         let mut batches = 0;
         for ReachedContact { contact, links } in reached {
@@ -282,7 +282,7 @@ impl ErasureWorker {
                 if cursor.done && cursor.deleted > 0 {
                     r.progress.contacts_erased += 1;
                 }
-                r = self.requests.update(&r).await?;
+                r = self.save(&r).await?;
                 // Between batches the runtime may run anything else waiting (and a test may
                 // stop the run here, as a timeout or a crash would).
                 tokio::task::yield_now().await;
@@ -293,6 +293,24 @@ impl ErasureWorker {
 
     /// Re-queries every index by the subject's keys. Anything left reopens the work (the job
     /// fails and SQS delivers it again); nothing left closes the request with its receipt.
+    /// Writes the worker's change to its request. The sender may append a note (a status link
+    /// sent) while the worker holds the request: that conflict keeps the note and writes the
+    /// change again. Any other concurrent change fails the job; SQS redelivers it, and the worker
+    /// resumes from the store.
+    async fn save(&self, r: &PrivacyRequest) -> Result<PrivacyRequest, ErasureError> {
+        let mut attempt = r.clone();
+        for _ in 0..3 {
+            match self.requests.update(&attempt).await {
+                Err(StoreError::Conflict) => {
+                    let stored = self.requests.get(attempt.id).await?.ok_or(StoreError::Conflict)?;
+                    attempt = r.rebased_on_notes(&stored).ok_or(StoreError::Conflict)?;
+                }
+                other => return Ok(other?),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
     async fn verify_and_close(&self, mut r: PrivacyRequest) -> Result<Outcome, ErasureError> {
         let now = self.clock.now();
         let left = self.reach(&r).await?.len();
@@ -308,7 +326,7 @@ impl ErasureWorker {
                     "verification found {left} contacts and {held} quarantined envelopes left"
                 )),
             ));
-            self.requests.update(&r).await?;
+            self.save(&r).await?;
             return Err(ErasureError::Unverified(left + held));
         }
         let mut notes = Vec::new();
@@ -334,7 +352,7 @@ impl ErasureWorker {
         r.receipt = Some(receipt);
         r.timeline.push(entry(now, "verified", None));
         r.close(RequestStatus::Completed, now, WORKER, None);
-        self.requests.update(&r).await?;
+        self.save(&r).await?;
         Ok(Outcome::Completed)
     }
 }

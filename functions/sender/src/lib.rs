@@ -20,6 +20,7 @@ pub mod api;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shared::clock::SharedClock;
 use shared::config::QueueKind;
+use shared::domain::privacy::REPLY_SENT;
 use shared::domain::{
     ContactId, ContactUpsert, Direction, Message, MetaMessageId, OptOutScope, OptOutSource, RequestId, Tenant,
     TimelineEntry,
@@ -37,6 +38,8 @@ use shared::wiring::{Resources, WiringError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The metric of sends that may or may not have left (template.yaml alarms on it).
+pub const STALE_CLAIMS: &str = "StaleClaims";
 /// Who records a system reply in a request's timeline.
 pub const ACTOR: &str = "sender";
 /// How many times a send slot is asked for (each wait is up to the next second) before the
@@ -156,6 +159,13 @@ impl Sender {
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let (response, counters) = self.handle_counted(event).await;
+        shared::metrics::emit("sender", self.clock.now(), &counters);
+        response
+    }
+
+    /// `handle`, with the counters it emits (CloudWatch metrics; `StaleClaims` is alarmed).
+    pub async fn handle_counted(&self, event: SqsEvent) -> (SqsBatchResponse, [(&'static str, u64); 6]) {
         let mut response = SqsBatchResponse::default();
         let mut counts = Counts::default();
         for record in event.records {
@@ -189,19 +199,15 @@ impl Sender {
                 }
             }
         }
-        shared::metrics::emit(
-            "sender",
-            self.clock.now(),
-            &[
-                ("MessagesSent", counts.sent),
-                ("MessagesRefused", counts.refused),
-                ("MessagesFailed", counts.failed),
-                ("DuplicateCommands", counts.duplicates),
-                ("StaleClaims", counts.stale),
-                ("SendsRetried", counts.retried),
-            ],
-        );
-        response
+        let counters = [
+            ("MessagesSent", counts.sent),
+            ("MessagesRefused", counts.refused),
+            ("MessagesFailed", counts.failed),
+            ("DuplicateCommands", counts.duplicates),
+            (STALE_CLAIMS, counts.stale),
+            ("SendsRetried", counts.retried),
+        ];
+        (response, counters)
     }
 
     /// One command, start to end. An `Err` means nothing was sent and the claim (if any) was
@@ -228,6 +234,12 @@ impl Sender {
 
     /// A redelivery, or a concurrent copy: never a second send.
     async fn held(&self, held: OutboxEntry, now: Timestamp) -> Result<Delivery, SenderError> {
+        if let (OutboxState::Sent, Some(message_id)) = (held.state, &held.message_id) {
+            // Sent and recorded; what follows a send may not have been written.
+            if let Some(tenant) = self.stores.tenants.get(&held.tenant).await? {
+                self.after_sent(&held.command, &tenant, message_id).await?;
+            }
+        }
         if held.state != OutboxState::Claimed {
             return Ok(Delivery::Duplicate(held.state));
         }
@@ -333,9 +345,7 @@ impl Sender {
         };
         match self.graph.send(&token, &request).await {
             Ok(sent) => {
-                self.after_sent(command, &tenant, to, &content, &sent.message_id)
-                    .await
-                    .map_err(Attempt::Unrecorded)?;
+                // The send's record first: it is what keeps a redelivery from sending again.
                 self.finish(
                     mine,
                     Outcome::Sent {
@@ -343,6 +353,11 @@ impl Sender {
                     },
                 )
                 .await?;
+                // Then where it is kept; if that fails, the redelivery finds the send recorded
+                // and completes this (both writes are idempotent).
+                self.after_sent(command, &tenant, &sent.message_id)
+                    .await
+                    .map_err(Attempt::Unrecorded)?;
                 Ok(Delivery::Sent {
                     message_id: sent.message_id,
                 })
@@ -419,10 +434,9 @@ impl Sender {
         &self,
         command: &OutboundCommand,
         tenant: &Tenant,
-        to: &ContactId,
-        content: &Content,
         message_id: &str,
     ) -> Result<(), SenderError> {
+        let (to, content) = (command.to(), command.content());
         match command {
             OutboundCommand::Message(_) => {
                 let Ok(id) = MetaMessageId::new(message_id) else {
@@ -445,7 +459,7 @@ impl Sender {
                     direction: Direction::Outbound,
                     sent_at: now,
                     kind: content.kind().to_owned(),
-                    content: stored_content(content),
+                    content: stored_content(&content),
                     expires_at: tenant.retention_months.expiry_for(now),
                 };
                 self.stores.conversations.record_message(&upsert, &message).await?;
@@ -464,23 +478,33 @@ impl Sender {
         request: RequestId,
         kind: shared::optout::command::ReplyKind,
     ) -> Result<(), SenderError> {
-        for _ in 0..3 {
+        // The erasure worker writes the request after every batch: conflicts are expected.
+        let mut backoff = shared::backoff::Backoff::default();
+        loop {
             let Some(mut r) = self.stores.privacy_requests.get(request).await? else {
                 return Ok(());
             };
+            if r.timeline.iter().any(|e| e.event == REPLY_SENT) {
+                return Ok(());
+            }
+            if !r.status.is_open() {
+                // Closed requests are final: the erasure finished before its link was sent. The
+                // send stays in the outbox (`reply:<dedup key>`).
+                tracing::info!(request = %request, "reply sent after its request closed; not noted in the timeline");
+                return Ok(());
+            }
             r.timeline.push(TimelineEntry {
                 at: self.clock.now(),
-                event: "reply_sent".to_owned(),
+                event: REPLY_SENT.to_owned(),
                 by: ACTOR.to_owned(),
                 reason: Some(format!("{kind:?}")),
             });
             match self.stores.privacy_requests.update(&r).await {
                 Ok(_) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) if backoff.wait().await => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::Conflict.into())
     }
 
     /// Meta says the person stopped marketing messages: the same marketing opt-out a failed

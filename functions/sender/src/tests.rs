@@ -507,3 +507,63 @@ async fn no_token_no_contact_and_a_body_that_is_no_command_are_refused_or_report
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
 }
+
+#[tokio::test]
+async fn a_stale_claim_raises_the_metric_the_template_alarms_on() {
+    let f = fixture().await;
+    let cmd = f.message("crashed", text("hola"));
+    assert!(matches!(
+        f.outbox.claim(&OutboxEntry::claim(&cmd, f.clock.now())).await,
+        Ok(Claim::Won(_))
+    ));
+    f.clock.set(f.clock.now().plus(time::Duration::minutes(3)));
+    let mut record = SqsMessage::default();
+    record.message_id = Some("m-1".to_owned());
+    record.body = Some(serde_json::to_string(&cmd).expect("json"));
+    let mut event = SqsEvent::default();
+    event.records = vec![record];
+    let (response, counters) = f.sender.handle_counted(event).await;
+    assert!(response.batch_item_failures.is_empty(), "decided: nothing to redeliver");
+    assert!(counters.contains(&(STALE_CLAIMS, 1)), "{counters:?}");
+
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+    let alarm = &template["Resources"]["StaleOutboundClaimAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"].as_str(), Some(STALE_CLAIMS));
+    assert_eq!(alarm["Namespace"].as_str(), Some(shared::metrics::NAMESPACE));
+    assert_eq!(alarm["Dimensions"][0]["Value"].as_str(), Some("sender"));
+}
+
+/// The numbers the at-most-once rule rests on, as deployed: an attempt ends (the function's
+/// timeout) before its claim counts as stale, and SQS redelivers only after that; the tenants'
+/// queue never takes the whole reserved concurrency, so replies always have room.
+#[test]
+fn the_template_keeps_claims_honest_and_leaves_replies_room() {
+    let t: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../../template.yaml")).expect("template.yaml parses");
+    let r = &t["Resources"];
+    let stale = shared::outbound::STALE_CLAIM_AFTER.whole_seconds();
+    let timeout = r["SenderFunction"]["Properties"]["Timeout"]
+        .as_i64()
+        .expect("a timeout");
+    assert!(
+        timeout < stale,
+        "the sender's timeout {timeout} s must be under {stale} s"
+    );
+    for q in ["OutboundQueue", "TenantOutboundQueue"] {
+        let visibility = r[q]["Properties"]["VisibilityTimeout"].as_i64().expect("visibility");
+        assert!(visibility >= 6 * timeout && visibility > stale, "{q}: {visibility} s");
+    }
+    let events = &r["SenderFunction"]["Properties"]["Events"];
+    let tenants = events["TenantMessages"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        .as_i64()
+        .expect("the tenants' queue is capped");
+    assert!(
+        events["Replies"]["Properties"]["ScalingConfig"].is_null(),
+        "replies are not capped"
+    );
+    let reserved = t["Parameters"]["SenderReservedConcurrency"]["Default"]
+        .as_i64()
+        .expect("a default");
+    assert!(tenants < reserved, "{tenants} of {reserved}");
+}

@@ -144,6 +144,13 @@ pub struct Subject {
     pub key: SubjectKey,
 }
 
+/// The timeline entry of a reply the outbound sender delivered about a request (its status link).
+pub const REPLY_SENT: &str = "reply_sent";
+
+/// Entries other functions append to an open request while its erasure worker holds it: the
+/// worker keeps them when its own write conflicts with one (`PrivacyRequest::rebased_on_notes`).
+pub const NOTE_EVENTS: &[&str] = &[REPLY_SENT];
+
 /// Something that happened to a request, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
@@ -328,6 +335,25 @@ impl PrivacyRequest {
         });
     }
 
+    /// This change written again over `stored`, when `stored` differs from what the change was
+    /// made from only by notes other functions appended (`NOTE_EVENTS`): the notes are kept,
+    /// in time order. None for any other concurrent change, which every other writer records
+    /// with a timeline entry of its own.
+    pub fn rebased_on_notes(&self, stored: &PrivacyRequest) -> Option<PrivacyRequest> {
+        let is_new_note = |e: &TimelineEntry| NOTE_EVENTS.contains(&e.event.as_str()) && !self.timeline.contains(e);
+        let notes: Vec<TimelineEntry> = stored.timeline.iter().filter(|e| is_new_note(e)).cloned().collect();
+        let rest: Vec<&TimelineEntry> = stored.timeline.iter().filter(|e| !is_new_note(e)).collect();
+        let extends = rest.len() <= self.timeline.len() && rest.iter().zip(&self.timeline).all(|(a, b)| *a == b);
+        if notes.is_empty() || !extends || !stored.status.is_open() {
+            return None;
+        }
+        let mut merged = self.clone();
+        merged.version = stored.version;
+        merged.timeline.extend(notes);
+        merged.timeline.sort_by_key(|e| e.at);
+        Some(merged)
+    }
+
     pub fn subject_keys(&self) -> impl Iterator<Item = &SubjectKey> {
         self.subjects.iter().map(|s| &s.key)
     }
@@ -345,4 +371,67 @@ pub enum Created {
     /// Nothing written: this request (same id), or an open one of the same kind and scope for one
     /// of the same subjects, is already stored.
     Existing(RequestId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> PrivacyRequest {
+        let secret = crate::identity::SubjectKeySecret::new(vec![7u8; 32]).expect("long enough");
+        let id = crate::identity::Identifier::parse(IdentifierKind::Phone, "+54 9 11 2345-6789").expect("phone");
+        PrivacyRequest::new(NewRequest {
+            kind: RequestKind::Erasure,
+            source: RequestSource::WhatsApp,
+            jurisdiction: Jurisdiction::Ar,
+            tenant: None,
+            subjects: vec![Subject {
+                kind: IdentifierKind::Phone,
+                key: secret.subject_key(&id),
+            }],
+            note: None,
+            erase: false,
+            rectify: None,
+            code: ConfirmationCode::random(),
+            now: Timestamp::from_unix_seconds(1_000),
+            by: "processor",
+        })
+    }
+
+    fn at(secs: i64, event: &str, by: &str) -> TimelineEntry {
+        TimelineEntry {
+            at: Timestamp::from_unix_seconds(secs),
+            event: event.to_owned(),
+            by: by.to_owned(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_workers_change_keeps_a_note_appended_meanwhile_and_nothing_else() {
+        let base = request();
+        let mut ours = base.clone();
+        ours.timeline.push(at(1_002, "in_progress", "erasure"));
+        let mut noted = base.clone();
+        noted.version += 1;
+        noted.timeline.push(at(1_001, REPLY_SENT, "sender"));
+        let merged = ours.rebased_on_notes(&noted).expect("a note only: merged");
+        assert_eq!(merged.version, noted.version);
+        let events: Vec<&str> = merged.timeline.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(events.last().copied(), Some("in_progress"));
+        assert!(events.contains(&REPLY_SENT));
+
+        let mut decided = base.clone();
+        decided.version += 1;
+        decided.timeline.push(at(1_001, "extended", "officer"));
+        assert_eq!(
+            ours.rebased_on_notes(&decided),
+            None,
+            "an operator's decision is no note"
+        );
+        let mut both = noted.clone();
+        both.timeline.push(at(1_001, "extended", "officer"));
+        assert_eq!(ours.rebased_on_notes(&both), None);
+        assert_eq!(ours.rebased_on_notes(&base), None, "no note: a plain conflict");
+    }
 }

@@ -66,6 +66,11 @@ conformance!(
     applied_stops_are_counted_once_per_tenant_and_day,
     a_contact_whose_last_event_stored_no_item_keeps_its_profile_until_that_event_is_past,
     tenants_are_listed_and_the_last_run_of_each_job_kept,
+    an_outbound_key_is_claimed_once_and_a_released_one_again,
+    only_the_claim_that_holds_a_key_records_its_outcome,
+    stale_claims_are_listed_until_resolved,
+    send_slots_stop_at_the_limit_within_a_second,
+    the_window_read_finds_the_newest_inbound_message_only,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -2726,4 +2731,230 @@ async fn a_contact_whose_last_event_stored_no_item_keeps_its_profile_until_that_
     let out = h.sweeps.sweep_contact(&t, &c, past, 100).await.expect("sweep");
     assert_eq!((out.deleted, out.contact_gone), (2, true), "the profile and its link");
     assert!(conv.find_subject(&phone.subject_key).await.expect("find").is_empty());
+}
+
+fn outbound_text(key: &str, to: &ContactId) -> shared::outbound::OutboundCommand {
+    shared::outbound::OutboundCommand::Message(shared::outbound::TenantMessage {
+        tenant: tenant("shop"),
+        to: to.clone(),
+        client_key: shared::outbound::ClientKey::new(key).expect("valid"),
+        content: shared::outbound::Content::Text {
+            body: "hola".to_owned(),
+        },
+        requested_by: "agent".to_owned(),
+        requested_at: Timestamp::from_unix_seconds(0),
+    })
+}
+
+async fn an_outbound_key_is_claimed_once_and_a_released_one_again(h: Harness) {
+    use shared::outbound::{Claim, OutboxEntry, OutboxState};
+    let cmd = outbound_text("k1", &wa_contact("AR.1"));
+    let entry = OutboxEntry::claim(&cmd, h.clock.now());
+    let Claim::Won(mine) = h.outbox.claim(&entry).await.expect("claim") else {
+        panic!("the first claim wins");
+    };
+    assert_eq!(mine.attempt, 1);
+    match h.outbox.claim(&entry).await.expect("claim again") {
+        Claim::Held(held) => assert_eq!((held.state, held.attempt), (OutboxState::Claimed, 1)),
+        won => panic!("a second claim must not win: {won:?}"),
+    }
+    assert!(
+        h.outbox
+            .release(&tenant("shop"), "msg:k1", 1, h.clock.now())
+            .await
+            .expect("release")
+    );
+    let Claim::Won(again) = h.outbox.claim(&entry).await.expect("claim after release") else {
+        panic!("a released key is claimed again");
+    };
+    assert_eq!(again.attempt, 2, "the attempt counts on");
+    // A day later the entry has expired: the key is free (TTL may not have removed it yet).
+    h.clock.advance(Duration::hours(25));
+    assert!(h.outbox.get(&tenant("shop"), "msg:k1").await.expect("read").is_none());
+    assert!(matches!(
+        h.outbox.claim(&OutboxEntry::claim(&cmd, h.clock.now())).await,
+        Ok(Claim::Won(_))
+    ));
+}
+
+async fn only_the_claim_that_holds_a_key_records_its_outcome(h: Harness) {
+    use shared::outbound::{Claim, OutboxEntry, OutboxState, Outcome, Refusal};
+    let shop = tenant("shop");
+    let cmd = outbound_text("k2", &wa_contact("AR.2"));
+    assert!(matches!(
+        h.outbox.claim(&OutboxEntry::claim(&cmd, h.clock.now())).await,
+        Ok(Claim::Won(_))
+    ));
+    let sent = Outcome::Sent {
+        message_id: "wamid.1".to_owned(),
+    };
+    assert!(
+        !h.outbox
+            .finish(&shop, "msg:k2", 2, &sent, h.clock.now())
+            .await
+            .expect("finish"),
+        "not attempt 2's"
+    );
+    assert!(
+        h.outbox
+            .finish(&shop, "msg:k2", 1, &sent, h.clock.now())
+            .await
+            .expect("finish")
+    );
+    let stored = h.outbox.get(&shop, "msg:k2").await.expect("read").expect("kept");
+    assert_eq!(
+        (stored.state, stored.message_id.as_deref()),
+        (OutboxState::Sent, Some("wamid.1"))
+    );
+    assert_eq!(stored.command, cmd, "the command is kept with its outcome");
+    let refused = Outcome::Refused(Refusal::OptedOut);
+    assert!(
+        !h.outbox
+            .finish(&shop, "msg:k2", 1, &refused, h.clock.now())
+            .await
+            .expect("finish"),
+        "an outcome is recorded once"
+    );
+    assert!(
+        !h.outbox
+            .release(&shop, "msg:k2", 1, h.clock.now())
+            .await
+            .expect("release"),
+        "a sent key stays sent"
+    );
+}
+
+async fn stale_claims_are_listed_until_resolved(h: Harness) {
+    use shared::outbound::{Claim, OutboxEntry, OutboxState, Outcome};
+    let shop = tenant("shop");
+    for key in ["s1", "s2"] {
+        let cmd = outbound_text(key, &wa_contact("AR.3"));
+        assert!(matches!(
+            h.outbox.claim(&OutboxEntry::claim(&cmd, h.clock.now())).await,
+            Ok(Claim::Won(_))
+        ));
+    }
+    assert!(
+        h.outbox
+            .stale(&PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(
+        h.outbox
+            .mark_stale(&shop, "msg:s1", 1, h.clock.now())
+            .await
+            .expect("stale")
+    );
+    h.clock.advance(Duration::seconds(1));
+    assert!(
+        h.outbox
+            .mark_stale(&shop, "msg:s2", 1, h.clock.now())
+            .await
+            .expect("stale")
+    );
+    assert!(
+        !h.outbox
+            .mark_stale(&shop, "msg:s2", 1, h.clock.now())
+            .await
+            .expect("again"),
+        "already stale"
+    );
+    let listed = h.outbox.stale(&PageRequest::first(10)).await.expect("list");
+    let keys: Vec<&str> = listed.items.iter().map(|e| e.dedup_key.as_str()).collect();
+    assert_eq!(keys, ["msg:s1", "msg:s2"], "oldest first");
+    assert!(listed.items.iter().all(|e| e.state == OutboxState::Stale));
+    // The attempt that held s1 records after all; an operator resends s2.
+    let sent = Outcome::Sent {
+        message_id: "wamid.late".to_owned(),
+    };
+    assert!(
+        h.outbox
+            .finish(&shop, "msg:s1", 1, &sent, h.clock.now())
+            .await
+            .expect("finish")
+    );
+    assert!(
+        h.outbox
+            .release(&shop, "msg:s2", 1, h.clock.now())
+            .await
+            .expect("release")
+    );
+    assert!(
+        h.outbox
+            .stale(&PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn send_slots_stop_at_the_limit_within_a_second(h: Harness) {
+    let account = ChannelAccount::new(Channel::WhatsApp, "100000000000001").expect("valid");
+    let other = ChannelAccount::new(Channel::WhatsApp, "100000000000002").expect("valid");
+    let second = h.clock.now().unix_seconds();
+    for _ in 0..3 {
+        assert!(h.outbox.take_send_slot(&account, second, 3).await.expect("slot"));
+    }
+    assert!(
+        !h.outbox.take_send_slot(&account, second, 3).await.expect("slot"),
+        "the fourth in one second"
+    );
+    assert!(
+        h.outbox.take_send_slot(&other, second, 3).await.expect("slot"),
+        "per account"
+    );
+    assert!(
+        h.outbox.take_send_slot(&account, second + 1, 3).await.expect("slot"),
+        "the next second"
+    );
+}
+
+async fn the_window_read_finds_the_newest_inbound_message_only(h: Harness) {
+    let c = h.stores.conversations.as_ref();
+    let shop = tenant("shop");
+    let ana = wa_contact("AR.4");
+    let base = h.clock.now();
+    let at = |secs: i64| base.plus(Duration::seconds(secs));
+    for (id, secs, direction) in [
+        ("wamid.in1", -7200, Direction::Inbound),
+        ("wamid.in2", -3600, Direction::Inbound),
+        ("wamid.out1", -60, Direction::Outbound),
+    ] {
+        let mut m = message(&shop, &ana, id, at(secs), "hola");
+        m.direction = direction;
+        c.put_message(&m).await.expect("stored");
+    }
+    let since = at(-86_400);
+    assert_eq!(
+        h.outbox.last_inbound(&shop, &ana, since).await.expect("read"),
+        Some(at(-3600)),
+        "the business's own message does not open the window"
+    );
+    assert_eq!(h.outbox.last_inbound(&shop, &ana, at(-1800)).await.expect("read"), None);
+    assert_eq!(
+        h.outbox
+            .last_inbound(&shop, &wa_contact("AR.5"), since)
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(
+        c.delete_message(
+            &shop,
+            &ana,
+            &MetaMessageId::new("wamid.in2").expect("valid"),
+            Expiry::at(at(86_400))
+        )
+        .await
+        .expect("unsent"),
+    );
+    assert_eq!(
+        h.outbox.last_inbound(&shop, &ana, since).await.expect("read"),
+        Some(at(-7200)),
+        "an unsent message is no message"
+    );
 }

@@ -67,6 +67,8 @@ pub struct Harness {
     pub stores: Stores,
     /// The retention sweeps over the same data.
     pub sweeps: Arc<dyn shared::store::RetentionSweeps>,
+    /// The sender's outbox over the same data.
+    pub outbox: Arc<dyn shared::store::OutboxStore>,
     pub clock: SettableClock,
     pub backend: Backend,
 }
@@ -83,10 +85,11 @@ pub enum Backend {
 impl Harness {
     pub async fn embedded() -> Self {
         let clock = test_clock();
-        let (stores, sweeps) = shared::store::embedded::stores_and_sweeps(Arc::new(clock.clone()));
+        let all = shared::store::embedded::stack(Arc::new(clock.clone()));
         Self {
-            stores,
-            sweeps,
+            stores: all.stores,
+            sweeps: all.sweeps,
+            outbox: all.outbox,
             clock,
             backend: Backend::Embedded,
         }
@@ -99,9 +102,11 @@ impl Harness {
         let meter = CapacityMeter::default();
         let stores = shared::store::dynamodb::stores(&client, &tables, Arc::new(clock.clone()), &meter);
         let sweeps = shared::store::dynamodb::sweeps(&client, &tables, Arc::new(clock.clone()), &meter);
+        let outbox = shared::store::dynamodb::outbox(&client, &tables, Arc::new(clock.clone()), &meter);
         Self {
             stores,
             sweeps,
+            outbox,
             clock,
             backend: Backend::Dynamo { client, tables, meter },
         }
