@@ -387,8 +387,10 @@ impl OutboxState {
     }
 }
 
-/// One send's record, kept `CLAIM_KEPT`. It holds the command, so an operator can resend a
-/// stale one; its `Debug` shows ids and states only.
+/// One send's record, kept `CLAIM_KEPT`. While it is claimed or stale it holds the command (the
+/// recipient and the message: personal data), so an operator can resend a stale one; an outcome
+/// or a release drops it, so what stays for the day holds no personal data. Its `Debug` shows
+/// ids and states only.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub tenant: TenantId,
@@ -398,7 +400,14 @@ pub struct OutboxEntry {
     pub attempt: u32,
     pub claimed_at: Timestamp,
     pub updated_at: Timestamp,
-    pub command: OutboundCommand,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<OutboundCommand>,
+    /// Of the recipient and the content (`command_digest`): a key used again for another message
+    /// is told apart from a retry after the command is dropped.
+    pub digest: String,
+    /// The kind of system reply, for the listing; None for a tenant's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ReplyKind>,
     /// Meta's message id, once sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
@@ -432,7 +441,12 @@ impl OutboxEntry {
             attempt: 1,
             claimed_at: now,
             updated_at: now,
-            command: command.clone(),
+            command: Some(command.clone()),
+            digest: command_digest(command),
+            reply: match command {
+                OutboundCommand::Reply(r) => Some(r.kind),
+                OutboundCommand::Message(_) => None,
+            },
             message_id: None,
             refusal: None,
             error_code: None,
@@ -440,9 +454,10 @@ impl OutboxEntry {
         }
     }
 
-    /// Sets what an attempt ended with.
+    /// Sets what an attempt ended with, and drops the command.
     pub fn record(&mut self, outcome: &Outcome, at: Timestamp) {
         self.updated_at = at;
+        self.command = None;
         match outcome {
             Outcome::Sent { message_id } => {
                 self.state = OutboxState::Sent;
@@ -463,6 +478,21 @@ impl OutboxEntry {
     pub fn is_stale_claim(&self, now: Timestamp) -> bool {
         self.state == OutboxState::Claimed && now >= self.claimed_at.plus(STALE_CLAIM_AFTER)
     }
+
+    /// Known not sent: the next delivery claims it again, with the command it carries.
+    pub fn release(&mut self, at: Timestamp) {
+        self.state = OutboxState::Released;
+        self.updated_at = at;
+        self.command = None;
+    }
+}
+
+/// Who a command is for and what it says, as a digest: no personal data, and the same for every
+/// delivery of one message (unlike its request time).
+pub fn command_digest(command: &OutboundCommand) -> String {
+    use sha2::{Digest, Sha256};
+    let material = serde_json::json!([command.to(), command.content()]).to_string();
+    hex::encode(&Sha256::digest(material.as_bytes())[..16])
 }
 
 /// What a claim found.

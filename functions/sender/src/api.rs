@@ -266,10 +266,12 @@ impl OutboundApi {
     }
 
     fn view<'a>(&self, e: &'a OutboxEntry) -> SendView<'a> {
-        let (contact, reply) = match &e.command {
-            OutboundCommand::Message(m) => (Some(self.sealer.contact_handle(&e.tenant, &m.to)), None),
-            OutboundCommand::Reply(r) => (None, Some(r.kind)),
+        // The recipient while the command is kept (claimed, stale); none after the outcome.
+        let contact = match &e.command {
+            Some(OutboundCommand::Message(m)) => Some(self.sealer.contact_handle(&e.tenant, &m.to)),
+            _ => None,
         };
+        let reply = e.reply;
         SendView {
             tenant: &e.tenant,
             key: e.dedup_key.strip_prefix("msg:").unwrap_or(&e.dedup_key),
@@ -332,9 +334,7 @@ impl OutboundApi {
         let dedup = shared::outbound::dedup_key(&command);
         // A key already used: the send it named, never a second one.
         if let Some(existing) = self.outbox.get(tenant, &dedup).await.map_err(unavailable)? {
-            let same = matches!(&existing.command, OutboundCommand::Message(m)
-                if m.to == *command.to() && m.content == command.content());
-            if !same {
+            if existing.digest != shared::outbound::command_digest(&command) {
                 return Err(ApiError::Conflict(
                     "this Idempotency-Key was used for another message".to_owned(),
                 ));
@@ -463,12 +463,15 @@ impl OutboundApi {
                 "the send changed meanwhile; read it again".to_owned(),
             ));
         }
-        let queue = match entry.command {
+        let Some(command) = &entry.command else {
+            return Err(ApiError::Conflict("the send no longer holds its message".to_owned()));
+        };
+        let queue = match command {
             OutboundCommand::Reply(_) => &self.replies_queue,
             OutboundCommand::Message(_) => &self.tenant_queue,
         };
-        let body = shared::queue::to_body(&entry.command)
-            .map_err(|_| ApiError::Unavailable("the message could not be queued"))?;
+        let body =
+            shared::queue::to_body(command).map_err(|_| ApiError::Unavailable("the message could not be queued"))?;
         queue.send_batch(&[body]).await.map_err(|e| {
             tracing::error!(error = %e, "outbound queue refused a resend");
             ApiError::Unavailable("outbound queue temporarily unavailable; resend again")

@@ -217,7 +217,7 @@ impl Sender {
         let entry = OutboxEntry::claim(command, now);
         let mine = match self.stores.outbox.claim(&entry).await? {
             Claim::Won(mine) => mine,
-            Claim::Held(held) => return self.held(held, now).await,
+            Claim::Held(held) => return self.held(command, held, now).await,
         };
         match self.attempt(command, &mine).await {
             Ok(d) => Ok(d),
@@ -233,11 +233,16 @@ impl Sender {
     }
 
     /// A redelivery, or a concurrent copy: never a second send.
-    async fn held(&self, held: OutboxEntry, now: Timestamp) -> Result<Delivery, SenderError> {
+    async fn held(
+        &self,
+        command: &OutboundCommand,
+        held: OutboxEntry,
+        now: Timestamp,
+    ) -> Result<Delivery, SenderError> {
         if let (OutboxState::Sent, Some(message_id)) = (held.state, &held.message_id) {
             // Sent and recorded; what follows a send may not have been written.
             if let Some(tenant) = self.stores.tenants.get(&held.tenant).await? {
-                self.after_sent(&held.command, &tenant, message_id).await?;
+                self.after_sent(command, &tenant, message_id).await?;
             }
         }
         if held.state != OutboxState::Claimed {

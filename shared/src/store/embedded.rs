@@ -1323,10 +1323,7 @@ impl OutboxStore for EmbeddedOutboxStore {
             key,
             attempt,
             &[OutboxState::Claimed, OutboxState::Stale],
-            |e| {
-                e.state = OutboxState::Released;
-                e.updated_at = at;
-            },
+            |e| e.release(at),
             None,
         ))
     }

@@ -2806,7 +2806,12 @@ async fn only_the_claim_that_holds_a_key_records_its_outcome(h: Harness) {
         (stored.state, stored.message_id.as_deref()),
         (OutboxState::Sent, Some("wamid.1"))
     );
-    assert_eq!(stored.command, cmd, "the command is kept with its outcome");
+    assert_eq!(stored.command, None, "the outcome drops the message and its recipient");
+    assert_eq!(
+        stored.digest,
+        shared::outbound::command_digest(&cmd),
+        "but keeps what tells it apart"
+    );
     let refused = Outcome::Refused(Refusal::OptedOut);
     assert!(
         !h.outbox
@@ -2865,6 +2870,10 @@ async fn stale_claims_are_listed_until_resolved(h: Harness) {
     let listed = h.outbox.stale(&PageRequest::first(10)).await.expect("list");
     let keys: Vec<&str> = listed.items.iter().map(|e| e.dedup_key.as_str()).collect();
     assert_eq!(keys, ["msg:s1", "msg:s2"], "oldest first");
+    assert!(
+        listed.items.iter().all(|e| e.command.is_some()),
+        "a stale send keeps its message for a resend"
+    );
     assert!(listed.items.iter().all(|e| e.state == OutboxState::Stale));
     // The attempt that held s1 records after all; an operator resends s2.
     let sent = Outcome::Sent {

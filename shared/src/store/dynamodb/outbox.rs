@@ -185,10 +185,7 @@ impl OutboxStore for DynamoOutboxStore {
             key,
             attempt,
             &[OutboxState::Claimed, OutboxState::Stale],
-            |e| {
-                e.state = OutboxState::Released;
-                e.updated_at = at;
-            },
+            |e| e.release(at),
             None,
         )
         .await
