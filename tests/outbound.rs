@@ -284,6 +284,9 @@ impl OutboxStore for CrashBeforeRecord {
     async fn stale(&self, page: &PageRequest) -> Result<Page<OutboxEntry>, StoreError> {
         self.inner.stale(page).await
     }
+    async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
+        self.inner.erase_stale(tenant, contact).await
+    }
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {
         self.inner.take_send_slot(account, second, limit).await
     }

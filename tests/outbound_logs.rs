@@ -83,11 +83,13 @@ async fn nothing_personal_and_no_token_reaches_a_log_line_on_the_way_out() {
         .init();
     let panics = Arc::new(Mutex::new(Vec::<String>::new()));
     let recorded = panics.clone();
+    let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         recorded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(info.to_string());
+        previous(info);
     }));
 
     let graph = GraphServer::start(TOKEN).await.expect("graph server");
@@ -197,6 +199,16 @@ async fn nothing_personal_and_no_token_reaches_a_log_line_on_the_way_out() {
     graph.fail_next_with(&[(0, 0)]);
     assert_eq!(send("shop", "l-4", &handle, text.clone()).await.0, 202);
     drain().await;
+    let listed = http
+        .get(format!("{url}/admin/outbound/stale"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("stale")
+        .text()
+        .await
+        .expect("text");
+    assert!(listed.contains("l-4"), "the silent send is listed: {listed}");
     // The other tenant's token is wrong.
     assert_eq!(send("other", "l-5", &other_handle, text.clone()).await.0, 202);
     drain().await;
@@ -235,16 +247,6 @@ async fn nothing_personal_and_no_token_reaches_a_log_line_on_the_way_out() {
             "{body}"
         );
     }
-    let listed = http
-        .get(format!("{url}/admin/outbound/stale"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("stale")
-        .text()
-        .await
-        .expect("text");
-    assert!(listed.contains("l-4"), "the silent send is listed: {listed}");
     stack.stop().await;
     assert!(
         graph.sends().len() >= 6,

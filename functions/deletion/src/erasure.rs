@@ -23,7 +23,8 @@ use shared::identity::IdentifierKind;
 use shared::identity::SubjectKey;
 use shared::queue::{Queue, QueueError};
 use shared::store::{
-    ConversationStore, EraseCursor, PrivacyRequestStore, QuarantineStore, RetentionReads, StoreError, Stores, all_pages,
+    ConversationStore, EraseCursor, OutboxStore, PrivacyRequestStore, QuarantineStore, RetentionReads, StoreError,
+    Stores, all_pages,
 };
 use shared::timestamp::Timestamp;
 use shared::wiring::{Resources, WiringError};
@@ -39,6 +40,8 @@ pub const DEFAULT_MAX_BATCHES: usize = 400;
 pub const CONVERSATIONS: &str = "conversations";
 /// ... and the quarantined and held envelopes.
 pub const QUARANTINE: &str = "quarantine";
+/// ... and the stale outbound sends addressed to the person.
+pub const OUTBOX: &str = "outbox";
 
 const WORKER: &str = "erasure worker";
 
@@ -85,6 +88,8 @@ pub struct ErasureWorker {
     optout: Arc<dyn Queue>,
     clock: SharedClock,
     max_batches: usize,
+    /// Stale outbound sends addressed to an erased contact keep its message for an operator.
+    outbox: Option<Arc<dyn OutboxStore>>,
 }
 
 /// The worker from its resources: the conversations and requests stores and its own queue
@@ -95,7 +100,8 @@ pub fn build(r: &impl Resources) -> Result<ErasureWorker, WiringError> {
         r.queue(QueueKind::Erasure)?,
         r.queue(QueueKind::OptOut)?,
         r.clock(),
-    ))
+    )
+    .with_outbox(r.outbox()))
 }
 
 fn digest(key: &shared::identity::SubjectKey) -> String {
@@ -113,7 +119,14 @@ impl ErasureWorker {
             optout,
             clock,
             max_batches: DEFAULT_MAX_BATCHES,
+            outbox: None,
         }
+    }
+
+    /// Erases the stale outbound sends of each contact too (every deployed worker has one).
+    pub fn with_outbox(mut self, outbox: Arc<dyn OutboxStore>) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// How many batches one invocation runs before handing the job on.
@@ -259,6 +272,16 @@ impl ErasureWorker {
             r = self.save(&r).await?;
         }
         let mut batches = 0;
+        if let Some(outbox) = &self.outbox {
+            let mut sends = 0;
+            for ReachedContact { contact, .. } in &reached {
+                sends += outbox.erase_stale(&contact.tenant, &contact.contact).await?;
+            }
+            if sends > 0 {
+                *r.progress.erased.entry(OUTBOX.to_owned()).or_default() += sends;
+                r = self.save(&r).await?;
+            }
+        }
         for ReachedContact { contact, links } in reached {
             for link in &links {
                 self.conversations.record_erasure(link, erased_at).await?;
@@ -291,8 +314,6 @@ impl ErasureWorker {
         self.verify_and_close(r).await
     }
 
-    /// Re-queries every index by the subject's keys. Anything left reopens the work (the job
-    /// fails and SQS delivers it again); nothing left closes the request with its receipt.
     /// Writes the worker's change to its request. The sender may append a note (a status link
     /// sent) while the worker holds the request: that conflict keeps the note and writes the
     /// change again. Any other concurrent change fails the job; SQS redelivers it, and the worker
@@ -311,6 +332,8 @@ impl ErasureWorker {
         Err(StoreError::Conflict.into())
     }
 
+    /// Re-queries every index by the subject's keys. Anything left reopens the work (the job
+    /// fails and SQS delivers it again); nothing left closes the request with its receipt.
     async fn verify_and_close(&self, mut r: PrivacyRequest) -> Result<Outcome, ErasureError> {
         let now = self.clock.now();
         let left = self.reach(&r).await?.len();

@@ -1245,11 +1245,14 @@ impl EmbeddedPrivacyRequestStore {
     }
 }
 
+/// An outbox entry under its (pk, sk), with when it was found stale (the sparse index's key).
+type OutboxSlot = (OutboxEntry, Option<Timestamp>);
+
 /// The sender's outbox in memory; `stale_at` is what the DynamoDB adapter's sparse index holds.
 #[derive(Debug)]
 pub struct EmbeddedOutboxStore {
     clock: SharedClock,
-    entries: Mutex<BTreeMap<(String, String), (OutboxEntry, Option<Timestamp>)>>,
+    entries: Mutex<BTreeMap<(String, String), OutboxSlot>>,
     slots: Mutex<BTreeMap<(String, i64), u32>>,
     conversations: Arc<EmbeddedConversationStore>,
 }
@@ -1361,6 +1364,16 @@ impl OutboxStore for EmbeddedOutboxStore {
             .collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         page_of(sorted, page, "stale-claims")
+    }
+
+    async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
+        let mut entries = lock(&self.entries);
+        let before = entries.len();
+        entries.retain(|_, (e, stale)| {
+            let addressed = e.command.as_ref().is_some_and(|c| c.to() == contact);
+            !(stale.is_some() && e.tenant == *tenant && addressed)
+        });
+        Ok((before - entries.len()) as u64)
     }
 
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {

@@ -544,6 +544,9 @@ pub trait OutboxStore: Send + Sync + Debug {
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<crate::outbound::OutboxEntry>, StoreError>;
     /// Live stale entries of every tenant, oldest first (a sparse index).
     async fn stale(&self, page: &PageRequest) -> Result<Page<crate::outbound::OutboxEntry>, StoreError>;
+    /// Deletes the tenant's live stale entries addressed to `contact` (they keep the message for
+    /// an operator): what an erasure of the contact deletes here. Returns how many it deleted.
+    async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError>;
     /// Takes one of `limit` sends of `account` in the epoch second `second`; false when all are
     /// taken.
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError>;

@@ -71,6 +71,7 @@ conformance!(
     stale_claims_are_listed_until_resolved,
     send_slots_stop_at_the_limit_within_a_second,
     the_window_read_finds_the_newest_inbound_message_only,
+    an_erasure_deletes_the_stale_sends_addressed_to_the_contact_only,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -2966,4 +2967,39 @@ async fn the_window_read_finds_the_newest_inbound_message_only(h: Harness) {
         Some(at(-7200)),
         "an unsent message is no message"
     );
+}
+
+async fn an_erasure_deletes_the_stale_sends_addressed_to_the_contact_only(h: Harness) {
+    use shared::outbound::OutboxEntry;
+    let shop = tenant("shop");
+    let (ana, bruno) = (wa_contact("AR.6"), wa_contact("AR.7"));
+    for (key, to) in [("a1", &ana), ("a2", &ana), ("b1", &bruno)] {
+        let cmd = outbound_text(key, to);
+        h.outbox
+            .claim(&OutboxEntry::claim(&cmd, h.clock.now()))
+            .await
+            .expect("claim");
+        if key != "a2" {
+            assert!(
+                h.outbox
+                    .mark_stale(&shop, &format!("msg:{key}"), 1, h.clock.now())
+                    .await
+                    .expect("stale")
+            );
+        }
+    }
+    assert_eq!(
+        h.outbox.erase_stale(&tenant("other"), &ana).await.expect("erase"),
+        0,
+        "per tenant"
+    );
+    assert_eq!(h.outbox.erase_stale(&shop, &ana).await.expect("erase"), 1);
+    assert!(h.outbox.get(&shop, "msg:a1").await.expect("read").is_none());
+    assert!(
+        h.outbox.get(&shop, "msg:a2").await.expect("read").is_some(),
+        "a claim being sent is left to its attempt"
+    );
+    let left = h.outbox.stale(&PageRequest::first(10)).await.expect("list");
+    assert_eq!(left.items.len(), 1);
+    assert_eq!(left.items[0].dedup_key, "msg:b1");
 }

@@ -232,6 +232,33 @@ impl OutboxStore for DynamoOutboxStore {
             .await
     }
 
+    async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
+        // The stale index is small (sends an operator has not resolved yet, a day at most).
+        let spec = QuerySpec {
+            index: Some(keys::STALE_CLAIMS_INDEX),
+            pk_attr: "stale_pk",
+            pk: s(keys::STALE_PK),
+            sk: None,
+            sort_at_most: None,
+            sort_at_least: None,
+            hide_expired_at: None,
+            scope: "stale-claims".to_owned(),
+            consistent: false,
+            filter: None,
+            newest_first: false,
+        };
+        let mut deleted = 0;
+        for item in self.outbox.query_all(&spec).await? {
+            let item: OutboxItem = from_item(item)?;
+            let entry: OutboxEntry = from_json(&item.entry_json)?;
+            let addressed = entry.command.as_ref().is_some_and(|c| c.to() == contact);
+            if entry.tenant == *tenant && addressed {
+                deleted += self.outbox.delete_counted(keys_of(tenant, &entry.dedup_key)).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {
         let update = Expr::new("ADD #n :one SET #exp = :exp")
             .name("#n", "n")
