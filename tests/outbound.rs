@@ -300,11 +300,14 @@ impl OutboxStore for CrashBeforeRecord {
     }
 }
 
-#[tokio::test]
-async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_the_claim_is_alarmed_and_listed() {
-    let (graph, e) = E2e::with_graph().await;
-    let _ana = tenant_a_and_ana(&e).await;
-    // A sender over the stack's own tables, queues and Meta, whose process dies once.
+/// A sender over the stack's tables (on DynamoDB Local), queues and Meta, its stores counting
+/// capacity on `meter`, its outbox as `outbox` makes it.
+async fn sender_over(
+    e: &E2e,
+    graph: &local_stack::graph_server::GraphServer,
+    meter: &shared::store::dynamodb::CapacityMeter,
+    outbox: impl FnOnce(Arc<dyn OutboxStore>) -> Arc<dyn OutboxStore>,
+) -> sender::Sender {
     let tables = e.stack.tables.clone().expect("tables on DynamoDB Local");
     let endpoints = shared::config::Endpoints {
         dynamodb: Some(std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT")),
@@ -312,17 +315,14 @@ async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_t
     };
     let dynamo = shared::aws::dynamodb(&shared::aws::sdk_config().await, &endpoints);
     let clock: shared::clock::SharedClock = Arc::new(e.stack.clock.clone());
-    let outbox = shared::store::dynamodb::outbox(&dynamo, &tables, clock.clone(), &Default::default());
-    let crashing = sender::Sender::new(
+    let stores = shared::store::dynamodb::stores(&dynamo, &tables, clock.clone(), meter);
+    sender::Sender::new(
         sender::SenderStores {
-            conversations: e.stack.stores.conversations.clone(),
-            opt_outs: e.stack.stores.opt_outs.clone(),
-            tenants: e.stack.stores.tenants.clone(),
-            privacy_requests: e.stack.stores.privacy_requests.clone(),
-            outbox: Arc::new(CrashBeforeRecord {
-                inner: outbox,
-                crashed: AtomicBool::new(false),
-            }),
+            conversations: stores.conversations,
+            opt_outs: stores.opt_outs,
+            tenants: stores.tenants,
+            privacy_requests: stores.privacy_requests,
+            outbox: outbox(shared::store::dynamodb::outbox(&dynamo, &tables, clock.clone(), meter)),
         },
         Arc::new(shared::meta::send::GraphSender::new(&graph.base_url(), &graph.base_url()).expect("client")),
         Arc::new(shared::meta::send::StaticTokens::new([(
@@ -331,17 +331,94 @@ async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_t
         )])),
         e.stack.queues[&shared::config::QueueKind::OptOut].clone(),
         clock,
-    );
-    let command = OutboundCommand::Message(shared::outbound::TenantMessage {
+    )
+}
+
+fn tenant_text(e: &E2e, key: &str, body: &str) -> OutboundCommand {
+    OutboundCommand::Message(shared::outbound::TenantMessage {
         tenant: TenantId::new("tenant-a").expect("valid"),
         to: ContactId::new(Channel::WhatsApp, ANA_BSUID).expect("valid"),
-        client_key: shared::outbound::ClientKey::new("crash-1").expect("valid"),
-        content: shared::outbound::Content::Text {
-            body: "Tu turno es mañana".to_owned(),
-        },
+        client_key: shared::outbound::ClientKey::new(key).expect("valid"),
+        content: shared::outbound::Content::Text { body: body.to_owned() },
         requested_by: OPERATOR.to_owned(),
         requested_at: e.stack.clock.now(),
+    })
+}
+
+/// Budgets per command (write units, read units), on DynamoDB Local through the real adapters.
+/// Capacity units are deterministic, so the budget is a test; BENCHMARKS.md has the figures.
+const SEND_BUDGETS: &[(&str, f64, f64)] = &[
+    ("a tenant's text to a known contact, sent", 6.0, 6.0),
+    ("the same command redelivered", 1.0, 1.0),
+    ("a tenant's text after STOP, refused", 3.0, 6.0),
+    ("a system reply (confirmation), sent", 4.0, 4.0),
+];
+
+#[tokio::test]
+async fn what_one_outbound_message_costs_in_capacity_units_stays_within_budget() {
+    let (graph, e) = E2e::with_graph().await;
+    let _ana = tenant_a_and_ana(&e).await;
+    let meter = shared::store::dynamodb::CapacityMeter::default();
+    let metered = sender_over(&e, &graph, &meter, |o| o).await;
+    let mut measured = Vec::new();
+    let mut measure = |name: &'static str, before: shared::store::dynamodb::Units| {
+        let after = meter.total();
+        measured.push((name, after.write - before.write, after.read - before.read));
+    };
+    let before = meter.total();
+    let sent = tenant_text(&e, "cost-1", "¿Te reservo el talle M?");
+    assert!(matches!(metered.deliver(&sent).await, Ok(sender::Delivery::Sent { .. })));
+    measure(SEND_BUDGETS[0].0, before);
+    let before = meter.total();
+    assert!(matches!(metered.deliver(&sent).await, Ok(sender::Delivery::Duplicate(_))));
+    measure(SEND_BUDGETS[1].0, before);
+
+    assert_eq!(e.post_webhook(&ana_says(&e, "wamid.COST-STOP", "STOP", 5)).await.0, 200);
+    e.drain().await;
+    let before = meter.total();
+    let refused = tenant_text(&e, "cost-2", "¿Y el azul?");
+    assert!(matches!(metered.deliver(&refused).await, Ok(sender::Delivery::Refused(_))));
+    measure(SEND_BUDGETS[2].0, before);
+
+    let reply = OutboundCommand::Reply(shared::optout::command::OutboundReply {
+        tenant: TenantId::new("tenant-a").expect("valid"),
+        to: ContactId::new(Channel::WhatsApp, ANA_BSUID).expect("valid"),
+        kind: shared::optout::command::ReplyKind::Help,
+        language: shared::domain::Locale::Spanish,
+        text: "Escribí BAJA para no recibir más mensajes.".to_owned(),
+        dedup_key: "cost-help".to_owned(),
+        request: None,
+        answering_at: Some(e.stack.clock.now()),
     });
+    let before = meter.total();
+    assert!(matches!(metered.deliver(&reply).await, Ok(sender::Delivery::Sent { .. })));
+    measure(SEND_BUDGETS[3].0, before);
+
+    println!("| case | write units | read units | budget (write / read) |");
+    println!("| --- | --- | --- | --- |");
+    for ((name, write, read), (_, max_write, max_read)) in measured.iter().zip(SEND_BUDGETS) {
+        println!("| {name} | {write:.2} | {read:.2} | ≤ {max_write} / ≤ {max_read} |");
+    }
+    for ((name, write, read), (_, max_write, max_read)) in measured.iter().zip(SEND_BUDGETS) {
+        assert!(write <= max_write && read <= max_read, "{name}: {write} write, {read} read units");
+    }
+    e.stack.stop().await;
+    graph.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_the_claim_is_alarmed_and_listed() {
+    let (graph, e) = E2e::with_graph().await;
+    let _ana = tenant_a_and_ana(&e).await;
+    // A sender over the stack's own tables, queues and Meta, whose process dies once.
+    let crashing = sender_over(&e, &graph, &Default::default(), |outbox| {
+        Arc::new(CrashBeforeRecord {
+            inner: outbox,
+            crashed: AtomicBool::new(false),
+        })
+    })
+    .await;
+    let command = tenant_text(&e, "crash-1", "Tu turno es mañana");
     let event = || {
         let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
         record.message_id = Some("sqs-1".to_owned());
@@ -394,6 +471,35 @@ async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_t
         .admin_post("/admin/tenants/tenant-a/messages/crash-1/resend", &json!({}))
         .await;
     assert_eq!(status, 409, "only a stale send can be resent");
+
+    // Another crash leaves a stale send holding a message to Ana; then she asks to be erased:
+    // the stale send goes with the rest of her data, counted in the receipt.
+    let crashing = sender_over(&e, &graph, &Default::default(), |outbox| {
+        Arc::new(CrashBeforeRecord {
+            inner: outbox,
+            crashed: AtomicBool::new(false),
+        })
+    })
+    .await;
+    let second = tenant_text(&e, "crash-2", "Tu turno es el lunes");
+    assert!(crashing.deliver(&second).await.is_err());
+    e.set_clock(e.stack.clock.now().plus(time::Duration::minutes(3))).await;
+    assert_eq!(crashing.deliver(&second).await.expect("decided"), sender::Delivery::Stale);
+    let request = json!({"kind": "erasure", "source": "email",
+        "identifiers": [{"type": "whatsapp_user_id", "value": ANA_BSUID}]});
+    let (status, created) = e.admin_post("/admin/privacy-requests", &request).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, approved) = e
+        .admin_post(&format!("/admin/privacy-requests/{id}/decision"), &json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    e.drain().await;
+    let (_, done) = e.admin_get(&format!("/admin/privacy-requests/{id}")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["receipt"]["erased"]["outbox"], 1, "{done}");
+    let (_, listed) = e.admin_get("/admin/outbound/stale").await;
+    assert_eq!(listed["stale"].as_array().map(Vec::len), Some(0), "{listed}");
     e.stack.stop().await;
     graph.stop().await;
 }

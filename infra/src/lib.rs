@@ -611,6 +611,12 @@ impl RunningStack {
              -H 'X-Hub-Signature-256: {signature}' --data-binary '{body}'\n\
              \nRead it back:\n  curl -s {url}/admin/tenants/demo/contacts -H 'Authorization: Bearer {agent}'\n  \
              curl -s {url}/admin/tenants/demo/contacts/{contact}/messages -H 'Authorization: Bearer {agent}'\n\
+             \nReply to the sample sender through the outbound sender (refused as no_token until \
+             TENANT_ACCESS_TOKENS holds the tenant's token and WHATSAPP_API_BASE_URL a Graph API, e.g. \
+             the loopback one the tests use; register the tenant with its access_token_secret):\n  \
+             curl -s -X POST {url}/admin/tenants/demo/messages -H 'Authorization: Bearer {agent}' \
+             -H 'Idempotency-Key: demo-reply-1' -d '{{\"to\":\"{contact}\",\"content\":{{\"type\":\"text\",\"body\":\"Hola\"}}}}'\n  \
+             curl -s {url}/admin/tenants/demo/messages/demo-reply-1 -H 'Authorization: Bearer {agent}'\n\
              \nCheck the audit trail:\n  curl -s '{url}/admin/audit/verify?tenant=demo' -H 'Authorization: Bearer {auditor}'\n\
              \nAsk for the sample sender's data to be erased (then approve it with POST .../<id>/decision \
              {{\"decision\":\"approve\"}}, and open its status_url):\n  curl -s -X POST {url}/admin/privacy-requests \
