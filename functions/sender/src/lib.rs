@@ -44,7 +44,12 @@ pub const STALE_CLAIMS: &str = "StaleClaims";
 pub const ACTOR: &str = "sender";
 /// How many times a send slot is asked for (each wait is up to the next second) before the
 /// command goes back to SQS.
-const SLOT_TRIES: u32 = 5;
+const SLOT_TRIES: u32 = 3;
+/// The longest one command can take: the send slot (3 s), Meta's three attempts with their
+/// backoff (`meta::send`: 3 x 4 s and under 0.1 s), the records around them. A command is not
+/// started with less than this left of the invocation: a timeout mid-send would leave a stale
+/// claim for an operator; one not started just goes back to SQS.
+pub const COMMAND_BUDGET: Duration = Duration::from_secs(17);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -158,18 +163,35 @@ impl Sender {
         }
     }
 
+    /// A batch with no time limit (the local stack).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let (response, counters) = self.handle_counted(event).await;
+        self.handle_within(event, Duration::MAX).await
+    }
+
+    /// A batch in an invocation with `time_left`: commands it has no time to finish go back to
+    /// SQS unstarted.
+    pub async fn handle_within(&self, event: SqsEvent, time_left: Duration) -> SqsBatchResponse {
+        let (response, counters) = self.handle_counted(event, time_left).await;
         shared::metrics::emit("sender", self.clock.now(), &counters);
         response
     }
 
-    /// `handle`, with the counters it emits (CloudWatch metrics; `StaleClaims` is alarmed).
-    pub async fn handle_counted(&self, event: SqsEvent) -> (SqsBatchResponse, [(&'static str, u64); 6]) {
+    /// `handle_within`, with the counters it emits (CloudWatch metrics; `StaleClaims` is alarmed).
+    pub async fn handle_counted(
+        &self,
+        event: SqsEvent,
+        time_left: Duration,
+    ) -> (SqsBatchResponse, [(&'static str, u64); 6]) {
         let mut response = SqsBatchResponse::default();
         let mut counts = Counts::default();
+        let started = std::time::Instant::now();
         for record in event.records {
             let message_id = record.message_id.clone().unwrap_or_default();
+            if time_left.saturating_sub(started.elapsed()) < COMMAND_BUDGET {
+                counts.retried += 1;
+                response.batch_item_failures.push(failure(message_id));
+                continue;
+            }
             let command: OutboundCommand = match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
                 Ok(c) => c,
                 Err(_) => {

@@ -522,7 +522,7 @@ async fn a_stale_claim_raises_the_metric_the_template_alarms_on() {
     record.body = Some(serde_json::to_string(&cmd).expect("json"));
     let mut event = SqsEvent::default();
     event.records = vec![record];
-    let (response, counters) = f.sender.handle_counted(event).await;
+    let (response, counters) = f.sender.handle_counted(event, Duration::MAX).await;
     assert!(response.batch_item_failures.is_empty(), "decided: nothing to redeliver");
     assert!(counters.contains(&(STALE_CLAIMS, 1)), "{counters:?}");
 
@@ -566,4 +566,27 @@ fn the_template_keeps_claims_honest_and_leaves_replies_room() {
         .as_i64()
         .expect("a default");
     assert!(tenants < reserved, "{tenants} of {reserved}");
+}
+
+#[tokio::test]
+async fn a_command_is_not_started_without_the_time_to_finish_it() {
+    let f = fixture().await;
+    let cmd = f.message("late-in-the-invocation", text("hola"));
+    let mut record = SqsMessage::default();
+    record.message_id = Some("m-1".to_owned());
+    record.body = Some(serde_json::to_string(&cmd).expect("json"));
+    let mut event = SqsEvent::default();
+    event.records = vec![record];
+    let short = COMMAND_BUDGET - Duration::from_secs(1);
+    let (response, _) = f.sender.handle_counted(event, short).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "back to SQS, unstarted");
+    assert!(f.meta.calls().is_empty());
+    assert!(
+        f.outbox
+            .get(&tenant_id(), "msg:late-in-the-invocation")
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing claimed, so its redelivery is sent, not held as stale"
+    );
 }

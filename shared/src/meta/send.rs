@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 /// Where the WhatsApp Cloud API is, unless `WHATSAPP_API_BASE_URL` says otherwise (a test server).
 pub const DEFAULT_WHATSAPP_API_BASE_URL: &str = "https://graph.facebook.com/v23.0";
 pub const WHATSAPP_API_BASE_URL: &str = "WHATSAPP_API_BASE_URL";
-/// One request's wait for Meta's answer.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One request's wait for Meta's answer (Meta answers in well under a second).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 /// Attempts per send on answers that say nothing was sent.
 const ATTEMPTS: u32 = 3;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

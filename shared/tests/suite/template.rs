@@ -146,7 +146,7 @@ fn resource_problem(v: &Value) -> Option<String> {
             let star = s.find('*')?;
             // Tenants' access-token secrets are put by an operator, one per tenant, outside the
             // stack: they cannot be named resources, so they are scoped by the stack's own prefix.
-            if s.starts_with(TENANT_SECRETS_ARN_PREFIX) && star > TENANT_SECRETS_ARN_PREFIX.len() {
+            if s.starts_with(TENANT_SECRETS_ARN_PREFIX) && star >= TENANT_SECRETS_ARN_PREFIX.len() {
                 return None;
             }
             let named = s

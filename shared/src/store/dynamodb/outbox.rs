@@ -130,9 +130,17 @@ fn keys_of(tenant: &TenantId, dedup_key: &str) -> super::table::Item {
 #[async_trait]
 impl OutboxStore for DynamoOutboxStore {
     async fn claim(&self, entry: &OutboxEntry) -> Result<Claim, StoreError> {
-        // Two rounds at most: a concurrent claim between the read and the write is read again.
+        // The put first: a first delivery (nearly every one) costs no read.
+        let free = Expr::new("attribute_not_exists(pk) OR #exp <= :now")
+            .name("#exp", keys::EXPIRES_AT)
+            .value(":now", n(self.clock.now().unix_seconds()));
+        let item = to_item(&OutboxItem::of(entry, None)?)?;
+        if let Written::Yes(_) = self.outbox.put(item, Some(free), false).await? {
+            return Ok(Claim::Won(entry.clone()));
+        }
+        // Held, or released: a released key is claimed again by the attempt after it. A
+        // concurrent change between the read and the write is read again.
         for _ in 0..3 {
-            let now = self.clock.now();
             match self.read(&entry.tenant, &entry.dedup_key).await? {
                 Some(held) if held.state != OutboxState::Released => return Ok(Claim::Held(held)),
                 Some(released) => {
@@ -145,16 +153,8 @@ impl OutboxStore for DynamoOutboxStore {
                         return Ok(Claim::Won(mine));
                     }
                 }
-                None => {
-                    // Nothing stored, or only an expired entry TTL has not removed yet.
-                    let condition = Expr::new("attribute_not_exists(pk) OR #exp <= :now")
-                        .name("#exp", keys::EXPIRES_AT)
-                        .value(":now", n(now.unix_seconds()));
-                    let item = to_item(&OutboxItem::of(entry, None)?)?;
-                    if let Written::Yes(_) = self.outbox.put(item, Some(condition), false).await? {
-                        return Ok(Claim::Won(entry.clone()));
-                    }
-                }
+                // Expired between the put and the read: free again.
+                None => return self.claim(entry).await,
             }
         }
         Err(StoreError::Conflict)
