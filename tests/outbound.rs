@@ -275,6 +275,15 @@ impl OutboxStore for CrashBeforeRecord {
     async fn release(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
         self.inner.release(tenant, key, attempt, at).await
     }
+    async fn release_for_resend(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_for_resend(tenant, key, attempt, at).await
+    }
     async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
         self.inner.mark_stale(tenant, key, attempt, at).await
     }
@@ -519,8 +528,20 @@ async fn a_redelivery_after_a_crash_between_claim_and_record_sends_nothing_and_t
     let (_, done) = e.admin_get(&format!("/admin/privacy-requests/{id}")).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["receipt"]["erased"]["outbox"], 1, "{done}");
+    // Still listed (it may have reached her), but without her or the message: it cannot be resent.
     let (_, listed) = e.admin_get("/admin/outbound/stale").await;
-    assert_eq!(listed["stale"].as_array().map(Vec::len), Some(0), "{listed}");
+    let stale = listed["stale"].as_array().cloned().unwrap_or_default();
+    assert_eq!(stale.len(), 1, "{listed}");
+    assert!(stale[0]["contact"].is_null(), "{listed}");
+    let (status, _) = e
+        .admin_post("/admin/tenants/tenant-a/messages/crash-2/resend", &json!({}))
+        .await;
+    assert_eq!(status, 409, "an erased person's message is not sent again");
+    assert_eq!(
+        graph.sends().len(),
+        3,
+        "the crashed attempt's copy and the resend of crash-1, and this one's first"
+    );
     e.stack.stop().await;
     graph.stop().await;
 }

@@ -40,7 +40,9 @@ pub fn messages_per_second(channel: Channel) -> u32 {
 pub struct ClientKey(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("idempotency key must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.', ':'")]
+#[error(
+    "idempotency key must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.', ':', with no run of seven digits (keys are logged and audited: never a phone number)"
+)]
 pub struct BadClientKey;
 
 impl ClientKey {
@@ -48,7 +50,8 @@ impl ClientKey {
         let s = s.into();
         let ok = (1..=64).contains(&s.len())
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            && !crate::access::may_identify(&s);
         if ok { Ok(Self(s)) } else { Err(BadClientKey) }
     }
 
@@ -123,6 +126,9 @@ impl fmt::Debug for Content {
 
 /// Longest text body WhatsApp accepts (4,096 characters); Instagram's is 1,000 bytes.
 pub const MAX_TEXT_CHARS: usize = 4096;
+/// The most a message's content may weigh as JSON (template components, interactive objects):
+/// far over what Meta takes, far under SQS's and DynamoDB's limits.
+pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
 pub const MAX_INSTAGRAM_TEXT_BYTES: usize = 1000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,6 +147,8 @@ pub enum BadContent {
     Interactive,
     #[error("Instagram messages can only be text")]
     NotOnInstagram,
+    #[error("content must be at most {MAX_CONTENT_BYTES} bytes as JSON")]
+    TooLarge,
 }
 
 impl Content {
@@ -172,6 +180,9 @@ impl Content {
     /// Refuses what Meta would refuse for good, so the tenant hears it at once (400), not as a
     /// failure later.
     pub fn check(&self, channel: Channel) -> Result<(), BadContent> {
+        if serde_json::to_vec(self).map_or(true, |v| v.len() > MAX_CONTENT_BYTES) {
+            return Err(BadContent::TooLarge);
+        }
         match self {
             Self::Text { body } => {
                 let chars = body.chars().count();
@@ -700,6 +711,11 @@ mod tests {
             Err(BadContent::NotOnInstagram)
         );
         assert!(ClientKey::new("a b").is_err() && ClientKey::new("").is_err() && ClientKey::new("ord-1:2").is_ok());
+        assert!(ClientKey::new("5491123456789").is_err(), "a phone number as a key");
+        let huge = Content::Interactive {
+            interactive: serde_json::json!({"body": {"text": "x".repeat(MAX_CONTENT_BYTES)}}),
+        };
+        assert_eq!(huge.check(Channel::WhatsApp), Err(BadContent::TooLarge), "over 64 KB");
     }
 
     #[test]

@@ -436,12 +436,19 @@ impl OutboundApi {
         let Some(entry) = self.outbox.get(tenant, &dedup).await.map_err(unavailable)? else {
             return Err(ApiError::NotFound("no send by that key in the last 24 hours"));
         };
-        if entry.state != OutboxState::Stale {
+        // A stale send, or one released for a resend whose queueing failed (it kept its message).
+        let retry = entry.state == OutboxState::Released && entry.command.is_some();
+        if entry.state != OutboxState::Stale && !retry {
             return Err(ApiError::Conflict(format!(
                 "only a stale send can be resent; this one is {}",
                 entry.state.as_str()
             )));
         }
+        let Some(command) = &entry.command else {
+            return Err(ApiError::Conflict(
+                "the send no longer holds its message (its person was erased)".to_owned(),
+            ));
+        };
         self.audit(
             AuditChain::Tenant(tenant.clone()),
             actor,
@@ -453,19 +460,17 @@ impl OutboundApi {
             Some(req),
         )
         .await?;
-        if !self
-            .outbox
-            .release(tenant, &dedup, entry.attempt, self.clock.now())
-            .await
-            .map_err(unavailable)?
+        if !retry
+            && !self
+                .outbox
+                .release_for_resend(tenant, &dedup, entry.attempt, self.clock.now())
+                .await
+                .map_err(unavailable)?
         {
             return Err(ApiError::Conflict(
                 "the send changed meanwhile; read it again".to_owned(),
             ));
         }
-        let Some(command) = &entry.command else {
-            return Err(ApiError::Conflict("the send no longer holds its message".to_owned()));
-        };
         let queue = match command {
             OutboundCommand::Reply(_) => &self.replies_queue,
             OutboundCommand::Message(_) => &self.tenant_queue,

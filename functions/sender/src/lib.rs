@@ -45,11 +45,11 @@ pub const ACTOR: &str = "sender";
 /// How many times a send slot is asked for (each wait is up to the next second) before the
 /// command goes back to SQS.
 const SLOT_TRIES: u32 = 3;
-/// The longest one command can take: the send slot (3 s), Meta's three attempts with their
-/// backoff (`meta::send`: 3 x 4 s and under 0.1 s), the records around them. A command is not
-/// started with less than this left of the invocation: a timeout mid-send would leave a stale
-/// claim for an operator; one not started just goes back to SQS.
-pub const COMMAND_BUDGET: Duration = Duration::from_secs(17);
+/// The longest one command can take: the token's first read (5 s), the send slot (3 s), Meta's
+/// three attempts with their backoff (`meta::send`: 3 x 4 s and under 0.1 s), the records around
+/// them. A command is not started with less than this left of the invocation: a timeout
+/// mid-send would leave a stale claim for an operator; one not started just goes back to SQS.
+pub const COMMAND_BUDGET: Duration = Duration::from_secs(23);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -85,6 +85,19 @@ pub enum Delivery {
     /// A claim with no outcome was found: the message may have left, so it is listed for an
     /// operator instead of sent again.
     Stale,
+}
+
+impl Delivery {
+    /// For logs and metrics: never Meta's message id.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sent { .. } => "sent",
+            Self::Refused(r) => r.as_str(),
+            Self::Failed(_) => "failed",
+            Self::Duplicate(_) => "duplicate",
+            Self::Stale => "stale",
+        }
+    }
 }
 
 /// The stores the sender uses: built alone in Lambda, so its binary links no other.
@@ -212,7 +225,8 @@ impl Sender {
                         Delivery::Duplicate(_) => counts.duplicates += 1,
                         Delivery::Stale => counts.stale += 1,
                     }
-                    tracing::info!(%message_id, tenant = %command.tenant(), key = %key, outcome = ?d, "outbound command done");
+                    // The kind only: a WhatsApp message id encodes the recipient's number.
+                    tracing::info!(%message_id, tenant = %command.tenant(), key = %key, outcome = d.kind(), "outbound command done");
                 }
                 Err(e) => {
                     counts.retried += 1;
@@ -261,11 +275,27 @@ impl Sender {
         held: OutboxEntry,
         now: Timestamp,
     ) -> Result<Delivery, SenderError> {
-        if let (OutboxState::Sent, Some(message_id)) = (held.state, &held.message_id) {
-            // Sent and recorded; what follows a send may not have been written.
-            if let Some(tenant) = self.stores.tenants.get(&held.tenant).await? {
-                self.after_sent(command, &tenant, message_id).await?;
+        // Recorded; what follows the record may not have been written. Only for the same message
+        // (a key reused with other content before the first was claimed is not it), and at the
+        // recorded time, so the writes land where the first attempt's did.
+        let same = held.digest == shared::outbound::command_digest(command);
+        match (held.state, &held.message_id, held.error_code) {
+            (OutboxState::Sent, Some(message_id), _) if same => {
+                if let Some(tenant) = self.stores.tenants.get(&held.tenant).await? {
+                    self.after_sent(command, &tenant, message_id, held.updated_at).await?;
+                }
             }
+            (OutboxState::Failed, _, Some(shared::meta::whatsapp::MARKETING_STOPPED_ERROR)) if same => {
+                if let Some(tenant) = self.stores.tenants.get(&held.tenant).await? {
+                    let contact = self.stores.conversations.get_contact(&tenant.id, command.to()).await?;
+                    self.marketing_stopped(&tenant, command.to(), contact.as_ref(), held.updated_at)
+                        .await?;
+                }
+            }
+            _ if !same => {
+                tracing::warn!(tenant = %held.tenant, key = %held.dedup_key, "a key used again for another message: the second is not sent");
+            }
+            _ => {}
         }
         if held.state != OutboxState::Claimed {
             return Ok(Delivery::Duplicate(held.state));
@@ -370,7 +400,11 @@ impl Sender {
             to: &to.stable_id,
             content: &content,
         };
-        match self.graph.send(&token, &request).await {
+        let sent = self.graph.send(&token, &request).await;
+        // One time for the record and what follows it, so a redelivery that completes them
+        // writes the same items.
+        let at = self.clock.now();
+        match sent {
             Ok(sent) => {
                 // The send's record first: it is what keeps a redelivery from sending again.
                 self.finish(
@@ -378,11 +412,12 @@ impl Sender {
                     Outcome::Sent {
                         message_id: sent.message_id.clone(),
                     },
+                    at,
                 )
                 .await?;
                 // Then where it is kept; if that fails, the redelivery finds the send recorded
-                // and completes this (both writes are idempotent).
-                self.after_sent(command, &tenant, &sent.message_id)
+                // and completes this at the recorded time (both writes are idempotent).
+                self.after_sent(command, &tenant, &sent.message_id, at)
                     .await
                     .map_err(Attempt::Unrecorded)?;
                 Ok(Delivery::Sent {
@@ -390,17 +425,21 @@ impl Sender {
                 })
             }
             Err(e @ SendError::Retryable { .. }) => Err(Attempt::NotSent(e.to_string())),
+            // Refused before anything left (the request could not be made).
+            Err(e @ SendError::Config(_)) => Err(Attempt::NotSent(e.to_string())),
             Err(SendError::Permanent { code, .. }) => {
+                self.finish(mine, Outcome::Failed { code }, at).await?;
+                tracing::warn!(tenant = %tenant.id, key = %mine.dedup_key, code = ?code, "Meta refused the message for good");
                 if code == Some(shared::meta::whatsapp::MARKETING_STOPPED_ERROR) {
-                    self.marketing_stopped(&tenant, to, contact.as_ref())
+                    // Recorded first: if this fails, the redelivery finds the failure and
+                    // queues the STOP again, as the same event.
+                    self.marketing_stopped(&tenant, to, contact.as_ref(), at)
                         .await
                         .map_err(Attempt::Unrecorded)?;
                 }
-                self.finish(mine, Outcome::Failed { code }).await?;
-                tracing::warn!(tenant = %tenant.id, key = %mine.dedup_key, code = ?code, "Meta refused the message for good");
                 Ok(Delivery::Failed(code))
             }
-            Err(e @ (SendError::Ambiguous(_) | SendError::Config(_))) => {
+            Err(e @ SendError::Ambiguous(_)) => {
                 // It may have left: the claim stays, and is marked stale for an operator now
                 // rather than at the next delivery.
                 tracing::error!(tenant = %tenant.id, key = %mine.dedup_key, error = %e, "outbound send ended without an answer");
@@ -416,17 +455,20 @@ impl Sender {
     }
 
     async fn refuse(&self, mine: &OutboxEntry, refusal: Refusal) -> Result<Delivery, Attempt> {
-        self.finish(mine, Outcome::Refused(refusal)).await?;
+        // Decided before any send: a refusal that cannot be recorded releases the claim.
+        if let Err(Attempt::Unrecorded(e)) = self.finish(mine, Outcome::Refused(refusal), self.clock.now()).await {
+            return Err(Attempt::NotSent(e.log_safe()));
+        }
         tracing::info!(tenant = %mine.tenant, key = %mine.dedup_key, reason = refusal.as_str(), "outbound message refused");
         Ok(Delivery::Refused(refusal))
     }
 
     /// Records the attempt's outcome. Failing to is an unrecorded outcome: the redelivery will
     /// find the claim and, the message having possibly left, mark it stale.
-    async fn finish(&self, mine: &OutboxEntry, outcome: Outcome) -> Result<(), Attempt> {
+    async fn finish(&self, mine: &OutboxEntry, outcome: Outcome, at: Timestamp) -> Result<(), Attempt> {
         self.stores
             .outbox
-            .finish(&mine.tenant, &mine.dedup_key, mine.attempt, &outcome, self.clock.now())
+            .finish(&mine.tenant, &mine.dedup_key, mine.attempt, &outcome, at)
             .await
             .map_err(|e| Attempt::Unrecorded(e.into()))?;
         Ok(())
@@ -462,6 +504,7 @@ impl Sender {
         command: &OutboundCommand,
         tenant: &Tenant,
         message_id: &str,
+        sent_at: Timestamp,
     ) -> Result<(), SenderError> {
         let (to, content) = (command.to(), command.content());
         match command {
@@ -470,7 +513,7 @@ impl Sender {
                     tracing::warn!(tenant = %tenant.id, "Meta's message id is not one we can store; the message is not recorded in the conversation");
                     return Ok(());
                 };
-                let now = self.clock.now();
+                let now = sent_at;
                 let upsert = ContactUpsert {
                     tenant: tenant.id.clone(),
                     contact: to.clone(),
@@ -541,6 +584,7 @@ impl Sender {
         tenant: &Tenant,
         to: &ContactId,
         contact: Option<&shared::domain::Contact>,
+        at: Timestamp,
     ) -> Result<(), SenderError> {
         let Some(contact) = contact else {
             return Ok(());
@@ -554,7 +598,7 @@ impl Sender {
         {
             subject_keys.swap(0, i);
         }
-        let now = self.clock.now();
+        // The failure's recorded time is the event's identity: queued again, it is a replay.
         let cmd = OptOutCommand {
             tenant: tenant.id.clone(),
             contact: to.clone(),
@@ -562,8 +606,8 @@ impl Sender {
             action: CommandAction::OptOut,
             scope: OptOutScope::Marketing,
             source: OptOutSource::FailedStatus,
-            event_at: now,
-            order_at: now,
+            event_at: at,
+            order_at: at,
             only_while_opted_out: false,
             language: None,
         };

@@ -555,9 +555,12 @@ fn the_template_keeps_claims_honest_and_leaves_replies_room() {
         assert!(visibility >= 6 * timeout && visibility > stale, "{q}: {visibility} s");
     }
     let events = &r["SenderFunction"]["Properties"]["Events"];
-    let tenants = events["TenantMessages"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
-        .as_i64()
-        .expect("the tenants' queue is capped");
+    let cap = &events["TenantMessages"]["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+    let parameter = match cap {
+        serde_yaml::Value::Tagged(t) if t.tag == "!Ref" => t.value.as_str().expect("a parameter name"),
+        other => panic!("the tenants' queue is capped by a parameter: {other:?}"),
+    };
+    let tenants = t["Parameters"][parameter]["Default"].as_i64().expect("a default");
     assert!(
         events["Replies"]["Properties"]["ScalingConfig"].is_null(),
         "replies are not capped"
@@ -565,7 +568,10 @@ fn the_template_keeps_claims_honest_and_leaves_replies_room() {
     let reserved = t["Parameters"]["SenderReservedConcurrency"]["Default"]
         .as_i64()
         .expect("a default");
-    assert!(tenants < reserved, "{tenants} of {reserved}");
+    assert!(
+        tenants + 2 <= reserved,
+        "{tenants} of {reserved}: replies keep at least 2"
+    );
 }
 
 #[tokio::test]
@@ -588,5 +594,87 @@ async fn a_command_is_not_started_without_the_time_to_finish_it() {
             .expect("read")
             .is_none(),
         "nothing claimed, so its redelivery is sent, not held as stale"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_completes_the_first_send_at_its_time_and_a_reused_key_writes_nothing() {
+    let f = fixture().await;
+    let first = f.message("reused", text("Tu pedido salió"));
+    assert!(matches!(f.sender.deliver(&first).await, Ok(Delivery::Sent { .. })));
+    f.clock.set(f.clock.now().plus(time::Duration::minutes(5)));
+    // The same message again, minutes later: the conversation item is the first one's.
+    assert!(matches!(
+        f.sender.deliver(&first).await,
+        Ok(Delivery::Duplicate(OutboxState::Sent))
+    ));
+    // The key reused for another message (both queued before the first was claimed).
+    let other = f.message("reused", text("Otro texto"));
+    assert!(matches!(
+        f.sender.deliver(&other).await,
+        Ok(Delivery::Duplicate(OutboxState::Sent))
+    ));
+    let messages = f
+        .stores
+        .conversations
+        .list_messages(&tenant_id(), &f.ana, &PageRequest::first(10))
+        .await
+        .expect("list");
+    let out: Vec<_> = messages
+        .items
+        .iter()
+        .filter(|m| m.direction == Direction::Outbound)
+        .collect();
+    assert_eq!(out.len(), 1, "one item, at the send's time");
+    assert_eq!(out[0].content["text"]["body"], "Tu pedido salió");
+    assert_eq!(f.meta.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_that_could_not_be_made_releases_the_claim_and_a_131050_stop_is_queued_again_as_one_event() {
+    let f = fixture().await;
+    f.meta.answer(Err(SendError::Config(
+        "the sending account id is not numeric".to_owned(),
+    )));
+    let cmd = f.message("unmade", text("hola"));
+    assert!(matches!(f.sender.deliver(&cmd).await, Err(SenderError::Later(_))));
+    let entry = f
+        .outbox
+        .get(&tenant_id(), "msg:unmade")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(entry.state, OutboxState::Released, "nothing left: not stale");
+
+    f.meta.answer(Err(SendError::Permanent {
+        status: 400,
+        code: Some(131050),
+    }));
+    let promo = f.message(
+        "promo-again",
+        Content::Template {
+            name: "promo".into(),
+            language: "es".into(),
+            category: TemplateCategory::Marketing,
+            components: serde_json::Value::Null,
+        },
+    );
+    assert_eq!(
+        f.sender.deliver(&promo).await.expect("decided"),
+        Delivery::Failed(Some(131050))
+    );
+    assert_eq!(
+        f.sender.deliver(&promo).await.expect("again"),
+        Delivery::Duplicate(OutboxState::Failed)
+    );
+    let queued = f.optout_queue.receive(10, Duration::ZERO).await.expect("receive");
+    assert_eq!(queued.len(), 2, "queued again by the redelivery");
+    let events: Vec<OptOutCommand> = queued
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("a command"))
+        .collect();
+    assert_eq!(
+        events[0].event_at, events[1].event_at,
+        "as the same event: the opt-out function replays it"
     );
 }

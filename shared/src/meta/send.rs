@@ -201,41 +201,49 @@ impl GraphSender {
             .get_or_try_init(|| async { https_client() })
             .await
             .map_err(|e: GraphError| SendError::Config(e.to_string()))?;
-        let response = match tokio::time::timeout(ATTEMPT_TIMEOUT, http.request(request)).await {
-            Err(_) => return Err(SendError::Ambiguous("no answer in time".to_owned())),
-            // Refused before a byte went out: nothing was sent.
-            Ok(Err(e)) if e.is_connect() => return Err(SendError::Retryable { status: 0, code: None }),
-            Ok(Err(_)) => return Err(SendError::Ambiguous("the connection broke".to_owned())),
-            Ok(Ok(r)) => r,
-        };
-        let status = response.status().as_u16();
-        let read = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect();
-        let bytes = match tokio::time::timeout(ATTEMPT_TIMEOUT, read).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            _ if (200..300).contains(&status) => {
-                return Err(SendError::Ambiguous("the answer could not be read".to_owned()));
-            }
-            _ => Bytes::new(),
-        };
-        let json: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if (200..300).contains(&status) {
-            // WhatsApp: messages[0].id; Instagram: message_id.
-            let id = json["messages"][0]["id"]
-                .as_str()
-                .or_else(|| json["message_id"].as_str());
-            return match id {
-                Some(id) if !id.is_empty() => Ok(Sent {
-                    message_id: id.to_owned(),
-                }),
-                _ => Err(SendError::Ambiguous("accepted without a message id".to_owned())),
-            };
+        // One wait for the whole exchange, the answer's body included.
+        tokio::time::timeout(ATTEMPT_TIMEOUT, exchange(http, request))
+            .await
+            .unwrap_or_else(|_| Err(SendError::Ambiguous("no answer in time".to_owned())))
+    }
+}
+
+async fn exchange(
+    http: &Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<Sent, SendError> {
+    let response = match http.request(request).await {
+        // Refused before a byte went out: nothing was sent.
+        Err(e) if e.is_connect() => return Err(SendError::Retryable { status: 0, code: None }),
+        Err(_) => return Err(SendError::Ambiguous("the connection broke".to_owned())),
+        Ok(r) => r,
+    };
+    let status = response.status().as_u16();
+    let bytes = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) if (200..300).contains(&status) => {
+            return Err(SendError::Ambiguous("the answer could not be read".to_owned()));
         }
-        let code = json["error"]["code"].as_i64();
-        if retryable(status, code) {
-            Err(SendError::Retryable { status, code })
-        } else {
-            Err(SendError::Permanent { status, code })
-        }
+        Err(_) => Bytes::new(),
+    };
+    let json: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if (200..300).contains(&status) {
+        // WhatsApp: messages[0].id; Instagram: message_id.
+        let id = json["messages"][0]["id"]
+            .as_str()
+            .or_else(|| json["message_id"].as_str());
+        return match id {
+            Some(id) if !id.is_empty() => Ok(Sent {
+                message_id: id.to_owned(),
+            }),
+            _ => Err(SendError::Ambiguous("accepted without a message id".to_owned())),
+        };
+    }
+    let code = json["error"]["code"].as_i64();
+    if retryable(status, code) {
+        Err(SendError::Retryable { status, code })
+    } else {
+        Err(SendError::Permanent { status, code })
     }
 }
 

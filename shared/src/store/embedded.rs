@@ -1331,6 +1331,26 @@ impl OutboxStore for EmbeddedOutboxStore {
         ))
     }
 
+    async fn release_for_resend(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.transition(
+            tenant,
+            key,
+            attempt,
+            &[OutboxState::Stale],
+            |e| {
+                e.state = OutboxState::Released;
+                e.updated_at = at;
+            },
+            None,
+        ))
+    }
+
     async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
         Ok(self.transition(
             tenant,
@@ -1367,13 +1387,15 @@ impl OutboxStore for EmbeddedOutboxStore {
     }
 
     async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
-        let mut entries = lock(&self.entries);
-        let before = entries.len();
-        entries.retain(|_, (e, stale)| {
+        let mut forgotten = 0;
+        for (e, stale) in lock(&self.entries).values_mut() {
             let addressed = e.command.as_ref().is_some_and(|c| c.to() == contact);
-            !(stale.is_some() && e.tenant == *tenant && addressed)
-        });
-        Ok((before - entries.len()) as u64)
+            if stale.is_some() && e.state == OutboxState::Stale && e.tenant == *tenant && addressed {
+                e.command = None;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
     }
 
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {

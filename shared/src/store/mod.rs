@@ -539,13 +539,25 @@ pub trait OutboxStore: Send + Sync + Debug {
     /// Claim `attempt` (claimed or stale) is known not to have sent: the next delivery may claim
     /// the key again. False when the entry is no longer that claim's.
     async fn release(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError>;
+    /// An operator's resend of stale claim `attempt`: released as `release` does, but keeping
+    /// the message, which the resend queues again (and queues again if that fails). False when
+    /// it is no longer that stale claim.
+    async fn release_for_resend(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Marks claim `attempt` stale, listed for an operator; false when it is no longer claimed.
     async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError>;
     async fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<crate::outbound::OutboxEntry>, StoreError>;
     /// Live stale entries of every tenant, oldest first (a sparse index).
     async fn stale(&self, page: &PageRequest) -> Result<Page<crate::outbound::OutboxEntry>, StoreError>;
-    /// Deletes the tenant's live stale entries addressed to `contact` (they keep the message for
-    /// an operator): what an erasure of the contact deletes here. Returns how many it deleted.
+    /// Drops the message (recipient and content) from the tenant's stale entries addressed to
+    /// `contact`: what an erasure of the contact removes here. The entries stay, so their keys
+    /// still hold against a redelivery, and stay listed, but can no longer be resent. Returns how
+    /// many it changed.
     async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError>;
     /// Takes one of `limit` sends of `account` in the epoch second `second`; false when all are
     /// taken.

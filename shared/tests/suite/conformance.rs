@@ -71,7 +71,7 @@ conformance!(
     stale_claims_are_listed_until_resolved,
     send_slots_stop_at_the_limit_within_a_second,
     the_window_read_finds_the_newest_inbound_message_only,
-    an_erasure_deletes_the_stale_sends_addressed_to_the_contact_only,
+    an_erasure_forgets_the_message_of_stale_sends_to_the_contact_only,
 );
 
 fn tenant(id: &str) -> TenantId {
@@ -2872,6 +2872,13 @@ async fn stale_claims_are_listed_until_resolved(h: Harness) {
     let keys: Vec<&str> = listed.items.iter().map(|e| e.dedup_key.as_str()).collect();
     assert_eq!(keys, ["msg:s1", "msg:s2"], "oldest first");
     assert!(
+        !h.outbox
+            .release_for_resend(&shop, "msg:s2", 2, h.clock.now())
+            .await
+            .expect("resend"),
+        "only the stale claim's own attempt"
+    );
+    assert!(
         listed.items.iter().all(|e| e.command.is_some()),
         "a stale send keeps its message for a resend"
     );
@@ -2888,9 +2895,15 @@ async fn stale_claims_are_listed_until_resolved(h: Harness) {
     );
     assert!(
         h.outbox
-            .release(&shop, "msg:s2", 1, h.clock.now())
+            .release_for_resend(&shop, "msg:s2", 1, h.clock.now())
             .await
             .expect("release")
+    );
+    let resent = h.outbox.get(&shop, "msg:s2").await.expect("read").expect("kept");
+    assert_eq!(resent.state, shared::outbound::OutboxState::Released);
+    assert!(
+        resent.command.is_some(),
+        "a resend keeps the message until it is queued"
     );
     assert!(
         h.outbox
@@ -2969,7 +2982,7 @@ async fn the_window_read_finds_the_newest_inbound_message_only(h: Harness) {
     );
 }
 
-async fn an_erasure_deletes_the_stale_sends_addressed_to_the_contact_only(h: Harness) {
+async fn an_erasure_forgets_the_message_of_stale_sends_to_the_contact_only(h: Harness) {
     use shared::outbound::OutboxEntry;
     let shop = tenant("shop");
     let (ana, bruno) = (wa_contact("AR.6"), wa_contact("AR.7"));
@@ -2994,12 +3007,31 @@ async fn an_erasure_deletes_the_stale_sends_addressed_to_the_contact_only(h: Har
         "per tenant"
     );
     assert_eq!(h.outbox.erase_stale(&shop, &ana).await.expect("erase"), 1);
-    assert!(h.outbox.get(&shop, "msg:a1").await.expect("read").is_none());
+    let erased = h
+        .outbox
+        .get(&shop, "msg:a1")
+        .await
+        .expect("read")
+        .expect("the entry stays");
+    assert_eq!(erased.command, None, "without the message or its recipient");
     assert!(
-        h.outbox.get(&shop, "msg:a2").await.expect("read").is_some(),
-        "a claim being sent is left to its attempt"
+        matches!(
+            h.outbox
+                .claim(&OutboxEntry::claim(&outbound_text("a1", &ana), h.clock.now()))
+                .await,
+            Ok(shared::outbound::Claim::Held(_))
+        ),
+        "its key still holds: a redelivery sends nothing"
     );
-    let left = h.outbox.stale(&PageRequest::first(10)).await.expect("list");
-    assert_eq!(left.items.len(), 1);
-    assert_eq!(left.items[0].dedup_key, "msg:b1");
+    let claimed = h.outbox.get(&shop, "msg:a2").await.expect("read").expect("kept");
+    assert!(claimed.command.is_some(), "a claim being sent is left to its attempt");
+    let listed = h.outbox.stale(&PageRequest::first(10)).await.expect("list");
+    let with_message: Vec<&str> = listed
+        .items
+        .iter()
+        .filter(|e| e.command.is_some())
+        .map(|e| e.dedup_key.as_str())
+        .collect();
+    assert_eq!(with_message, ["msg:b1"], "Bruno's stale send keeps his");
+    assert_eq!(h.outbox.erase_stale(&shop, &ana).await.expect("again"), 0);
 }

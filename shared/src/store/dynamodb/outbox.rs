@@ -191,6 +191,27 @@ impl OutboxStore for DynamoOutboxStore {
         .await
     }
 
+    async fn release_for_resend(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        attempt: u32,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            tenant,
+            key,
+            attempt,
+            &[OutboxState::Stale],
+            |e| {
+                e.state = OutboxState::Released;
+                e.updated_at = at;
+            },
+            None,
+        )
+        .await
+    }
+
     async fn mark_stale(&self, tenant: &TenantId, key: &str, attempt: u32, at: Timestamp) -> Result<bool, StoreError> {
         self.transition(
             tenant,
@@ -233,7 +254,8 @@ impl OutboxStore for DynamoOutboxStore {
     }
 
     async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
-        // The stale index is small (sends an operator has not resolved yet, a day at most).
+        // The stale index is small (sends an operator has not resolved yet, a day at most). The
+        // entry stays, so its key still holds against a redelivery; its message goes.
         let spec = QuerySpec {
             index: Some(keys::STALE_CLAIMS_INDEX),
             pk_attr: "stale_pk",
@@ -247,16 +269,28 @@ impl OutboxStore for DynamoOutboxStore {
             filter: None,
             newest_first: false,
         };
-        let mut deleted = 0;
+        let mut forgotten = 0;
         for item in self.outbox.query_all(&spec).await? {
             let item: OutboxItem = from_item(item)?;
-            let entry: OutboxEntry = from_json(&item.entry_json)?;
-            let addressed = entry.command.as_ref().is_some_and(|c| c.to() == contact);
-            if entry.tenant == *tenant && addressed {
-                deleted += self.outbox.delete_counted(keys_of(tenant, &entry.dedup_key)).await?;
+            let listed: OutboxEntry = from_json(&item.entry_json)?;
+            let addressed = listed.command.as_ref().is_some_and(|c| c.to() == contact);
+            if listed.tenant != *tenant || !addressed {
+                continue;
             }
+            let stale_at = item.stale_at_ms.map(Timestamp::from_unix_millis);
+            let changed = self
+                .transition(
+                    tenant,
+                    &listed.dedup_key,
+                    listed.attempt,
+                    &[OutboxState::Stale],
+                    |e| e.command = None,
+                    stale_at,
+                )
+                .await?;
+            forgotten += u64::from(changed);
         }
-        Ok(deleted)
+        Ok(forgotten)
     }
 
     async fn take_send_slot(&self, account: &ChannelAccount, second: i64, limit: u32) -> Result<bool, StoreError> {
