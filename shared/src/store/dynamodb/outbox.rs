@@ -123,6 +123,23 @@ impl DynamoOutboxStore {
     }
 }
 
+/// The sparse index of stale claims, oldest first; expired ones hidden when `now` is given.
+fn stale_claims(now: Option<Timestamp>) -> QuerySpec {
+    QuerySpec {
+        index: Some(keys::STALE_CLAIMS_INDEX),
+        pk_attr: "stale_pk",
+        pk: s(keys::STALE_PK),
+        sk: None,
+        sort_at_most: None,
+        sort_at_least: None,
+        hide_expired_at: now,
+        scope: "stale-claims".to_owned(),
+        consistent: false,
+        filter: None,
+        newest_first: false,
+    }
+}
+
 fn keys_of(tenant: &TenantId, dedup_key: &str) -> super::table::Item {
     key(keys::outbox_pk(tenant), keys::outbox_sk(dedup_key))
 }
@@ -232,19 +249,7 @@ impl OutboxStore for DynamoOutboxStore {
     }
 
     async fn stale(&self, page: &PageRequest) -> Result<Page<OutboxEntry>, StoreError> {
-        let spec = QuerySpec {
-            index: Some(keys::STALE_CLAIMS_INDEX),
-            pk_attr: "stale_pk",
-            pk: s(keys::STALE_PK),
-            sk: None,
-            sort_at_most: None,
-            sort_at_least: None,
-            hide_expired_at: Some(self.clock.now()),
-            scope: "stale-claims".to_owned(),
-            consistent: false,
-            filter: None,
-            newest_first: false,
-        };
+        let spec = stale_claims(Some(self.clock.now()));
         self.outbox
             .query_page(&spec, page, |i| {
                 let item: OutboxItem = from_item(i)?;
@@ -256,19 +261,7 @@ impl OutboxStore for DynamoOutboxStore {
     async fn erase_stale(&self, tenant: &TenantId, contact: &ContactId) -> Result<u64, StoreError> {
         // The stale index is small (sends an operator has not resolved yet, a day at most). The
         // entry stays, so its key still holds against a redelivery; its message goes.
-        let spec = QuerySpec {
-            index: Some(keys::STALE_CLAIMS_INDEX),
-            pk_attr: "stale_pk",
-            pk: s(keys::STALE_PK),
-            sk: None,
-            sort_at_most: None,
-            sort_at_least: None,
-            hide_expired_at: None,
-            scope: "stale-claims".to_owned(),
-            consistent: false,
-            filter: None,
-            newest_first: false,
-        };
+        let spec = stale_claims(None);
         let mut forgotten = 0;
         for item in self.outbox.query_all(&spec).await? {
             let item: OutboxItem = from_item(item)?;
